@@ -1,0 +1,339 @@
+//! Attaching and removing capture: triggers, the registry of captured
+//! layouts, and the checks that catch schema drift.
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use serde::Serialize;
+
+use cdc_schema::log::{CONSUMERS_TABLE, LOG_TABLE, TABLES_TABLE, drop_internal_ddl, internal_ddl};
+use cdc_schema::{Affinity, TableDesc, quote_ident};
+
+use crate::db::{classify, path_of};
+use crate::error::{Error, Result};
+use crate::event::Cdc;
+use crate::schema::{describe, describe_difference};
+
+/// One registered layout of a captured table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Registered {
+    /// Capture id written in every log row of this layout.
+    pub tid: i64,
+    pub desc: TableDesc,
+    pub fingerprint: String,
+    /// False once the table was uninstalled or re-attached with a new
+    /// layout; kept so that log rows still pending decode correctly.
+    pub active: bool,
+}
+
+/// What `install` did for one table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Installed {
+    /// Triggers created for the first time.
+    New { table: String },
+    /// Already installed and unchanged: nothing was written.
+    Unchanged { table: String },
+    /// Re-attached after the table changed (what changed is said).
+    Reattached { table: String, changes: String },
+}
+
+/// Whether the internal tables exist.
+pub fn is_initialised(conn: &Connection) -> Result<bool> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [LOG_TABLE],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Every registered layout, active first.
+pub fn registry(conn: &Connection) -> Result<Vec<Registered>> {
+    if !is_initialised(conn)? {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT tid, description, fingerprint, active FROM {} ORDER BY active DESC, name, tid",
+        quote_ident(TABLES_TABLE)
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (tid, description, fingerprint, active) = row?;
+        out.push(Registered { tid, desc: serde_json::from_str(&description)?, fingerprint, active });
+    }
+    Ok(out)
+}
+
+/// The active registration of `table` (matched ignoring ASCII case).
+pub fn active(conn: &Connection, table: &str) -> Result<Option<Registered>> {
+    Ok(registry(conn)?.into_iter().find(|r| r.active && r.desc.name.eq_ignore_ascii_case(table)))
+}
+
+fn triggers_in_place(conn: &Connection, desc: &TableDesc) -> Result<bool> {
+    let mut stmt = conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?;
+    for (op, expected) in cdc_schema::Op::ALL.iter().zip(desc.create_triggers()) {
+        let sql: Option<String> = stmt.query_row([desc.trigger_name(*op)], |r| r.get(0)).ok();
+        if sql.as_deref() != Some(expected.as_str()) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
+    let desc = describe(conn, name)?;
+    desc.validate()?;
+    let table = desc.name.to_string();
+    let (tid, fingerprint) = (desc.capture_id(), desc.fingerprint());
+    let previous = active(conn, &table)?;
+    if let Some(prev) = &previous
+        && prev.tid == tid
+        && prev.fingerprint == fingerprint
+        && triggers_in_place(conn, &desc)?
+    {
+        return Ok(Installed::Unchanged { table });
+    }
+    if let Some(other) = registry(conn)?.iter().find(|r| r.tid == tid && !r.desc.name.eq_ignore_ascii_case(&table)) {
+        return Err(Error::CorruptLog {
+            seq: 0,
+            problem: format!("capture id {tid} of table {table:?} collides with table {:?}", other.desc.name),
+        });
+    }
+    for sql in desc.drop_triggers() {
+        conn.execute(&sql, [])?;
+    }
+    for sql in desc.create_triggers() {
+        conn.execute(&sql, [])?;
+    }
+    let registry = quote_ident(TABLES_TABLE);
+    conn.execute(&format!("UPDATE {registry} SET active = 0 WHERE name = ?1 COLLATE NOCASE"), [&table])?;
+    conn.execute(
+        &format!(
+            "INSERT INTO {registry}(tid, name, fingerprint, description, active) VALUES(?1, ?2, ?3, ?4, 1) \
+             ON CONFLICT(tid) DO UPDATE SET name = excluded.name, fingerprint = excluded.fingerprint, \
+             description = excluded.description, active = 1"
+        ),
+        params![tid, table, fingerprint, serde_json::to_string(&desc)?],
+    )?;
+    Ok(match previous {
+        None => Installed::New { table },
+        Some(prev) => {
+            let mut changes = describe_difference(&prev.desc, &desc);
+            if changes.is_empty() {
+                changes = "triggers were missing or modified and were recreated".into();
+            }
+            Installed::Reattached { table, changes }
+        }
+    })
+}
+
+/// Attaches capture to `tables` in one transaction: all or nothing.
+/// Installing an unchanged table again writes nothing.
+pub fn install(conn: &mut Connection, tables: &[String]) -> Result<Vec<Installed>> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    for sql in internal_ddl() {
+        tx.execute(&sql, [])?;
+    }
+    let outcomes = tables.iter().map(|t| install_one(&tx, t)).collect::<Result<Vec<_>>>()?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(outcomes)
+}
+
+/// Attaches capture for a `#[derive(Cdc)]` struct after checking that the
+/// live table matches it; every mismatch is named in one error.
+pub fn install_for<T: Cdc>(conn: &mut Connection) -> Result<Installed> {
+    let live = describe(conn, &T::TABLE.name)?;
+    let problems = struct_mismatches(&T::TABLE, &live);
+    if !problems.is_empty() {
+        return Err(Error::StructMismatch { table: live.name.to_string(), rust_type: T::RUST_TYPE, problems });
+    }
+    Ok(install(conn, &[live.name.to_string()])?.remove(0))
+}
+
+/// How a struct's description differs from the live table: missing and
+/// extra columns, type affinity, primary key, rowid-ness.
+pub fn struct_mismatches(wanted: &TableDesc, live: &TableDesc) -> Vec<String> {
+    let mut problems = Vec::new();
+    for w in wanted.captured() {
+        match live.captured().find(|l| l.name == w.name) {
+            None => problems.push(format!("column {:?} is missing from the table", w.name)),
+            Some(l) => {
+                let (wa, la) = (w.affinity(), l.affinity());
+                // A struct field with no declared type accepts anything.
+                if wa != la && wa != Affinity::Blob {
+                    problems.push(format!(
+                        "column {:?} is declared {:?} ({la:?} affinity) but the field maps to {:?} ({wa:?} affinity)",
+                        w.name, l.decl_type, w.decl_type
+                    ));
+                }
+                if (w.primary_key > 0) != (l.primary_key > 0) {
+                    let (is, field) = if l.primary_key > 0 { ("is", "is not") } else { ("is not", "is") };
+                    problems.push(format!("column {:?} {is} part of the primary key but the field {field}", w.name));
+                }
+            }
+        }
+    }
+    for l in live.captured() {
+        if !wanted.captured().any(|w| w.name == l.name) {
+            problems.push(format!("column {:?} has no field (add one; capture copies every column)", l.name));
+        }
+    }
+    if wanted.without_rowid != live.without_rowid {
+        let is = if live.without_rowid { "is" } else { "is not" };
+        problems.push(format!("the table {is} WITHOUT ROWID but the struct says otherwise"));
+    }
+    problems
+}
+
+/// Removes capture from `tables`, or from every captured table when
+/// `None`. Once no table is captured, the internal tables are dropped too,
+/// so the file's schema is exactly what it was before the first install.
+/// Application data is never touched.
+pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>) -> Result<Vec<String>> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    let registered = registry(&tx)?;
+    let targets: Vec<&Registered> = match tables {
+        None => registered.iter().filter(|r| r.active).collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                registered
+                    .iter()
+                    .find(|r| r.active && r.desc.name.eq_ignore_ascii_case(n))
+                    .ok_or_else(|| Error::NotCaptured(n.clone()))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let registry_table = quote_ident(TABLES_TABLE);
+    for r in &targets {
+        for sql in r.desc.drop_triggers() {
+            tx.execute(&sql, [])?;
+        }
+        tx.execute(&format!("UPDATE {registry_table} SET active = 0 WHERE tid = ?1"), [r.tid])?;
+    }
+    let removed = targets.iter().map(|r| r.desc.name.to_string()).collect();
+    if is_initialised(&tx)? {
+        let still: i64 = tx.query_row(&format!("SELECT count(*) FROM {registry_table} WHERE active = 1"), [], |r| r.get(0))?;
+        if still == 0 {
+            for sql in drop_internal_ddl() {
+                tx.execute(&sql, [])?;
+            }
+        }
+    }
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(removed)
+}
+
+/// Checks that each active captured table still matches its fingerprint
+/// and still has its triggers. Returns the active registrations of
+/// `tables` (all active ones when empty), or [`Error::SchemaDrift`] /
+/// [`Error::NotCaptured`] naming the first problem.
+pub fn verify(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
+    let active: Vec<Registered> = registry(conn)?.into_iter().filter(|r| r.active).collect();
+    let selected: Vec<Registered> = if tables.is_empty() {
+        active
+    } else {
+        tables
+            .iter()
+            .map(|t| {
+                active.iter().find(|r| r.desc.name.eq_ignore_ascii_case(t)).cloned().ok_or_else(|| match describe(conn, t) {
+                    Ok(_) => Error::NotCaptured(t.clone()),
+                    Err(e) => e,
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    for r in &selected {
+        if let Some(what) = drift(conn, r)? {
+            return Err(Error::SchemaDrift {
+                table: r.desc.name.to_string(),
+                what,
+                db: path_of(conn).display().to_string(),
+            });
+        }
+    }
+    Ok(selected)
+}
+
+/// What changed about a registered table since install, if anything.
+pub fn drift(conn: &Connection, r: &Registered) -> Result<Option<String>> {
+    let live = match describe(conn, &r.desc.name) {
+        Ok(live) => live,
+        Err(Error::UnknownTable(_)) => return Ok(Some("the table was dropped or renamed".into())),
+        Err(e) => return Err(e),
+    };
+    if live.fingerprint() != r.fingerprint {
+        let what = describe_difference(&r.desc, &live);
+        return Ok(Some(if what.is_empty() { "its definition changed".into() } else { what }));
+    }
+    if !triggers_in_place(conn, &r.desc)? {
+        return Ok(Some("its capture triggers were dropped or modified".into()));
+    }
+    Ok(None)
+}
+
+/// A consumer and how far it got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConsumerStatus {
+    pub name: String,
+    pub position: i64,
+    /// Changes in the log after its position.
+    pub pending: i64,
+}
+
+/// A captured table's health.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TableStatus {
+    pub name: String,
+    pub capture_id: i64,
+    pub fingerprint: String,
+    /// `None` when the table matches its fingerprint and has its triggers.
+    pub drift: Option<String>,
+}
+
+/// What `cdc-setup status` reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub wal: bool,
+    pub tables: Vec<TableStatus>,
+    pub log_rows: i64,
+    pub oldest_seq: Option<i64>,
+    pub newest_seq: Option<i64>,
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// Reads the capture status of a database (read-only).
+pub fn status(conn: &Connection) -> Result<Status> {
+    let wal = crate::db::is_wal(conn)?;
+    if !is_initialised(conn)? {
+        return Ok(Status { wal, tables: vec![], log_rows: 0, oldest_seq: None, newest_seq: None, consumers: vec![] });
+    }
+    let mut tables = Vec::new();
+    for r in registry(conn)?.into_iter().filter(|r| r.active) {
+        tables.push(TableStatus {
+            name: r.desc.name.to_string(),
+            capture_id: r.tid,
+            fingerprint: r.fingerprint.clone(),
+            drift: drift(conn, &r)?,
+        });
+    }
+    let log = quote_ident(LOG_TABLE);
+    let (log_rows, oldest_seq, newest_seq) = conn.query_row(
+        &format!("SELECT count(*), min(seq), max(seq) FROM {log} WHERE op != 0"),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT name, position, (SELECT count(*) FROM {log} WHERE seq > position AND op != 0) FROM {} ORDER BY name",
+        quote_ident(CONSUMERS_TABLE)
+    ))?;
+    let consumers = stmt
+        .query_map([], |r| Ok(ConsumerStatus { name: r.get(0)?, position: r.get(1)?, pending: r.get(2)? }))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Status { wal, tables, log_rows, oldest_seq, newest_seq, consumers })
+}

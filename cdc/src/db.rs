@@ -1,0 +1,66 @@
+//! Opening a source database safely: never create it, recognise what is
+//! not SQLite, wait for locks with a busy timeout, notice read-only files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+
+use crate::error::{Error, Result};
+
+/// How long a connection waits for another writer before failing.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Access a caller needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// Opens an existing SQLite file. A missing file is an error and is not
+/// created; a non-SQLite file is reported as such; with
+/// [`Access::ReadWrite`], a file that cannot be written is refused up front.
+pub fn open(path: &Path, access: Access) -> Result<Connection> {
+    if !path.is_file() {
+        return Err(if path.exists() { Error::NotADatabase(path.into()) } else { Error::MissingFile(path.into()) });
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    flags |= match access {
+        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
+    conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
+    // Reading the schema is what fails on a file that is not SQLite.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| classify(e, path))?;
+    if access == Access::ReadWrite && conn.is_readonly(rusqlite::MAIN_DB)? {
+        return Err(Error::ReadOnly(path.into()));
+    }
+    Ok(conn)
+}
+
+/// Turns SQLite's error codes into errors that name the file.
+pub fn classify(err: rusqlite::Error, path: &Path) -> Error {
+    match err.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.into()),
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            Error::Locked { path: path.into(), waited_ms: DEFAULT_BUSY_TIMEOUT.as_millis() as u64 }
+        }
+        Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if path.exists() => Error::ReadOnly(path.into()),
+        _ => Error::Sqlite(err),
+    }
+}
+
+/// The file a connection has open, for error messages (`:memory:` when none).
+pub fn path_of(conn: &Connection) -> PathBuf {
+    conn.path().filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(":memory:"))
+}
+
+/// Whether the database is in WAL mode (recommended: readers never block
+/// the application's writers).
+pub fn is_wal(conn: &Connection) -> Result<bool> {
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+    Ok(mode.eq_ignore_ascii_case("wal"))
+}

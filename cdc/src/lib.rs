@@ -1,0 +1,34 @@
+#![doc = include_str!("../../README.md")]
+#![forbid(unsafe_code)]
+//!
+//! # Crate map
+//!
+//! - [`capture`]: attach and remove capture, the registry, drift checks, status.
+//! - [`log`]: read the log back as [`Change`]s, positions, pruning.
+//! - [`schema`]: introspect live tables into [`TableDesc`].
+//! - [`Value`], [`Event`], [`Change`], [`TypedChange`], the [`Cdc`] trait
+//!   implemented by `#[derive(Cdc)]`.
+
+pub mod capture;
+pub mod db;
+mod error;
+mod event;
+pub mod log;
+pub mod schema;
+mod value;
+
+pub use cdc_derive::Cdc;
+pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
+pub use error::{Error, Result};
+pub use event::{Cdc, Change, Event, Row, TypedChange};
+pub use value::Value;
+
+/// Re-exports used by code that `#[derive(Cdc)]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use std::borrow::Cow;
+    pub use std::result::Result::{Err, Ok};
+    pub use std::vec::Vec;
+    pub use std::string::String;
+    pub use std::format;
+}

@@ -1,0 +1,225 @@
+//! Reading the log back as changes, consumer positions, and pruning.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use cdc_schema::log::{CHUNK_WIDTH, CONSUMERS_TABLE, LOG_TABLE, read_sql};
+use cdc_schema::{Op, TableDesc, quote_ident};
+
+use crate::capture::registry;
+use crate::error::{Error, Result};
+use crate::event::{Change, Row};
+use crate::value::Value;
+
+/// A registered layout, ready for decoding.
+#[derive(Debug)]
+pub struct Layout {
+    pub table: Arc<str>,
+    pub columns: Arc<[String]>,
+    pub desc: TableDesc,
+    pub has_rowid: bool,
+    pub image_len: usize,
+}
+
+impl Layout {
+    fn new(desc: TableDesc) -> Layout {
+        Layout {
+            table: desc.name.as_ref().into(),
+            columns: desc.captured().map(|c| c.name.to_string()).collect(),
+            has_rowid: !desc.without_rowid,
+            image_len: desc.image_len(),
+            desc,
+        }
+    }
+
+    fn row(&self, values: &mut std::vec::Drain<'_, Value>) -> Row {
+        let rowid = if self.has_rowid {
+            match values.next() {
+                Some(Value::Integer(i)) => Some(i),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Row { rowid, values: values.take(self.image_len - usize::from(self.has_rowid)).collect() }
+    }
+}
+
+/// Changes read in one go, and the last log `seq` they cover (which can be
+/// past the last change when rows were skipped).
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub changes: Vec<Change>,
+    pub end_seq: i64,
+}
+
+/// Decodes log rows into [`Change`]s, caching registered layouts.
+#[derive(Debug, Default)]
+pub struct LogReader {
+    layouts: HashMap<i64, Arc<Layout>>,
+}
+
+/// Julian day (as written by `julianday('now')`) to Unix milliseconds.
+pub fn julian_to_unix_ms(jd: f64) -> i64 {
+    ((jd - 2_440_587.5) * 86_400_000.0).round() as i64
+}
+
+impl LogReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn layout(&mut self, conn: &Connection, tid: i64, seq: i64) -> Result<Arc<Layout>> {
+        if let Some(l) = self.layouts.get(&tid) {
+            return Ok(l.clone());
+        }
+        for r in registry(conn)? {
+            self.layouts.entry(r.tid).or_insert_with(|| Arc::new(Layout::new(r.desc)));
+        }
+        self.layouts
+            .get(&tid)
+            .cloned()
+            .ok_or_else(|| Error::CorruptLog { seq, problem: format!("unknown capture id {tid} (was the registry edited?)") })
+    }
+
+    /// Reads up to `max_changes` whole changes after `after`, in `seq`
+    /// order, never more than `up_to` (inclusive). Rows are streamed from
+    /// SQLite, so memory is bounded by `max_changes`, not by the backlog.
+    pub fn read(&mut self, conn: &Connection, after: i64, up_to: i64, max_changes: usize) -> Result<Batch> {
+        let mut stmt = conn.prepare_cached(&read_sql())?;
+        let mut rows = stmt.query(params![after, up_to])?;
+        let mut batch = Batch { changes: Vec::new(), end_seq: after };
+        // The change being assembled: its header and the values so far.
+        let mut pending: Option<(Change, Arc<Layout>, usize, Vec<Value>)> = None;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let op_code: i64 = r.get(2)?;
+            if op_code == 0 && pending.is_none() {
+                // A continuation whose head was pruned or read before: skip.
+                batch.end_seq = seq;
+                continue;
+            }
+            if op_code != 0 {
+                if pending.is_some() {
+                    return Err(Error::CorruptLog { seq, problem: "change ends early (missing continuation rows)".into() });
+                }
+                if batch.changes.len() >= max_changes {
+                    break;
+                }
+                let tid: i64 = r.get(1)?;
+                let op = Op::from_code(op_code)
+                    .ok_or_else(|| Error::CorruptLog { seq, problem: format!("unknown operation code {op_code}") })?;
+                let layout = self.layout(conn, tid, seq)?;
+                let ts: f64 = r.get::<_, Option<f64>>(3)?.unwrap_or(2_440_587.5);
+                let total = layout.image_len * if op == Op::Update { 2 } else { 1 };
+                let change = Change {
+                    seq,
+                    table: layout.table.clone(),
+                    columns: layout.columns.clone(),
+                    op,
+                    time_ms: julian_to_unix_ms(ts),
+                    before: None,
+                    after: None,
+                };
+                pending = Some((change, layout, total, Vec::with_capacity(total)));
+            }
+            let (change, layout, total, values) = pending.as_mut().expect("set above");
+            let here = (*total - values.len()).min(CHUNK_WIDTH);
+            for i in 0..here {
+                let v = Value::from_ref(r.get_ref(4 + i)?).map_err(|_| Error::InvalidUtf8 {
+                    table: change.table.to_string(),
+                    seq: change.seq,
+                    column: column_name(layout, values.len()),
+                })?;
+                values.push(v);
+            }
+            batch.end_seq = seq;
+            if values.len() == *total {
+                let (mut change, layout, _, mut values) = pending.take().expect("set above");
+                let mut drain = values.drain(..);
+                match change.op {
+                    Op::Insert => change.after = Some(layout.row(&mut drain)),
+                    Op::Delete => change.before = Some(layout.row(&mut drain)),
+                    Op::Update => {
+                        change.before = Some(layout.row(&mut drain));
+                        change.after = Some(layout.row(&mut drain));
+                    }
+                }
+                batch.changes.push(change);
+            }
+        }
+        if let Some((change, ..)) = pending {
+            // Only possible when `up_to` cut a change: never at a commit point.
+            return Err(Error::CorruptLog { seq: change.seq, problem: "change is incomplete at the end of the read".into() });
+        }
+        Ok(batch)
+    }
+}
+
+/// The column that value `index` of a change belongs to.
+fn column_name(layout: &Layout, index: usize) -> String {
+    let i = index % layout.image_len;
+    match (layout.has_rowid, i) {
+        (true, 0) => "rowid".into(),
+        (true, i) => layout.columns[i - 1].clone(),
+        (false, i) => layout.columns[i].clone(),
+    }
+}
+
+/// The highest `seq` in the log (0 when empty). Read inside a transaction
+/// it is a commit point: the log only ever shows whole source transactions.
+pub fn high_water(conn: &Connection) -> Result<i64> {
+    let sql = format!("SELECT coalesce(max(seq), 0) FROM {}", quote_ident(LOG_TABLE));
+    Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+}
+
+/// The lowest `seq` still in the log, if any.
+pub fn low_water(conn: &Connection) -> Result<Option<i64>> {
+    let sql = format!("SELECT min(seq) FROM {}", quote_ident(LOG_TABLE));
+    Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+}
+
+/// A consumer's durable position (last acknowledged `seq`).
+pub fn position(conn: &Connection, consumer: &str) -> Result<Option<i64>> {
+    let sql = format!("SELECT position FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
+    Ok(conn.query_row(&sql, [consumer], |r| r.get(0)).optional()?)
+}
+
+/// Records a consumer's position. Positions only move forward.
+pub fn set_position(conn: &Connection, consumer: &str, seq: i64) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {}(name, position) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET \
+         position = max(position, excluded.position), updated_at = CURRENT_TIMESTAMP",
+        quote_ident(CONSUMERS_TABLE)
+    );
+    conn.execute(&sql, params![consumer, seq])?;
+    Ok(())
+}
+
+/// Deletes log rows every consumer has acknowledged, always keeping the
+/// newest row: `seq` is an `INTEGER PRIMARY KEY` without `AUTOINCREMENT`,
+/// and SQLite would hand out `max + 1` again if the top rows were deleted.
+/// Does nothing while there is no consumer. Returns the rows deleted.
+pub fn prune(conn: &Connection) -> Result<usize> {
+    let log = quote_ident(LOG_TABLE);
+    let min: Option<i64> =
+        conn.query_row(&format!("SELECT min(position) FROM {}", quote_ident(CONSUMERS_TABLE)), [], |r| r.get(0))?;
+    let Some(min) = min else { return Ok(0) };
+    let deleted = conn.execute(
+        &format!("DELETE FROM {log} WHERE seq <= ?1 AND seq < (SELECT max(seq) FROM {log})"),
+        [min],
+    )?;
+    if deleted > 0 {
+        // Layouts no longer active and no longer referenced can go.
+        conn.execute(
+            &format!(
+                "DELETE FROM {} WHERE active = 0 AND NOT EXISTS (SELECT 1 FROM {log} WHERE tid = {0}.tid)",
+                quote_ident(cdc_schema::log::TABLES_TABLE)
+            ),
+            [],
+        )?;
+    }
+    Ok(deleted)
+}

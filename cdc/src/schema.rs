@@ -1,0 +1,82 @@
+//! Introspection of live tables into the shared [`TableDesc`] model.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use cdc_schema::{ColumnDesc, TableDesc};
+
+use crate::error::{Error, Result};
+
+/// Describes table `name` of the main schema (name matched as SQLite does,
+/// ignoring ASCII case). Views, virtual and shadow tables are refused.
+pub fn describe(conn: &Connection, name: &str) -> Result<TableDesc> {
+    let found: Option<(String, String, bool)> = conn
+        .query_row(
+            "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ?1 COLLATE NOCASE",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let (name, kind, without_rowid) = found.ok_or_else(|| Error::UnknownTable(name.to_string()))?;
+    match kind.as_str() {
+        "table" => {}
+        "virtual" => return Err(Error::VirtualTable(name)),
+        "shadow" => return Err(Error::NotATable { name, kind: "shadow table of a virtual table".into() }),
+        other => return Err(Error::NotATable { name, kind: other.to_string() }),
+    }
+    let mut stmt = conn.prepare(
+        "SELECT name, type, \"notnull\", pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid",
+    )?;
+    let columns = stmt
+        .query_map([&name], |r| {
+            let hidden: i64 = r.get(4)?;
+            Ok(ColumnDesc {
+                name: r.get::<_, String>(0)?.into(),
+                decl_type: r.get::<_, String>(1)?.into(),
+                not_null: r.get(2)?,
+                primary_key: r.get(3)?,
+                generated: hidden == 2 || hidden == 3,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(TableDesc { name: name.into(), columns: columns.into(), without_rowid })
+}
+
+/// Ordinary tables of the main schema that capture applies to with
+/// `--all`: everything but SQLite's and this project's internal tables,
+/// views, virtual tables and their shadow tables.
+pub fn capturable_tables(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
+         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cdc\\_%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(names)
+}
+
+/// One line saying how `now` differs from `then` (empty when equal in every
+/// respect the fingerprint covers).
+pub fn describe_difference(then: &TableDesc, now: &TableDesc) -> String {
+    let mut parts = Vec::new();
+    for c in then.columns.iter() {
+        match now.columns.iter().find(|n| n.name == c.name) {
+            None => parts.push(format!("column {:?} was dropped or renamed", c.name)),
+            Some(n) if n.decl_type != c.decl_type => {
+                parts.push(format!("column {:?} type changed from {:?} to {:?}", c.name, c.decl_type, n.decl_type))
+            }
+            Some(n) if n != c => parts.push(format!("column {:?} constraints changed", c.name)),
+            Some(_) => {}
+        }
+    }
+    for n in now.columns.iter() {
+        if !then.columns.iter().any(|c| c.name == n.name) {
+            parts.push(format!("column {:?} was added", n.name));
+        }
+    }
+    if then.without_rowid != now.without_rowid {
+        parts.push("WITHOUT ROWID changed".into());
+    }
+    if parts.is_empty() && then != now {
+        parts.push("columns were reordered".into());
+    }
+    parts.join(", ")
+}
