@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+pub use rusqlite::Connection;
+use rusqlite::{ErrorCode, OpenFlags};
 
 use crate::error::{Error, Result};
 

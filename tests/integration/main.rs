@@ -1,1 +1,8 @@
+//! Integration tests across crates and processes, in one binary (as
+//! ripgrep does) with shared helpers in `support`. Writers here are
+//! programs this project did not write: the `sqlite3` shell and Python's
+//! `sqlite3` module, each in its own process.
 
+mod capture;
+mod setup_cli;
+mod support;

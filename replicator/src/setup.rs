@@ -1,0 +1,151 @@
+//! `cdc-setup`: attach, remove and inspect capture.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use cdc::capture::{self, Installed, Status};
+use cdc::db::{self, Access};
+
+/// Attach or remove change capture on a SQLite file, or show its status.
+#[derive(Debug, Parser)]
+#[command(name = "cdc-setup", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install capture triggers on tables (idempotent).
+    Install {
+        #[command(flatten)]
+        db: DbArg,
+        /// Table to capture (repeat for several).
+        #[arg(long = "table", value_name = "NAME", required_unless_present = "all", conflicts_with = "all")]
+        tables: Vec<String>,
+        /// Capture every ordinary table (views, virtual tables and
+        /// internal tables are left out).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Remove capture from tables, or from all of them (then the `_cdc_`
+    /// tables are dropped too and the schema is as it was before).
+    Uninstall {
+        #[command(flatten)]
+        db: DbArg,
+        /// Table to stop capturing (repeat for several; default: all).
+        #[arg(long = "table", value_name = "NAME")]
+        tables: Vec<String>,
+    },
+    /// Show captured tables, log size, consumers and schema drift.
+    Status {
+        #[command(flatten)]
+        db: DbArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DbArg {
+    /// The SQLite database file (never created).
+    #[arg(long = "db", value_name = "PATH")]
+    pub path: PathBuf,
+}
+
+/// Runs `cdc-setup`, writing reports to `out`.
+pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
+    match cli.command {
+        Command::Install { db, tables, all } => {
+            let mut conn = db::open(&db.path, Access::ReadWrite)?;
+            let tables = if all { cdc::schema::capturable_tables(&conn)? } else { tables };
+            if tables.is_empty() {
+                return Err(cdc::Error::UnknownTable("(none: the database has no ordinary tables)".into()));
+            }
+            warn_unless_wal(&conn, &db.path)?;
+            for outcome in capture::install(&mut conn, &tables)? {
+                let line = match outcome {
+                    Installed::New { table } => format!("installed capture on {table:?}"),
+                    Installed::Unchanged { table } => format!("{table:?}: already installed, nothing changed"),
+                    Installed::Reattached { table, changes } => format!("re-attached {table:?} ({changes})"),
+                };
+                writeln!(out, "{line}").map_err(|e| io_error("stdout", e))?;
+            }
+        }
+        Command::Uninstall { db, tables } => {
+            let mut conn = db::open(&db.path, Access::ReadWrite)?;
+            let selection = (!tables.is_empty()).then_some(tables.as_slice());
+            let removed = capture::uninstall(&mut conn, selection)?;
+            if removed.is_empty() {
+                writeln!(out, "no table was captured; nothing to do").map_err(|e| io_error("stdout", e))?;
+            }
+            for table in removed {
+                writeln!(out, "removed capture from {table:?}").map_err(|e| io_error("stdout", e))?;
+            }
+            if !capture::is_initialised(&conn)? {
+                writeln!(out, "no table is captured any more: internal _cdc_ tables dropped")
+                    .map_err(|e| io_error("stdout", e))?;
+            }
+        }
+        Command::Status { db, json } => {
+            let conn = db::open(&db.path, Access::ReadOnly)?;
+            let status = capture::status(&conn)?;
+            let text = if json {
+                serde_json::to_string_pretty(&serde_json::json!({ "db": db.path, "status": status }))?
+            } else {
+                render_status(&db.path, &status)
+            };
+            writeln!(out, "{text}").map_err(|e| io_error("stdout", e))?;
+        }
+    }
+    Ok(())
+}
+
+fn io_error(what: &str, e: std::io::Error) -> cdc::Error {
+    cdc::Error::Io { context: what.to_string(), source: e }
+}
+
+fn warn_unless_wal(conn: &cdc::db::Connection, path: &Path) -> cdc::Result<()> {
+    if !db::is_wal(conn)? {
+        eprintln!(
+            "cdc-setup: warning: {} is not in WAL mode; readers then block the application's writers \
+             (switch with: sqlite3 {} 'PRAGMA journal_mode=WAL')",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Human-readable status.
+pub fn render_status(path: &Path, s: &Status) -> String {
+    let mut lines = vec![format!("database: {} ({})", path.display(), if s.wal { "WAL" } else { "not WAL" })];
+    if s.tables.is_empty() {
+        lines.push("capture: not installed".into());
+        return lines.join("\n");
+    }
+    lines.push("tables:".into());
+    for t in &s.tables {
+        let health = match &t.drift {
+            None => "ok".to_string(),
+            Some(what) => format!("CHANGED: {what}; re-attach with: cdc-setup install --db {} --table {}", path.display(), t.name),
+        };
+        lines.push(format!("  {:?} (capture id {}, fingerprint {}): {health}", t.name, t.capture_id, t.fingerprint));
+    }
+    lines.push(match (s.oldest_seq, s.newest_seq) {
+        (Some(lo), Some(hi)) => format!("log: {} changes, seq {lo}..={hi}", s.log_rows),
+        _ => "log: empty".into(),
+    });
+    if s.consumers.is_empty() {
+        lines.push("consumers: none".into());
+    } else {
+        lines.push("consumers:".into());
+        for c in &s.consumers {
+            lines.push(format!("  {:?}: position {}, {} changes pending", c.name, c.position, c.pending));
+        }
+    }
+    lines.join("\n")
+}

@@ -1,0 +1,164 @@
+//! Shared helpers: temporary databases, foreign writers, and a reference
+//! replay of the log to compare with the source value by value.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use cdc::{Change, Op, TableDesc, Value};
+use rusqlite::Connection;
+
+/// A temporary directory with one database file in it.
+pub struct TempDb {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TempDb {
+    /// An empty WAL-mode database, with `schema` applied by the sqlite3 shell.
+    pub fn with_schema(schema: &str) -> TempDb {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("source.db");
+        sqlite3(&path, &format!("PRAGMA journal_mode=WAL;\n{schema}"));
+        TempDb { dir, path }
+    }
+
+    pub fn conn(&self) -> Connection {
+        cdc::db::open(&self.path, cdc::db::Access::ReadWrite).unwrap()
+    }
+
+    pub fn install(&self, tables: &[&str]) {
+        let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+        cdc::capture::install(&mut self.conn(), &names).unwrap();
+    }
+}
+
+fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?} (is it installed? .ci/run installs it): {e}"));
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs SQL through the `sqlite3` command-line shell in its own process;
+/// panics with its stderr on failure.
+pub fn sqlite3(db: &Path, sql: &str) -> String {
+    let mut cmd = Command::new("sqlite3");
+    cmd.arg("-bail").arg(db);
+    let out = run_with_stdin(cmd, sql);
+    assert!(out.status.success(), "sqlite3 failed: {}\nSQL:\n{sql}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a Python program with `db` as `sys.argv[1]`; panics on failure.
+pub fn python(db: &Path, program: &str) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-").arg(db);
+    let out = run_with_stdin(cmd, program);
+    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every change in the log, decoded.
+pub fn all_changes(conn: &Connection) -> cdc::Result<Vec<Change>> {
+    let hw = cdc::log::high_water(conn)?;
+    Ok(cdc::log::LogReader::new().read(conn, 0, hw, usize::MAX)?.changes)
+}
+
+/// A row's identity: rowid, or key values in key order.
+pub fn identity(desc: &TableDesc, row: &cdc::Row) -> String {
+    match row.rowid {
+        Some(rowid) => rowid.to_string(),
+        None => {
+            let key: Vec<&Value> = desc.key_positions().iter().map(|&i| &row.values[i]).collect();
+            format!("{key:?}")
+        }
+    }
+}
+
+pub type Model = BTreeMap<String, cdc::Row>;
+
+/// Replays changes of `desc`'s table into a model, checking on the way
+/// that every before image equals what the model holds (full images).
+pub fn replay(desc: &TableDesc, changes: &[Change], model: &mut Model) {
+    for c in changes.iter().filter(|c| *c.table == *desc.name) {
+        if let Some(before) = &c.before {
+            let held = model.remove(&identity(desc, before));
+            assert_eq!(held.as_ref(), Some(before), "seq {}: before image differs from the replayed state", c.seq);
+        }
+        if let Some(after) = &c.after {
+            model.insert(identity(desc, after), after.clone());
+        }
+        match c.op {
+            Op::Insert => assert!(c.before.is_none() && c.after.is_some()),
+            Op::Update => assert!(c.before.is_some() && c.after.is_some()),
+            Op::Delete => assert!(c.before.is_some() && c.after.is_none()),
+        }
+    }
+}
+
+/// The table's current rows as the model stores them, read directly.
+pub fn snapshot(conn: &Connection, desc: &TableDesc) -> Model {
+    let mut stmt = conn.prepare(&desc.snapshot_sql()).unwrap();
+    let n = desc.image_len();
+    let has_rowid = !desc.without_rowid;
+    let rows = stmt
+        .query_map([], |r| {
+            let values: Vec<Value> = (0..n).map(|i| Value::from_ref(r.get_ref(i).unwrap()).unwrap()).collect();
+            Ok(values)
+        })
+        .unwrap();
+    let mut model = Model::new();
+    for values in rows {
+        let mut values = values.unwrap();
+        let rowid = has_rowid.then(|| match values.remove(0) {
+            Value::Integer(i) => i,
+            other => panic!("rowid {other:?}"),
+        });
+        let row = cdc::Row { rowid, values };
+        model.insert(identity(desc, &row), row);
+    }
+    model
+}
+
+/// Asserts that replaying the whole log of `table` gives exactly its
+/// current contents, value for value and storage class for storage class.
+pub fn assert_log_reproduces(db: &TempDb, table: &str) {
+    let conn = db.conn();
+    let desc = cdc::schema::describe(&conn, table).unwrap();
+    let mut model = Model::new();
+    replay(&desc, &all_changes(&conn).unwrap(), &mut model);
+    let live = snapshot(&conn, &desc);
+    assert_eq!(model.len(), live.len(), "{table}: row count");
+    for (id, row) in &live {
+        assert_eq!(model.get(id), Some(row), "{table}: row {id}");
+    }
+}
+
+/// Path of one of this package's binaries.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "cdc-setup" => PathBuf::from(env!("CARGO_BIN_EXE_cdc-setup")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Runs a binary of this package; returns (exit code, stdout, stderr).
+pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin(name)).args(args).stdin(Stdio::null()).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `sqlite_master` as rows of text, for exact schema comparisons.
+pub fn schema_dump(path: &Path) -> String {
+    sqlite3(path, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name;")
+}
