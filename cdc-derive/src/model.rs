@@ -130,6 +130,7 @@ impl<'a> Model<'a> {
                     span,
                     format!("two fields map to column `{}`; give one a different #[cdc(rename = \"...\")]", prev.name),
                 ));
+                continue;
             }
             if a.primary_key {
                 key_len += 1;

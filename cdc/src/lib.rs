@@ -18,6 +18,7 @@ pub mod schema;
 mod value;
 
 pub use cdc_derive::Cdc;
+pub use rusqlite;
 pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
 pub use error::{Error, Result};
 pub use event::{Cdc, Change, Event, Row, TypedChange};

@@ -1,1 +1,162 @@
-mod dummy {}
+//! `cdc-setup` as a user runs it: exit codes, messages, files unchanged on error.
+
+use std::fs;
+
+use crate::support::{TempDb, run_bin, schema_dump, sqlite3};
+
+const SCHEMA: &str = "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT);
+CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+CREATE INDEX users_name ON users(name);
+CREATE VIEW names AS SELECT name FROM users;
+INSERT INTO users VALUES(1, 'ann'), (2, 'bob');";
+
+fn setup(db: &TempDb, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec![args[0], "--db", db.path.to_str().unwrap()];
+    all.extend(&args[1..]);
+    run_bin("cdc-setup", &all)
+}
+
+#[test]
+fn install_uninstall_round_trip_restores_the_schema_exactly() {
+    let db = TempDb::with_schema(SCHEMA);
+    let before = schema_dump(&db.path);
+    let data_before = sqlite3(&db.path, "SELECT * FROM users ORDER BY id;");
+
+    let (code, out, err) = setup(&db, &["install", "--all"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("installed capture on \"kv\"") && out.contains("installed capture on \"users\""), "{out}");
+    let installed = schema_dump(&db.path);
+
+    let (code, out, _) = setup(&db, &["install", "--table", "users", "--table", "kv"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.matches("already installed, nothing changed").count(), 2, "{out}");
+    assert_eq!(schema_dump(&db.path), installed, "installing twice is a no-op");
+
+    sqlite3(&db.path, "UPDATE users SET name = 'carl' WHERE id = 1;");
+    let (code, out, _) = setup(&db, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"users\" (capture id") && out.contains(": ok"), "{out}");
+    assert!(out.contains("log: 1 changes"), "{out}");
+
+    let (code, out, _) = setup(&db, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["status"]["tables"].as_array().unwrap().len(), 2);
+    assert_eq!(json["status"]["wal"], true);
+
+    let (code, _, _) = setup(&db, &["uninstall", "--table", "kv"]);
+    assert_eq!(code, 0);
+    let (code, out, _) = setup(&db, &["uninstall"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("internal _cdc_ tables dropped"), "{out}");
+    assert_eq!(schema_dump(&db.path), before, "uninstall restores sqlite_master exactly");
+    let data_after = sqlite3(&db.path, "SELECT * FROM users ORDER BY id;");
+    assert_eq!(data_after, data_before.replace("1|ann", "1|carl"), "application data untouched");
+}
+
+#[test]
+fn schema_drift_shows_in_status() {
+    let db = TempDb::with_schema(SCHEMA);
+    setup(&db, &["install", "--table", "users"]);
+    sqlite3(&db.path, "ALTER TABLE users ADD COLUMN age INT;");
+    let (code, out, _) = setup(&db, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("CHANGED: column \"age\" was added; re-attach with: cdc-setup install"), "{out}");
+}
+
+#[test]
+fn warns_when_not_in_wal_mode() {
+    let db = TempDb::with_schema("PRAGMA journal_mode=DELETE; CREATE TABLE t(a);");
+    let (code, _, err) = setup(&db, &["install", "--table", "t"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("is not in WAL mode"), "{err}");
+}
+
+/// Runs a failing command and checks: exit code 1, one line on stderr
+/// naming the problem, no panic, and no file changed.
+fn assert_refused(db: &TempDb, args: &[&str], expected: &str) {
+    let files_before = snapshot_files(db);
+    let (code, out, err) = setup(db, args);
+    assert_eq!(code, 1, "{args:?}: {out}{err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: one line expected: {err}");
+    assert!(err.starts_with("cdc-setup: error: ") && err.contains(expected), "{args:?}: {err}");
+    assert!(!err.contains("panicked"));
+    assert_eq!(snapshot_files(db), files_before, "{args:?} changed a file");
+}
+
+fn snapshot_files(db: &TempDb) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(db.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with("-shm"))
+        .map(|p| (p.display().to_string(), fs::read(&p).unwrap()))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn bad_input_is_refused_with_one_line_and_no_change() {
+    let db = TempDb::with_schema(&format!("{SCHEMA}\nCREATE VIRTUAL TABLE docs USING fts5(body);"));
+    sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);");
+    assert_refused(&db, &["install", "--table", "nope"], "no table named \"nope\"");
+    assert_refused(&db, &["install", "--table", "docs"], "\"docs\" is a virtual table");
+    assert_refused(&db, &["install", "--table", "names"], "\"names\" is a view");
+    assert_refused(&db, &["install", "--table", "users", "--table", "nope"], "no table named \"nope\"");
+    assert_refused(&db, &["uninstall", "--table", "users"], "table \"users\" is not captured");
+
+    let missing = db.dir.path().join("missing.db");
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", missing.to_str().unwrap(), "--all"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("missing.db: no such file"), "{err}");
+    assert!(!missing.exists(), "a missing database is never created");
+
+    let text = db.dir.path().join("notes.txt");
+    let content = "this is not a database, just some text that is long enough to have a header";
+    fs::write(&text, content).unwrap();
+    let (code, _, err) = run_bin("cdc-setup", &["status", "--db", text.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("notes.txt: not a SQLite database"), "{err}");
+    assert_eq!(fs::read_to_string(&text).unwrap(), content);
+
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap()]);
+    assert_eq!(code, 2, "clap usage error: {err}");
+}
+
+#[test]
+fn read_only_and_locked_databases_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TempDb::with_schema(SCHEMA);
+    sqlite3(&db.path, "PRAGMA journal_mode=DELETE;");
+    let mut perms = fs::metadata(&db.path).unwrap().permissions();
+    perms.set_mode(0o444);
+    fs::set_permissions(&db.path, perms.clone()).unwrap();
+    // Root can write read-only files; only check when permissions bite.
+    if fs::OpenOptions::new().write(true).open(&db.path).is_err() {
+        assert_refused(&db, &["install", "--table", "users"], "read-only");
+    }
+    perms.set_mode(0o644);
+    fs::set_permissions(&db.path, perms).unwrap();
+
+    // An exclusive lock held by another process: wait, then fail cleanly.
+    let mut holder = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(30)\n",
+            db.path.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let started = std::time::Instant::now();
+    let (code, _, err) = setup(&db, &["install", "--table", "users"]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("database is locked"), "{err}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "waited with a busy timeout first");
+}
