@@ -21,7 +21,10 @@ impl<T> Once<T> {
 
     fn set(&mut self, cx: &Ctxt, meta: &ParseNestedMeta, value: T) {
         if self.value.is_some() {
-            cx.error_spanned_by(&meta.path, format!("duplicate cdc attribute `{}`", self.name));
+            cx.error_spanned_by(
+                &meta.path,
+                format!("duplicate cdc attribute `{}`", self.name),
+            );
         } else {
             self.value = Some(value);
         }
@@ -39,7 +42,11 @@ fn string(cx: &Ctxt, meta: &ParseNestedMeta) -> Option<LitStr> {
 }
 
 /// Runs `each` on every `#[cdc(...)]` item of `attrs`.
-fn for_each_cdc(cx: &Ctxt, attrs: &[Attribute], mut each: impl FnMut(&ParseNestedMeta) -> syn::Result<()>) {
+fn for_each_cdc(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+    mut each: impl FnMut(&ParseNestedMeta) -> syn::Result<()>,
+) {
     for attr in attrs.iter().filter(|a| a.path().is_ident("cdc")) {
         if let Err(err) = attr.parse_nested_meta(|meta| each(&meta)) {
             cx.syn_error(err);
@@ -65,13 +72,20 @@ impl Container {
             } else if meta.path.is_ident("without_rowid") {
                 without_rowid.set(cx, meta, ());
             } else {
-                let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+                let name = meta
+                    .path
+                    .get_ident()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
                 cx.error_spanned_by(&meta.path, format!("unknown cdc attribute `{name}` on a struct; expected one of {CONTAINER_KEYS}"));
                 skip_value(meta);
             }
             Ok(())
         });
-        Container { table: table.value, without_rowid: without_rowid.value.is_some() }
+        Container {
+            table: table.value,
+            without_rowid: without_rowid.value.is_some(),
+        }
     }
 }
 
@@ -103,8 +117,17 @@ impl Field {
             } else if meta.path.is_ident("skip") {
                 skip.set(cx, meta, ());
             } else {
-                let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
-                cx.error_spanned_by(&meta.path, format!("unknown cdc attribute `{name}` on a field; expected one of {FIELD_KEYS}"));
+                let name = meta
+                    .path
+                    .get_ident()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                cx.error_spanned_by(
+                    &meta.path,
+                    format!(
+                        "unknown cdc attribute `{name}` on a field; expected one of {FIELD_KEYS}"
+                    ),
+                );
                 skip_value(meta);
             }
             Ok(())

@@ -117,9 +117,12 @@ impl TableDesc {
         if self.without_rowid {
             return None;
         }
-        ["rowid", "_rowid_", "oid"]
-            .into_iter()
-            .find(|alias| !self.columns.iter().any(|c| c.name.eq_ignore_ascii_case(alias)))
+        ["rowid", "_rowid_", "oid"].into_iter().find(|alias| {
+            !self
+                .columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(alias))
+        })
     }
 
     /// Values per image in the log: the rowid (rowid tables) plus every
@@ -135,7 +138,11 @@ impl TableDesc {
     /// rows written before a schema change keep pointing at the layout they
     /// were written with. 47 bits keep it a 6-byte integer on disk.
     pub fn capture_id(&self) -> i64 {
-        let rowid: &[u8] = if self.without_rowid { b"without rowid" } else { b"rowid" };
+        let rowid: &[u8] = if self.without_rowid {
+            b"without rowid"
+        } else {
+            b"rowid"
+        };
         let parts = [FORMAT_VERSION.as_bytes(), self.name.as_bytes(), rowid]
             .into_iter()
             .chain(self.captured().map(|c| c.name.as_bytes()));
@@ -170,9 +177,15 @@ pub(crate) mod tests {
         TableDesc {
             name: "users".into(),
             columns: vec![
-                ColumnDesc { primary_key: 1, ..ColumnDesc::new("id", "INTEGER") },
+                ColumnDesc {
+                    primary_key: 1,
+                    ..ColumnDesc::new("id", "INTEGER")
+                },
                 ColumnDesc::new("name", "TEXT"),
-                ColumnDesc { generated: true, ..ColumnDesc::new("upper", "TEXT") },
+                ColumnDesc {
+                    generated: true,
+                    ..ColumnDesc::new("upper", "TEXT")
+                },
             ]
             .into(),
             without_rowid: false,

@@ -41,11 +41,21 @@ pub struct Change {
 pub enum Event {
     Change(Change),
     /// Purge what you hold for `table`; its rows follow.
-    BootstrapBegin { table: Arc<str>, columns: Arc<[String]> },
+    BootstrapBegin {
+        table: Arc<str>,
+        columns: Arc<[String]>,
+    },
     /// One row of the snapshot.
-    Bootstrap { table: Arc<str>, columns: Arc<[String]>, row: Row },
+    Bootstrap {
+        table: Arc<str>,
+        columns: Arc<[String]>,
+        row: Row,
+    },
     /// The snapshot of `table` is complete with `rows` rows.
-    BootstrapEnd { table: Arc<str>, rows: u64 },
+    BootstrapEnd {
+        table: Arc<str>,
+        rows: u64,
+    },
 }
 
 impl Event {
@@ -53,9 +63,9 @@ impl Event {
     pub fn table(&self) -> &str {
         match self {
             Event::Change(c) => &c.table,
-            Event::BootstrapBegin { table, .. } | Event::Bootstrap { table, .. } | Event::BootstrapEnd { table, .. } => {
-                table
-            }
+            Event::BootstrapBegin { table, .. }
+            | Event::Bootstrap { table, .. }
+            | Event::BootstrapEnd { table, .. } => table,
         }
     }
 
@@ -96,7 +106,10 @@ pub trait Cdc: Sized {
                     .map(|i| values[i].clone())
                     .ok_or_else(|| Error::Convert {
                         column: c.name.to_string(),
-                        problem: format!("the event of table {:?} has no such column", Self::TABLE.name),
+                        problem: format!(
+                            "the event of table {:?} has no such column",
+                            Self::TABLE.name
+                        ),
                     })
             })
             .collect();
@@ -109,16 +122,36 @@ pub trait Cdc: Sized {
 /// serde-serializable whenever the struct is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TypedChange<T> {
-    Insert { seq: i64, time_ms: i64, row: T },
-    Update { seq: i64, time_ms: i64, before: T, after: T },
-    Delete { seq: i64, time_ms: i64, row: T },
+    Insert {
+        seq: i64,
+        time_ms: i64,
+        row: T,
+    },
+    Update {
+        seq: i64,
+        time_ms: i64,
+        before: T,
+        after: T,
+    },
+    Delete {
+        seq: i64,
+        time_ms: i64,
+        row: T,
+    },
     BootstrapBegin,
-    Bootstrap { row: T },
-    BootstrapEnd { rows: u64 },
+    Bootstrap {
+        row: T,
+    },
+    BootstrapEnd {
+        rows: u64,
+    },
 }
 
 fn image<T: Cdc>(columns: &[String], row: Option<&Row>, seq: i64, what: &str) -> Result<T> {
-    let row = row.ok_or_else(|| Error::CorruptLog { seq, problem: format!("change has no {what} image") })?;
+    let row = row.ok_or_else(|| Error::CorruptLog {
+        seq,
+        problem: format!("change has no {what} image"),
+    })?;
     T::from_named(columns, &row.values)
 }
 
@@ -128,8 +161,16 @@ impl<T: Cdc> TryFrom<&Change> for TypedChange<T> {
     fn try_from(c: &Change) -> Result<Self> {
         let (seq, time_ms) = (c.seq, c.time_ms);
         Ok(match c.op {
-            Op::Insert => TypedChange::Insert { seq, time_ms, row: image(&c.columns, c.after.as_ref(), seq, "after")? },
-            Op::Delete => TypedChange::Delete { seq, time_ms, row: image(&c.columns, c.before.as_ref(), seq, "before")? },
+            Op::Insert => TypedChange::Insert {
+                seq,
+                time_ms,
+                row: image(&c.columns, c.after.as_ref(), seq, "after")?,
+            },
+            Op::Delete => TypedChange::Delete {
+                seq,
+                time_ms,
+                row: image(&c.columns, c.before.as_ref(), seq, "before")?,
+            },
             Op::Update => TypedChange::Update {
                 seq,
                 time_ms,
@@ -147,7 +188,9 @@ impl<T: Cdc> TryFrom<&Event> for TypedChange<T> {
         Ok(match e {
             Event::Change(c) => TypedChange::try_from(c)?,
             Event::BootstrapBegin { .. } => TypedChange::BootstrapBegin,
-            Event::Bootstrap { columns, row, .. } => TypedChange::Bootstrap { row: T::from_named(columns, &row.values)? },
+            Event::Bootstrap { columns, row, .. } => TypedChange::Bootstrap {
+                row: T::from_named(columns, &row.values)?,
+            },
             Event::BootstrapEnd { rows, .. } => TypedChange::BootstrapEnd { rows: *rows },
         })
     }

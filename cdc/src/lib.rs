@@ -18,18 +18,18 @@ pub mod schema;
 mod value;
 
 pub use cdc_derive::Cdc;
-pub use rusqlite;
 pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
 pub use error::{Error, Result};
 pub use event::{Cdc, Change, Event, Row, TypedChange};
+pub use rusqlite;
 pub use value::Value;
 
 /// Re-exports used by code that `#[derive(Cdc)]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use std::borrow::Cow;
-    pub use std::result::Result::{Err, Ok};
-    pub use std::vec::Vec;
-    pub use std::string::String;
     pub use std::format;
+    pub use std::result::Result::{Err, Ok};
+    pub use std::string::String;
+    pub use std::vec::Vec;
 }

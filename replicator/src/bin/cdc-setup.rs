@@ -7,5 +7,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = replicator::setup::Cli::parse();
-    replicator::exit_with("cdc-setup", replicator::setup::run(cli, &mut std::io::stdout()))
+    replicator::exit_with(
+        "cdc-setup",
+        replicator::setup::run(cli, &mut std::io::stdout()),
+    )
 }
