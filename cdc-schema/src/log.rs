@@ -28,6 +28,10 @@ pub const LOG_TABLE: &str = "_cdc_log";
 pub const TABLES_TABLE: &str = "_cdc_tables";
 /// Durable consumer positions.
 pub const CONSUMERS_TABLE: &str = "_cdc_consumers";
+/// Facts about the log itself; `log_id` is a random id made when the log
+/// is created, so a position stored elsewhere (in a replica) is never
+/// applied to a different log whose `seq` started again.
+pub const META_TABLE: &str = "_cdc_meta";
 
 /// What a log row records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -99,12 +103,20 @@ pub fn internal_ddl() -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
             quote_ident(CONSUMERS_TABLE)
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}(key TEXT PRIMARY KEY, value)",
+            quote_ident(META_TABLE)
+        ),
+        format!(
+            "INSERT OR IGNORE INTO {}(key, value) VALUES('log_id', lower(hex(randomblob(16))))",
+            quote_ident(META_TABLE)
+        ),
     ]
 }
 
 /// DDL that removes the internal tables.
 pub fn drop_internal_ddl() -> Vec<String> {
-    [LOG_TABLE, TABLES_TABLE, CONSUMERS_TABLE]
+    [LOG_TABLE, TABLES_TABLE, CONSUMERS_TABLE, META_TABLE]
         .iter()
         .map(|t| format!("DROP TABLE IF EXISTS {}", quote_ident(t)))
         .collect()

@@ -79,6 +79,12 @@ pub enum Error {
     /// A value could not be converted to or from a Rust type.
     #[error("column {column:?}: {problem}")]
     Convert { column: String, problem: String },
+    /// An invalid setting (signal, target string, batch size, ...).
+    #[error("{0}")]
+    Config(String),
+    /// A target failed to apply or commit (after retries, when retried).
+    #[error("target {target}: {message}")]
+    Target { target: String, message: String },
     /// A JSON (de)serialisation error in the registry or a target.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

@@ -9,19 +9,26 @@
 //! - [`Value`], [`Event`], [`Change`], [`TypedChange`], the [`Cdc`] trait
 //!   implemented by `#[derive(Cdc)]`.
 
+mod bootstrap;
 pub mod capture;
 pub mod db;
+mod engine;
 mod error;
 mod event;
 pub mod log;
 pub mod schema;
+pub mod signal;
+mod target;
 mod value;
 
+pub use bootstrap::Progress;
 pub use cdc_derive::Cdc;
 pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
+pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, Retry, StopHandle};
 pub use error::{Error, Result};
 pub use event::{Cdc, Change, Event, Row, TypedChange};
 pub use rusqlite;
+pub use target::{Source, SourceTable, Target};
 pub use value::Value;
 
 /// Re-exports used by code that `#[derive(Cdc)]` generates. Not public API.

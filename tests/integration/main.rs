@@ -4,5 +4,6 @@
 //! `sqlite3` module, each in its own process.
 
 mod capture;
+mod engine;
 mod setup_cli;
 mod support;

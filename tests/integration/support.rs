@@ -53,10 +53,12 @@ fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
 }
 
 /// Runs SQL through the `sqlite3` command-line shell in its own process;
-/// panics with its stderr on failure.
+/// panics with its stderr on failure. Like any application sharing a
+/// database with another writer, it sets a busy timeout (the shell's
+/// default is none, failing at once on a lock held for a millisecond).
 pub fn sqlite3(db: &Path, sql: &str) -> String {
     let mut cmd = Command::new("sqlite3");
-    cmd.arg("-bail").arg(db);
+    cmd.arg("-bail").arg("-cmd").arg(".timeout 10000").arg(db);
     let out = run_with_stdin(cmd, sql);
     assert!(
         out.status.success(),
@@ -196,4 +198,38 @@ pub fn schema_dump(path: &Path) -> String {
         path,
         "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name;",
     )
+}
+
+/// Polls `cond` until it holds or `deadline` passes; panics with `what`.
+pub fn wait_until(what: &str, deadline: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + deadline;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// Replays events (changes and bootstrap) into a model, as a replica
+/// would: bootstrap purges and reseeds, changes apply by identity.
+pub fn apply_events(desc: &TableDesc, events: &[cdc::Event], model: &mut Model) {
+    for e in events.iter().filter(|e| e.table() == desc.name) {
+        match e {
+            cdc::Event::BootstrapBegin { .. } => model.clear(),
+            cdc::Event::Bootstrap { row, .. } => {
+                model.insert(identity(desc, row), row.clone());
+            }
+            cdc::Event::BootstrapEnd { .. } => {}
+            cdc::Event::Change(c) => {
+                if let Some(before) = &c.before {
+                    model.remove(&identity(desc, before));
+                }
+                if let Some(after) = &c.after {
+                    model.insert(identity(desc, after), after.clone());
+                }
+            }
+        }
+    }
 }

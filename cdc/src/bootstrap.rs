@@ -1,0 +1,117 @@
+//! Bootstrap: reseed a table from a snapshot as `BootstrapBegin`, one
+//! `Bootstrap` per row, `BootstrapEnd`. The caller holds the read
+//! transaction that makes the snapshot and the log's high-water mark one
+//! consistent cut; rows are streamed, so memory is bounded by the batch
+//! size however large the table.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use cdc_schema::quote_ident;
+
+use crate::capture::Registered;
+use crate::engine::{Failure, ProgressFn};
+use crate::event::{Event, Row};
+use crate::signal::Waker;
+use crate::target::Target;
+use crate::value::Value;
+
+/// Bootstrap progress of one table, reported after every batch.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub table: Arc<str>,
+    /// Rows delivered so far.
+    pub rows: u64,
+    /// Rows in the snapshot.
+    pub total: u64,
+    pub elapsed: Duration,
+    /// The table is complete.
+    pub done: bool,
+}
+
+/// Streams one table's snapshot to `target`. Returns the row count, or
+/// `None` when the engine was stopped midway.
+pub(crate) fn table(
+    conn: &Connection,
+    reg: &Registered,
+    batch_size: usize,
+    waker: &Waker,
+    progress: &mut Option<ProgressFn>,
+    target: &mut dyn Target,
+) -> Result<Option<u64>, Failure> {
+    let desc = &reg.desc;
+    let table: Arc<str> = desc.name.as_ref().into();
+    let columns: Arc<[String]> = desc.captured().map(|c| c.name.to_string()).collect();
+    let total: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM {}", quote_ident(&desc.name)),
+        [],
+        |r| r.get(0),
+    )?;
+    let total = total as u64;
+    let started = Instant::now();
+    let mut report = |rows: u64, done: bool| {
+        if let Some(f) = progress.as_mut() {
+            f(&Progress {
+                table: table.clone(),
+                rows,
+                total,
+                elapsed: started.elapsed(),
+                done,
+            });
+        }
+    };
+    let mut events = vec![Event::BootstrapBegin {
+        table: table.clone(),
+        columns: columns.clone(),
+    }];
+    let has_rowid = !desc.without_rowid;
+    let width = desc.image_len();
+    let mut stmt = conn.prepare(&desc.snapshot_sql())?;
+    let mut rows = stmt.query([])?;
+    let mut count = 0u64;
+    while let Some(r) = rows.next()? {
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            let v = Value::from_ref(r.get_ref(i)?).map_err(|_| crate::Error::InvalidUtf8 {
+                table: table.to_string(),
+                seq: 0,
+                column: columns
+                    .get(i - usize::from(has_rowid))
+                    .cloned()
+                    .unwrap_or_else(|| "rowid".into()),
+            })?;
+            values.push(v);
+        }
+        let rowid = if has_rowid {
+            match values.remove(0) {
+                Value::Integer(i) => Some(i),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        events.push(Event::Bootstrap {
+            table: table.clone(),
+            columns: columns.clone(),
+            row: Row { rowid, values },
+        });
+        count += 1;
+        if events.len() >= batch_size {
+            if waker.is_stopped() {
+                return Ok(None);
+            }
+            target.apply(&events).map_err(Failure::Target)?;
+            events.clear();
+            report(count, false);
+        }
+    }
+    events.push(Event::BootstrapEnd {
+        table: table.clone(),
+        rows: count,
+    });
+    target.apply(&events).map_err(Failure::Target)?;
+    report(count, true);
+    Ok(Some(count))
+}
