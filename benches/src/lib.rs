@@ -1,1 +1,50 @@
-//! Shared helpers for the benches.
+//! Shared fixtures for the benches: source databases with capture and a
+//! backlog, built with plain SQL so the fixture itself is not what is
+//! measured.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+/// A narrow table of mixed types (6 columns), the benches' common shape.
+pub const NARROW: &str =
+    "CREATE TABLE narrow(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL, d BLOB, e INTEGER)";
+
+/// Opens (creating) a WAL database at `path` with `synchronous=NORMAL`.
+pub fn open(path: &Path) -> Connection {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        .unwrap();
+    conn
+}
+
+/// Inserts `rows` rows into `narrow` in one transaction.
+pub fn fill_narrow(conn: &Connection, rows: usize) {
+    conn.execute_batch(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+         INSERT INTO narrow(a, b, c, d, e) SELECT i, 'name ' || i, i * 0.5, x'0102030405', i * 3 FROM n;"
+    ))
+    .unwrap();
+}
+
+/// A source with `narrow` captured and a backlog of `rows` inserts,
+/// written once into `dir` and copied per iteration by [`copy_of`].
+pub fn backlog_source(dir: &Path, rows: usize) -> PathBuf {
+    let path = dir.join("backlog.db");
+    let mut conn = open(&path);
+    conn.execute_batch(NARROW).unwrap();
+    cdc::capture::install(&mut conn, &["narrow".into()]).unwrap();
+    fill_narrow(&conn, rows);
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    path
+}
+
+/// A fresh copy of `template` (each iteration consumes its backlog).
+pub fn copy_of(template: &Path, name: &str) -> PathBuf {
+    let path = template.with_file_name(name);
+    let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    std::fs::copy(template, &path).unwrap();
+    path
+}
