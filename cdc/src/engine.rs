@@ -189,15 +189,6 @@ impl EngineBuilder {
         )?;
         let schema_version = pragma(&conn, "schema_version")?;
         let position = log::position(&conn, &self.consumer)?;
-        if position.is_none() {
-            // Register now, just before the oldest row still in the log, so
-            // that no other consumer prunes what this one has not seen.
-            let pin = log::low_water(&conn)?.map_or(log::high_water(&conn)?, |low| low - 1);
-            log::set_position(&conn, &self.consumer, pin).map_err(|e| match e {
-                Error::Sqlite(e) => classify(e, &self.db),
-                other => other,
-            })?;
-        }
         Ok(Engine {
             names: followed
                 .iter()
@@ -442,8 +433,11 @@ impl Engine {
     fn drain_attempt(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
         self.check_schema()?;
         if !self.target_opened {
+            // Opening the target may fail (an incompatible replica): the
+            // source is written only once it has succeeded.
             let stored = target.open(&self.source_info()?).map_err(Failure::Target)?;
             let source = if self.fresh {
+                self.register()?;
                 None
             } else {
                 log::position(&self.conn, &self.consumer)?
@@ -563,6 +557,16 @@ impl Engine {
             bootstrapped_rows: rows,
             position: cut,
             stopped: false,
+        })
+    }
+
+    /// Registers a new consumer just below the oldest row still in the
+    /// log, so that no other consumer prunes what this one has not seen.
+    fn register(&self) -> Result<()> {
+        let pin = log::low_water(&self.conn)?.map_or(log::high_water(&self.conn)?, |low| low - 1);
+        log::set_position(&self.conn, &self.consumer, pin).map_err(|e| match e {
+            Error::Sqlite(e) => classify(e, &self.path),
+            other => other,
         })
     }
 
