@@ -54,6 +54,13 @@ pub enum Error {
         rust_type: &'static str,
         problems: Vec<String>,
     },
+    /// A replica table that does not match its source table.
+    #[error("replica {}: table {table:?} is incompatible with the source: {}", .path.display(), .problems.join("; "))]
+    ReplicaMismatch {
+        path: PathBuf,
+        table: String,
+        problems: Vec<String>,
+    },
     /// A captured table was altered, renamed or dropped after install.
     #[error(
         "table {table:?} changed since capture was installed: {what}; re-attach it with: cdc-setup install --db {db} --table {table}"

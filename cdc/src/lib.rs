@@ -15,10 +15,12 @@ pub mod db;
 mod engine;
 mod error;
 mod event;
+pub mod json;
 pub mod log;
 pub mod schema;
 pub mod signal;
 mod target;
+pub mod targets;
 mod value;
 
 pub use bootstrap::Progress;

@@ -3,9 +3,51 @@
 //! is a call into the `cdc` library.
 #![forbid(unsafe_code)]
 
+pub mod demo;
+pub mod replicate;
 pub mod setup;
 
 use std::process::ExitCode;
+
+/// Parses arguments. `--help` and `--version` print and exit 0; a usage
+/// error prints one line (`PROGRAM: error: ...`) and gives exit code 2.
+pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
+    C::try_parse().map_err(|e| {
+        use clap::error::ErrorKind::{
+            DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion,
+        };
+        if matches!(
+            e.kind(),
+            DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            let _ = e.print();
+            return if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("invalid arguments")
+            .trim_start_matches("error: ");
+        eprintln!("{program}: error: {first} (see --help)");
+        ExitCode::from(2)
+    })
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
 
 /// Runs a command, printing any error as one line on stderr (`PROGRAM:
 /// error: MESSAGE`) and turning it into exit code 1. Never panics on bad

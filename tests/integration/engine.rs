@@ -242,24 +242,44 @@ fn a_large_transaction_is_committed_once_at_its_end() {
 #[test]
 fn the_log_is_pruned_only_past_the_slower_consumer() {
     let db = db_with_table();
-    let mut slow = Engine::builder(&db.path).consumer("slow").bootstrap(BootstrapMode::Never).open().unwrap();
-    let mut fast = Engine::builder(&db.path).consumer("fast").bootstrap(BootstrapMode::Never).open().unwrap();
+    let mut slow = Engine::builder(&db.path)
+        .consumer("slow")
+        .bootstrap(BootstrapMode::Never)
+        .open()
+        .unwrap();
+    let mut fast = Engine::builder(&db.path)
+        .consumer("fast")
+        .bootstrap(BootstrapMode::Never)
+        .open()
+        .unwrap();
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'a'), (2, 'b');");
     // A consumer is registered by its first drain.
     assert_eq!(fast.drain(&mut Recorder::default()).unwrap().changes, 2);
     let slow_at = slow.drain(&mut Recorder::default()).unwrap().position;
-    sqlite3(&db.path, "INSERT INTO t VALUES(3, 'c'), (4, 'd'); UPDATE t SET v = 'e';");
+    sqlite3(
+        &db.path,
+        "INSERT INTO t VALUES(3, 'c'), (4, 'd'); UPDATE t SET v = 'e';",
+    );
     let mut r = Recorder::default();
     fast.drain(&mut r).unwrap();
     assert_eq!(r.events.len(), 6);
     let conn = db.conn();
     let oldest = cdc::log::low_water(&conn).unwrap().unwrap();
-    assert_eq!(oldest, slow_at + 1, "rows after the slow consumer's position are kept");
+    assert_eq!(
+        oldest,
+        slow_at + 1,
+        "rows after the slow consumer's position are kept"
+    );
     let mut r = Recorder::default();
     slow.drain(&mut r).unwrap();
     assert_eq!(r.events.len(), 6, "the slow consumer still gets everything");
-    let rows: i64 = conn.query_row("SELECT count(*) FROM _cdc_log", [], |r| r.get(0)).unwrap();
-    assert_eq!(rows, 1, "once both are past, only the newest row (the seq high-water) is kept");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM _cdc_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        rows, 1,
+        "once both are past, only the newest row (the seq high-water) is kept"
+    );
 }
 
 #[test]

@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = replicator::setup::Cli::parse();
-    replicator::exit_with(
-        "cdc-setup",
-        replicator::setup::run(cli, &mut std::io::stdout()),
-    )
+    match replicator::parse::<replicator::setup::Cli>("cdc-setup") {
+        Ok(cli) => replicator::exit_with(
+            "cdc-setup",
+            replicator::setup::run(cli, &mut std::io::stdout()),
+        ),
+        Err(code) => code,
+    }
 }

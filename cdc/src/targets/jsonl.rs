@@ -1,0 +1,78 @@
+//! `jsonl:PATH` and `jsonl:-`: one JSON object per event per line, in the
+//! form documented in [`crate::json`]. A file is flushed and fsynced before
+//! a commit is acknowledged. At-least-once: after a crash, events after
+//! the last acknowledged position are written again.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::json;
+use crate::target::Target;
+
+pub struct JsonlTarget {
+    out: BufWriter<Box<dyn Write + Send>>,
+    /// The file, for fsync; `None` for stdout.
+    file: Option<(PathBuf, File)>,
+}
+
+impl JsonlTarget {
+    /// Appends to `path` (created if missing; its folder must exist).
+    pub fn file(path: &Path) -> Result<JsonlTarget> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::Io {
+                context: path.display().to_string(),
+                source: e,
+            })?;
+        let sync = file.try_clone().map_err(|e| Error::Io {
+            context: path.display().to_string(),
+            source: e,
+        })?;
+        Ok(JsonlTarget {
+            out: BufWriter::new(Box::new(file)),
+            file: Some((path.into(), sync)),
+        })
+    }
+
+    /// Writes to standard output.
+    pub fn stdout() -> JsonlTarget {
+        JsonlTarget {
+            out: BufWriter::new(Box::new(std::io::stdout())),
+            file: None,
+        }
+    }
+
+    fn io(&self, e: std::io::Error) -> Error {
+        let context = self
+            .file
+            .as_ref()
+            .map_or("stdout".to_string(), |(p, _)| p.display().to_string());
+        Error::Io { context, source: e }
+    }
+}
+
+impl Target for JsonlTarget {
+    fn apply(&mut self, events: &[Event]) -> Result<()> {
+        for event in events {
+            let line = json::to_line(event)?;
+            self.out
+                .write_all(line.as_bytes())
+                .and_then(|_| self.out.write_all(b"\n"))
+                .map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, _position: i64) -> Result<()> {
+        self.out.flush().map_err(|e| self.io(e))?;
+        if let Some((_, file)) = &self.file {
+            file.sync_data().map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! Built-in targets and the target strings that name them:
+//! `sqlite:PATH`, `jsonl:PATH`, `jsonl:-`, `bincode:PATH`,
+//! `http://URL`, `https://URL`.
+
+pub mod bincode;
+pub mod http;
+pub mod jsonl;
+pub mod sqlite;
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::target::Target;
+
+pub use self::bincode::{BincodeReader, BincodeTarget};
+pub use self::http::HttpTarget;
+pub use self::jsonl::JsonlTarget;
+pub use self::sqlite::SqliteTarget;
+
+/// A parsed target string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetSpec {
+    Sqlite(PathBuf),
+    /// `None`: standard output.
+    Jsonl(Option<PathBuf>),
+    Bincode(PathBuf),
+    Http(String),
+}
+
+const FORMS: &str =
+    "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL or https://URL";
+
+impl std::str::FromStr for TargetSpec {
+    type Err = Error;
+
+    fn from_str(spec: &str) -> Result<Self> {
+        let bad = |why: &str| Error::Config(format!("bad target {spec:?}: {why}"));
+        if spec.starts_with("http://") || spec.starts_with("https://") {
+            let rest = spec.split_once("://").map(|(_, r)| r).unwrap_or_default();
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(bad("the URL has no host"));
+            }
+            return Ok(TargetSpec::Http(spec.to_string()));
+        }
+        let (kind, path) = spec.split_once(':').ok_or_else(|| bad(FORMS))?;
+        if path.is_empty() {
+            return Err(bad("the path is empty"));
+        }
+        match kind {
+            "sqlite" => Ok(TargetSpec::Sqlite(path.into())),
+            "jsonl" if path == "-" => Ok(TargetSpec::Jsonl(None)),
+            "jsonl" => Ok(TargetSpec::Jsonl(Some(path.into()))),
+            "bincode" => Ok(TargetSpec::Bincode(path.into())),
+            _ => Err(bad(FORMS)),
+        }
+    }
+}
+
+impl TargetSpec {
+    /// A stable consumer name for this target: its kind and absolute path
+    /// (or URL), so the same destination keeps its position whatever the
+    /// working directory.
+    pub fn consumer_name(&self) -> String {
+        let abs = |p: &PathBuf| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        };
+        match self {
+            TargetSpec::Sqlite(p) => format!("sqlite:{}", abs(p)),
+            TargetSpec::Jsonl(None) => "jsonl:stdout".into(),
+            TargetSpec::Jsonl(Some(p)) => format!("jsonl:{}", abs(p)),
+            TargetSpec::Bincode(p) => format!("bincode:{}", abs(p)),
+            TargetSpec::Http(url) => url.clone(),
+        }
+    }
+
+    /// The file this target writes, if any.
+    pub fn path(&self) -> Option<&PathBuf> {
+        match self {
+            TargetSpec::Sqlite(p) | TargetSpec::Bincode(p) | TargetSpec::Jsonl(Some(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Opens the target (creating its file if missing).
+    pub fn open(&self) -> Result<Box<dyn Target + Send>> {
+        if let Some(dir) = self
+            .path()
+            .and_then(|p| p.parent())
+            .filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(Error::Config(format!(
+                "target folder {} does not exist",
+                dir.display()
+            )));
+        }
+        Ok(match self {
+            TargetSpec::Sqlite(p) => Box::new(SqliteTarget::open(p)?),
+            TargetSpec::Jsonl(None) => Box::new(JsonlTarget::stdout()),
+            TargetSpec::Jsonl(Some(p)) => Box::new(JsonlTarget::file(p)?),
+            TargetSpec::Bincode(p) => Box::new(BincodeTarget::open(p)?),
+            TargetSpec::Http(url) => Box::new(HttpTarget::new(url)),
+        })
+    }
+}

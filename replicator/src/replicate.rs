@@ -1,0 +1,204 @@
+//! `replicator`: follow a source's log and apply it to a target until
+//! stopped (Ctrl-C, SIGTERM), or once with `--once`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use cdc::signal::SignalKind;
+use cdc::targets::TargetSpec;
+use cdc::{BootstrapMode, Engine, Error, Progress};
+
+/// Replicate a captured SQLite database to a replica file or another target.
+#[derive(Debug, Parser)]
+#[command(
+    name = "replicator",
+    version,
+    about,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The captured source database (never created).
+    #[arg(long = "db", value_name = "PATH", required = true)]
+    pub db: Option<PathBuf>,
+    /// Where changes go: sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH,
+    /// http://URL or https://URL.
+    #[arg(long, value_name = "TARGET", required = true)]
+    pub target: Option<String>,
+    /// Table to follow (repeat for several; default: every captured table).
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// Consumer name for the durable position (default: derived from the target).
+    #[arg(long, value_name = "NAME")]
+    pub consumer: Option<String>,
+    /// When to reseed tables from a snapshot: auto, always or never.
+    #[arg(long, value_name = "MODE", default_value = "auto")]
+    pub bootstrap: String,
+    /// What wakes the replicator: fs, timer or fs+timer.
+    #[arg(long, value_name = "KIND", default_value = "fs+timer")]
+    pub signal: String,
+    /// Timer interval, e.g. 250ms or 2s.
+    #[arg(long, value_name = "DURATION", default_value = "500ms")]
+    pub poll_interval: String,
+    /// Changes per batch (memory is bounded by it).
+    #[arg(long, value_name = "N", default_value = "1000")]
+    pub batch_size: String,
+    /// Process everything visible now (bootstrapping first if needed), then exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a self-contained demo: a sample database, a writer, a replica,
+    /// and a check that the replica equals the source.
+    Demo {
+        /// How long the writer writes.
+        #[arg(long, value_name = "DURATION", default_value = "3s")]
+        duration: String,
+        /// Keep the demo's files (their folder is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// Parsed and checked settings; nothing touches a file before this succeeds.
+struct Settings {
+    db: PathBuf,
+    target: TargetSpec,
+    tables: Vec<String>,
+    consumer: String,
+    bootstrap: BootstrapMode,
+    signal: SignalKind,
+    poll_interval: Duration,
+    batch_size: usize,
+    once: bool,
+}
+
+pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
+    let d = humantime::parse_duration(text)
+        .map_err(|e| Error::Config(format!("bad {what} {text:?}: {e}")))?;
+    if d.is_zero() {
+        return Err(Error::Config(format!(
+            "bad {what} {text:?}: must be more than zero"
+        )));
+    }
+    Ok(d)
+}
+
+impl Settings {
+    fn from_cli(cli: Cli) -> cdc::Result<Settings> {
+        let target: TargetSpec = cli.target.as_deref().unwrap_or_default().parse()?;
+        let batch_size = match cli.batch_size.parse::<usize>() {
+            Ok(0) => return Err(Error::Config("batch size must be at least 1".into())),
+            Ok(n) => n,
+            Err(_) => {
+                return Err(Error::Config(format!(
+                    "bad batch size {:?}: expected a whole number",
+                    cli.batch_size
+                )));
+            }
+        };
+        Ok(Settings {
+            db: cli.db.unwrap_or_default(),
+            consumer: cli.consumer.unwrap_or_else(|| target.consumer_name()),
+            target,
+            tables: cli.tables,
+            bootstrap: cli.bootstrap.parse()?,
+            signal: cli.signal.parse()?,
+            poll_interval: duration(&cli.poll_interval, "poll interval")?,
+            batch_size,
+            once: cli.once,
+        })
+    }
+}
+
+/// Draws one progress bar per table while bootstrapping, on a terminal only.
+fn progress_bars() -> impl FnMut(&Progress) + Send + 'static {
+    let interactive = std::io::stderr().is_terminal();
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
+    move |p: &Progress| {
+        if !interactive {
+            if p.done {
+                tracing::info!(table = %p.table, rows = p.rows, elapsed = ?p.elapsed, "bootstrapped");
+            }
+            return;
+        }
+        let bar = bars.entry(p.table.to_string()).or_insert_with(|| {
+            let bar = ProgressBar::new(p.total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg:>16} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(p.table.to_string());
+            bar
+        });
+        bar.set_position(p.rows);
+        if p.done {
+            bar.finish();
+        }
+    }
+}
+
+/// Runs the replicator with already parsed arguments.
+pub fn run(cli: Cli) -> cdc::Result<()> {
+    if let Some(Command::Demo { duration: d, keep }) = cli.command {
+        return crate::demo::run(duration(&d, "duration")?, keep);
+    }
+    let s = Settings::from_cli(cli)?;
+    let mut engine = Engine::builder(&s.db)
+        .tables(s.tables)
+        .consumer(&s.consumer)
+        .batch_size(s.batch_size)
+        .bootstrap(s.bootstrap)
+        .on_progress(progress_bars())
+        .open()?;
+    let mut target = s.target.open()?;
+    tracing::info!(
+        db = %s.db.display(),
+        consumer = %s.consumer,
+        tables = ?engine.tables().collect::<Vec<_>>(),
+        "replicating"
+    );
+    let stop = engine.stop_handle();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| Error::Io {
+        context: "installing signal handlers".into(),
+        source: e,
+    })?;
+    let signal_handle = signals.handle();
+    let watcher = std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "stopping");
+            stop.stop();
+        }
+    });
+    let result = if s.once {
+        engine.drain(target.as_mut())
+    } else {
+        let mut signal = s.signal.build(&s.db, s.poll_interval);
+        engine.run(target.as_mut(), signal.as_mut())
+    };
+    signal_handle.close();
+    let _ = watcher.join();
+    let drained = result?;
+    tracing::info!(
+        changes = drained.changes,
+        bootstrapped_rows = drained.bootstrapped_rows,
+        position = drained.position,
+        "stopped cleanly"
+    );
+    Ok(())
+}
