@@ -42,11 +42,8 @@ fn drain(c: &mut Criterion) {
             b.iter_batched(
                 || copy_of(&template, "engine.db"),
                 |path| {
-                    let mut engine = Engine::builder(&path)
-                        .batch_size(batch)
-                        .bootstrap(BootstrapMode::Never)
-                        .open()
-                        .unwrap();
+                    let mut engine =
+                        Engine::builder(&path).batch_size(batch).bootstrap(BootstrapMode::Never).open().unwrap();
                     let mut target = |events: &[Event]| {
                         std::hint::black_box(events);
                         Ok(())

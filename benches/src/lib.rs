@@ -8,14 +8,12 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 /// A narrow table of mixed types (6 columns), the benches' common shape.
-pub const NARROW: &str =
-    "CREATE TABLE narrow(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL, d BLOB, e INTEGER)";
+pub const NARROW: &str = "CREATE TABLE narrow(id INTEGER PRIMARY KEY, a INTEGER, b TEXT, c REAL, d BLOB, e INTEGER)";
 
 /// Opens (creating) a WAL database at `path` with `synchronous=NORMAL`.
 pub fn open(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
-    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
-        .unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;").unwrap();
     conn
 }
 
@@ -36,8 +34,7 @@ pub fn backlog_source(dir: &Path, rows: usize) -> PathBuf {
     conn.execute_batch(NARROW).unwrap();
     cdc::capture::install(&mut conn, &["narrow".into()]).unwrap();
     fill_narrow(&conn, rows);
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .unwrap();
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
     path
 }
 

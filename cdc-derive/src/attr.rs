@@ -21,10 +21,7 @@ impl<T> Once<T> {
 
     fn set(&mut self, cx: &Ctxt, meta: &ParseNestedMeta, value: T) {
         if self.value.is_some() {
-            cx.error_spanned_by(
-                &meta.path,
-                format!("duplicate cdc attribute `{}`", self.name),
-            );
+            cx.error_spanned_by(&meta.path, format!("duplicate cdc attribute `{}`", self.name));
         } else {
             self.value = Some(value);
         }
@@ -42,11 +39,7 @@ fn string(cx: &Ctxt, meta: &ParseNestedMeta) -> Option<LitStr> {
 }
 
 /// Runs `each` on every `#[cdc(...)]` item of `attrs`.
-fn for_each_cdc(
-    cx: &Ctxt,
-    attrs: &[Attribute],
-    mut each: impl FnMut(&ParseNestedMeta) -> syn::Result<()>,
-) {
+fn for_each_cdc(cx: &Ctxt, attrs: &[Attribute], mut each: impl FnMut(&ParseNestedMeta) -> syn::Result<()>) {
     for attr in attrs.iter().filter(|a| a.path().is_ident("cdc")) {
         if let Err(err) = attr.parse_nested_meta(|meta| each(&meta)) {
             cx.syn_error(err);
@@ -72,20 +65,16 @@ impl Container {
             } else if meta.path.is_ident("without_rowid") {
                 without_rowid.set(cx, meta, ());
             } else {
-                let name = meta
-                    .path
-                    .get_ident()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                cx.error_spanned_by(&meta.path, format!("unknown cdc attribute `{name}` on a struct; expected one of {CONTAINER_KEYS}"));
+                let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
+                cx.error_spanned_by(
+                    &meta.path,
+                    format!("unknown cdc attribute `{name}` on a struct; expected one of {CONTAINER_KEYS}"),
+                );
                 skip_value(meta);
             }
             Ok(())
         });
-        Container {
-            table: table.value,
-            without_rowid: without_rowid.value.is_some(),
-        }
+        Container { table: table.value, without_rowid: without_rowid.value.is_some() }
     }
 }
 
@@ -117,16 +106,10 @@ impl Field {
             } else if meta.path.is_ident("skip") {
                 skip.set(cx, meta, ());
             } else {
-                let name = meta
-                    .path
-                    .get_ident()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
+                let name = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
                 cx.error_spanned_by(
                     &meta.path,
-                    format!(
-                        "unknown cdc attribute `{name}` on a field; expected one of {FIELD_KEYS}"
-                    ),
+                    format!("unknown cdc attribute `{name}` on a field; expected one of {FIELD_KEYS}"),
                 );
                 skip_value(meta);
             }

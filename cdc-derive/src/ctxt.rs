@@ -16,9 +16,7 @@ pub struct Ctxt {
 impl Ctxt {
     /// Records an error at the span of `tokens`.
     pub fn error_spanned_by<T: ToTokens, M: Display>(&self, tokens: T, message: M) {
-        self.errors
-            .borrow_mut()
-            .push(syn::Error::new_spanned(tokens.into_token_stream(), message));
+        self.errors.borrow_mut().push(syn::Error::new_spanned(tokens.into_token_stream(), message));
     }
 
     /// Records a parse error.
@@ -29,11 +27,7 @@ impl Ctxt {
     /// All errors so far, or `Ok` when there were none.
     pub fn check(self) -> Result<(), Vec<syn::Error>> {
         let errors = self.errors.into_inner();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }
 

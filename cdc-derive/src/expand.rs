@@ -18,12 +18,7 @@ pub fn derive(input: &DeriveInput) -> Result<TokenStream, Vec<syn::Error>> {
 }
 
 fn column_tokens(c: &ColumnDesc) -> TokenStream {
-    let (name, decl_type, key, not_null) = (
-        c.name.as_ref(),
-        c.decl_type.as_ref(),
-        c.primary_key,
-        c.not_null,
-    );
+    let (name, decl_type, key, not_null) = (c.name.as_ref(), c.decl_type.as_ref(), c.primary_key, c.not_null);
     quote! {
         ::cdc::ColumnDesc {
             name: ::cdc::__private::Cow::Borrowed(#name),
@@ -115,8 +110,7 @@ mod tests {
                 continue;
             }
             seen += 1;
-            let input: syn::DeriveInput =
-                syn::parse_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let input: syn::DeriveInput = syn::parse_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let tokens = super::derive(&input).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             let actual = prettyplease::unparse(&syn::parse2(tokens).unwrap());
             let snapshot = path.with_extension("expanded.rs");
@@ -124,10 +118,7 @@ mod tests {
                 std::fs::write(&snapshot, &actual).unwrap();
             }
             let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
-            assert_eq!(
-                actual, expected,
-                "{name}: expansion changed; rerun with UPDATE_SNAPSHOTS=1 if intended"
-            );
+            assert_eq!(actual, expected, "{name}: expansion changed; rerun with UPDATE_SNAPSHOTS=1 if intended");
         }
         assert!(seen >= 2, "expected expansion inputs in {}", dir.display());
     }

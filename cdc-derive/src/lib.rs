@@ -21,7 +21,5 @@ use proc_macro::TokenStream;
 #[proc_macro_derive(Cdc, attributes(cdc))]
 pub fn derive_cdc(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
-    expand::derive(&input)
-        .unwrap_or_else(ctxt::to_compile_errors)
-        .into()
+    expand::derive(&input).unwrap_or_else(ctxt::to_compile_errors).into()
 }

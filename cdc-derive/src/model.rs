@@ -35,11 +35,9 @@ fn sql_type_of(ty: &Type) -> Option<(&'static str, bool)> {
         },
         _ => None,
     };
-    let plain =
-        |t: &'static str| matches!(last.arguments, PathArguments::None).then_some((t, false));
+    let plain = |t: &'static str| matches!(last.arguments, PathArguments::None).then_some((t, false));
     match last.ident.to_string().as_str() {
-        "i8" | "i16" | "i32" | "i64" | "isize" | "u8" | "u16" | "u32" | "u64" | "usize"
-        | "bool" => plain("INTEGER"),
+        "i8" | "i16" | "i32" | "i64" | "isize" | "u8" | "u16" | "u32" | "u64" | "usize" | "bool" => plain("INTEGER"),
         "f32" | "f64" => plain("REAL"),
         "String" => plain("TEXT"),
         "Vec" => match only_arg()? {
@@ -77,34 +75,31 @@ impl<'a> Model<'a> {
             Data::Struct(s) => match &s.fields {
                 Fields::Named(named) => Some(named),
                 Fields::Unnamed(_) => {
-                    cx.error_spanned_by(&input.ident, "#[derive(Cdc)] needs a struct with named fields (one per column), not a tuple struct");
+                    cx.error_spanned_by(
+                        &input.ident,
+                        "#[derive(Cdc)] needs a struct with named fields (one per column), not a tuple struct",
+                    );
                     None
                 }
                 Fields::Unit => {
-                    cx.error_spanned_by(
-                        &input.ident,
-                        "#[derive(Cdc)] needs at least one field (one per column)",
-                    );
+                    cx.error_spanned_by(&input.ident, "#[derive(Cdc)] needs at least one field (one per column)");
                     None
                 }
             },
             Data::Enum(_) => {
-                cx.error_spanned_by(
-                    &input.ident,
-                    "#[derive(Cdc)] works on structs (a row of a table), not enums",
-                );
+                cx.error_spanned_by(&input.ident, "#[derive(Cdc)] works on structs (a row of a table), not enums");
                 None
             }
             Data::Union(_) => {
-                cx.error_spanned_by(
-                    &input.ident,
-                    "#[derive(Cdc)] works on structs (a row of a table), not unions",
-                );
+                cx.error_spanned_by(&input.ident, "#[derive(Cdc)] works on structs (a row of a table), not unions");
                 None
             }
         };
         if !input.generics.params.is_empty() {
-            cx.error_spanned_by(&input.generics, "#[derive(Cdc)] does not support generic structs: a table has one fixed set of column types");
+            cx.error_spanned_by(
+                &input.generics,
+                "#[derive(Cdc)] does not support generic structs: a table has one fixed set of column types",
+            );
         }
         let named = named?;
 
@@ -116,19 +111,15 @@ impl<'a> Model<'a> {
             let a = attr::Field::from_ast(cx, &f.attrs);
             if a.skip {
                 if a.primary_key || a.rename.is_some() || a.sql_type.is_some() {
-                    cx.error_spanned_by(ident, "a `skip` field is not a column: it cannot also have `primary_key`, `rename` or `sql_type`");
+                    cx.error_spanned_by(
+                        ident,
+                        "a `skip` field is not a column: it cannot also have `primary_key`, `rename` or `sql_type`",
+                    );
                 }
-                fields.push(Field {
-                    ident,
-                    column: None,
-                });
+                fields.push(Field { ident, column: None });
                 continue;
             }
-            let column = a
-                .rename
-                .as_ref()
-                .map(|l| l.value())
-                .unwrap_or_else(|| ident.to_string());
+            let column = a.rename.as_ref().map(|l| l.value()).unwrap_or_else(|| ident.to_string());
             let (decl_type, optional) = match (&a.sql_type, sql_type_of(&f.ty)) {
                 (Some(lit), found) => (lit.value(), found.is_some_and(|(_, o)| o)),
                 (None, Some((t, optional))) => (t.to_string(), optional),
@@ -142,15 +133,8 @@ impl<'a> Model<'a> {
                     (String::new(), false)
                 }
             };
-            if let Some(prev) = columns
-                .iter()
-                .find(|c| c.name.eq_ignore_ascii_case(&column))
-            {
-                let span = a
-                    .rename
-                    .as_ref()
-                    .map(|l| l.span())
-                    .unwrap_or_else(|| ident.span());
+            if let Some(prev) = columns.iter().find(|c| c.name.eq_ignore_ascii_case(&column)) {
+                let span = a.rename.as_ref().map(|l| l.span()).unwrap_or_else(|| ident.span());
                 cx.syn_error(syn::Error::new(
                     span,
                     format!("two fields map to column `{}`; give one a different #[cdc(rename = \"...\")]", prev.name),
@@ -167,16 +151,10 @@ impl<'a> Model<'a> {
                 not_null: !optional,
                 generated: false,
             });
-            fields.push(Field {
-                ident,
-                column: Some(column),
-            });
+            fields.push(Field { ident, column: Some(column) });
         }
         if columns.is_empty() {
-            cx.error_spanned_by(
-                &input.ident,
-                "#[derive(Cdc)] needs at least one field that is not #[cdc(skip)]",
-            );
+            cx.error_spanned_by(&input.ident, "#[derive(Cdc)] needs at least one field that is not #[cdc(skip)]");
             return None;
         }
         if container.without_rowid && key_len == 0 {
@@ -186,30 +164,14 @@ impl<'a> Model<'a> {
             );
             return None;
         }
-        let name = container
-            .table
-            .as_ref()
-            .map(|l| l.value())
-            .unwrap_or_else(|| snake_case(&input.ident.to_string()));
-        let desc = TableDesc {
-            name: name.into(),
-            columns: columns.into(),
-            without_rowid: container.without_rowid,
-        };
+        let name = container.table.as_ref().map(|l| l.value()).unwrap_or_else(|| snake_case(&input.ident.to_string()));
+        let desc = TableDesc { name: name.into(), columns: columns.into(), without_rowid: container.without_rowid };
         if let Err(err) = desc.validate() {
-            let span = container
-                .table
-                .as_ref()
-                .map(|l| l.span())
-                .unwrap_or_else(|| input.ident.span());
+            let span = container.table.as_ref().map(|l| l.span()).unwrap_or_else(|| input.ident.span());
             cx.syn_error(syn::Error::new(span, err.0));
             return None;
         }
-        Some(Model {
-            input,
-            fields,
-            desc,
-        })
+        Some(Model { input, fields, desc })
     }
 }
 

@@ -103,10 +103,7 @@ pub fn internal_ddl() -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
             quote_ident(CONSUMERS_TABLE)
         ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {}(key TEXT PRIMARY KEY, value)",
-            quote_ident(META_TABLE)
-        ),
+        format!("CREATE TABLE IF NOT EXISTS {}(key TEXT PRIMARY KEY, value)", quote_ident(META_TABLE)),
         format!(
             "INSERT OR IGNORE INTO {}(key, value) VALUES('log_id', lower(hex(randomblob(16))))",
             quote_ident(META_TABLE)

@@ -35,12 +35,7 @@ impl TableDesc {
     pub fn upsert_sql(&self) -> String {
         let cols = self.image_columns();
         let params: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-        format!(
-            "INSERT OR REPLACE INTO {}({}) VALUES({})",
-            quote_ident(&self.name),
-            cols.join(", "),
-            params.join(", ")
-        )
+        format!("INSERT OR REPLACE INTO {}({}) VALUES({})", quote_ident(&self.name), cols.join(", "), params.join(", "))
     }
 
     /// Update to the after image (`?1..?n`) of the row identified by the
@@ -48,11 +43,7 @@ impl TableDesc {
     /// `?n+1`). Handles key changes; `OR REPLACE` as for [`Self::upsert_sql`].
     pub fn update_sql(&self) -> String {
         let cols = self.image_columns();
-        let sets: Vec<String> = cols
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ?{}", i + 1))
-            .collect();
+        let sets: Vec<String> = cols.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 1)).collect();
         format!(
             "UPDATE OR REPLACE {} SET {} WHERE {}",
             quote_ident(&self.name),
@@ -63,21 +54,13 @@ impl TableDesc {
 
     /// Idempotent delete by identity (rowid, or key values in key order, from `?1`).
     pub fn delete_sql(&self) -> String {
-        format!(
-            "DELETE FROM {} WHERE {}",
-            quote_ident(&self.name),
-            self.identity_predicate(1)
-        )
+        format!("DELETE FROM {} WHERE {}", quote_ident(&self.name), self.identity_predicate(1))
     }
 
     /// Positions within an image of the identity values that
     /// [`Self::update_sql`] and [`Self::delete_sql`] bind.
     pub fn identity_positions(&self) -> Vec<usize> {
-        if self.rowid_alias().is_some() {
-            vec![0]
-        } else {
-            self.key_positions()
-        }
+        if self.rowid_alias().is_some() { vec![0] } else { self.key_positions() }
     }
 
     /// Removes every row (bootstrap purge).
@@ -89,18 +72,9 @@ impl TableDesc {
     pub fn snapshot_sql(&self) -> String {
         let order = match self.rowid_alias() {
             Some(alias) => alias.to_string(),
-            None => self
-                .key_columns()
-                .iter()
-                .map(|c| quote_ident(&c.name))
-                .collect::<Vec<_>>()
-                .join(", "),
+            None => self.key_columns().iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", "),
         };
-        format!(
-            "SELECT {} FROM {} ORDER BY {order}",
-            self.image_columns().join(", "),
-            quote_ident(&self.name)
-        )
+        format!("SELECT {} FROM {} ORDER BY {order}", self.image_columns().join(", "), quote_ident(&self.name))
     }
 }
 
@@ -112,10 +86,7 @@ mod tests {
     #[test]
     fn rowid_statements() {
         let t = users();
-        assert_eq!(
-            t.upsert_sql(),
-            "INSERT OR REPLACE INTO \"users\"(rowid, \"id\", \"name\") VALUES(?1, ?2, ?3)"
-        );
+        assert_eq!(t.upsert_sql(), "INSERT OR REPLACE INTO \"users\"(rowid, \"id\", \"name\") VALUES(?1, ?2, ?3)");
         assert_eq!(
             t.update_sql(),
             "UPDATE OR REPLACE \"users\" SET rowid = ?1, \"id\" = ?2, \"name\" = ?3 WHERE rowid = ?4"
@@ -129,23 +100,14 @@ mod tests {
         let t = TableDesc {
             name: "kv".into(),
             columns: vec![
-                ColumnDesc {
-                    primary_key: 2,
-                    ..ColumnDesc::new("b", "TEXT")
-                },
+                ColumnDesc { primary_key: 2, ..ColumnDesc::new("b", "TEXT") },
                 ColumnDesc::new("v", "BLOB"),
-                ColumnDesc {
-                    primary_key: 1,
-                    ..ColumnDesc::new("a", "INT")
-                },
+                ColumnDesc { primary_key: 1, ..ColumnDesc::new("a", "INT") },
             ]
             .into(),
             without_rowid: true,
         };
-        assert_eq!(
-            t.delete_sql(),
-            "DELETE FROM \"kv\" WHERE \"a\" = ?1 AND \"b\" = ?2"
-        );
+        assert_eq!(t.delete_sql(), "DELETE FROM \"kv\" WHERE \"a\" = ?1 AND \"b\" = ?2");
         assert_eq!(t.identity_positions(), vec![2, 0]);
         assert!(t.update_sql().ends_with("WHERE \"a\" = ?4 AND \"b\" = ?5"));
         assert!(t.snapshot_sql().ends_with("ORDER BY \"a\", \"b\""));

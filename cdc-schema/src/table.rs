@@ -103,10 +103,7 @@ impl TableDesc {
     /// Positions (within the captured columns) of the key columns, in key order.
     pub fn key_positions(&self) -> Vec<usize> {
         let captured: Vec<&ColumnDesc> = self.captured().collect();
-        self.key_columns()
-            .iter()
-            .filter_map(|k| captured.iter().position(|c| c.name == k.name))
-            .collect()
+        self.key_columns().iter().filter_map(|k| captured.iter().position(|c| c.name == k.name)).collect()
     }
 
     /// The name under which the rowid is reachable: the first of `rowid`,
@@ -117,12 +114,9 @@ impl TableDesc {
         if self.without_rowid {
             return None;
         }
-        ["rowid", "_rowid_", "oid"].into_iter().find(|alias| {
-            !self
-                .columns
-                .iter()
-                .any(|c| c.name.eq_ignore_ascii_case(alias))
-        })
+        ["rowid", "_rowid_", "oid"]
+            .into_iter()
+            .find(|alias| !self.columns.iter().any(|c| c.name.eq_ignore_ascii_case(alias)))
     }
 
     /// Values per image in the log: the rowid (rowid tables) plus every
@@ -138,11 +132,7 @@ impl TableDesc {
     /// rows written before a schema change keep pointing at the layout they
     /// were written with. 47 bits keep it a 6-byte integer on disk.
     pub fn capture_id(&self) -> i64 {
-        let rowid: &[u8] = if self.without_rowid {
-            b"without rowid"
-        } else {
-            b"rowid"
-        };
+        let rowid: &[u8] = if self.without_rowid { b"without rowid" } else { b"rowid" };
         let parts = [FORMAT_VERSION.as_bytes(), self.name.as_bytes(), rowid]
             .into_iter()
             .chain(self.captured().map(|c| c.name.as_bytes()));
@@ -155,11 +145,8 @@ impl TableDesc {
     /// NOT NULL, rowid-ness. Recorded at install time; a difference later
     /// means the table was altered.
     pub fn fingerprint(&self) -> String {
-        let mut parts: Vec<Vec<u8>> = vec![
-            FORMAT_VERSION.as_bytes().to_vec(),
-            self.name.as_bytes().to_vec(),
-            vec![u8::from(self.without_rowid)],
-        ];
+        let mut parts: Vec<Vec<u8>> =
+            vec![FORMAT_VERSION.as_bytes().to_vec(), self.name.as_bytes().to_vec(), vec![u8::from(self.without_rowid)]];
         for c in self.columns.iter() {
             parts.push(c.name.as_bytes().to_vec());
             parts.push(c.decl_type.as_bytes().to_vec());
@@ -177,15 +164,9 @@ pub(crate) mod tests {
         TableDesc {
             name: "users".into(),
             columns: vec![
-                ColumnDesc {
-                    primary_key: 1,
-                    ..ColumnDesc::new("id", "INTEGER")
-                },
+                ColumnDesc { primary_key: 1, ..ColumnDesc::new("id", "INTEGER") },
                 ColumnDesc::new("name", "TEXT"),
-                ColumnDesc {
-                    generated: true,
-                    ..ColumnDesc::new("upper", "TEXT")
-                },
+                ColumnDesc { generated: true, ..ColumnDesc::new("upper", "TEXT") },
             ]
             .into(),
             without_rowid: false,

@@ -28,25 +28,18 @@ impl TableDesc {
         }
         let lower = name.to_ascii_lowercase();
         if lower.starts_with("_cdc_") || lower.starts_with("sqlite_") {
-            return err(format!(
-                "table {name:?} is internal (_cdc_ or sqlite_ prefix) and cannot be captured"
-            ));
+            return err(format!("table {name:?} is internal (_cdc_ or sqlite_ prefix) and cannot be captured"));
         }
         if self.captured_len() == 0 {
             return err(format!("table {name:?} has no columns to capture"));
         }
         for (i, c) in self.columns.iter().enumerate() {
-            if self.columns[..i]
-                .iter()
-                .any(|d| d.name.eq_ignore_ascii_case(&c.name))
-            {
+            if self.columns[..i].iter().any(|d| d.name.eq_ignore_ascii_case(&c.name)) {
                 return err(format!("table {name:?} has two columns named {:?}", c.name));
             }
         }
         if self.without_rowid && self.key_columns().is_empty() {
-            return err(format!(
-                "table {name:?} is WITHOUT ROWID but has no primary key"
-            ));
+            return err(format!("table {name:?} is WITHOUT ROWID but has no primary key"));
         }
         if !self.without_rowid && self.rowid_alias().is_none() {
             return err(format!(
@@ -64,13 +57,7 @@ impl TableDesc {
     /// Value expressions of one image: `NEW.rowid, NEW."a", ...`.
     fn image_exprs(&self, prefix: &str) -> Vec<String> {
         let rowid = self.rowid_alias().map(|alias| format!("{prefix}.{alias}"));
-        rowid
-            .into_iter()
-            .chain(
-                self.captured()
-                    .map(|c| format!("{prefix}.{}", quote_ident(&c.name))),
-            )
-            .collect()
+        rowid.into_iter().chain(self.captured().map(|c| format!("{prefix}.{}", quote_ident(&c.name)))).collect()
     }
 
     /// The values a change of `op` writes, in log order: the after image
@@ -94,10 +81,7 @@ impl TableDesc {
         for (part, chunk) in exprs.chunks(CHUNK_WIDTH).enumerate() {
             let cols: Vec<String> = (0..chunk.len()).map(value_column).collect();
             let (head_cols, head_vals) = if part == 0 {
-                (
-                    "tid, op, ts, ",
-                    format!("{}, {}, julianday('now'), ", self.capture_id(), op.code()),
-                )
+                ("tid, op, ts, ", format!("{}, {}, julianday('now'), ", self.capture_id(), op.code()))
             } else {
                 ("op, ", "0, ".to_string())
             };
@@ -123,12 +107,7 @@ impl TableDesc {
 
     /// The three `DROP TRIGGER IF EXISTS` statements.
     pub fn drop_triggers(&self) -> [String; 3] {
-        Op::ALL.map(|op| {
-            format!(
-                "DROP TRIGGER IF EXISTS {}",
-                quote_ident(&self.trigger_name(op))
-            )
-        })
+        Op::ALL.map(|op| format!("DROP TRIGGER IF EXISTS {}", quote_ident(&self.trigger_name(op))))
     }
 }
 
@@ -153,17 +132,9 @@ mod tests {
 
     #[test]
     fn wide_update_spills_into_continuation_rows() {
-        let columns: Vec<ColumnDesc> = (0..40)
-            .map(|i| ColumnDesc {
-                name: format!("c{i}").into(),
-                ..ColumnDesc::new("", "TEXT")
-            })
-            .collect();
-        let t = TableDesc {
-            name: "wide".into(),
-            columns: columns.into(),
-            without_rowid: false,
-        };
+        let columns: Vec<ColumnDesc> =
+            (0..40).map(|i| ColumnDesc { name: format!("c{i}").into(), ..ColumnDesc::new("", "TEXT") }).collect();
+        let t = TableDesc { name: "wide".into(), columns: columns.into(), without_rowid: false };
         let sql = t.create_trigger(Op::Update);
         // 2 images of 41 values = 82 values = 3 rows of at most 32.
         assert_eq!(sql.matches("INSERT INTO").count(), 3);
@@ -175,12 +146,7 @@ mod tests {
         let mut t = users();
         t.without_rowid = true;
         t.columns.to_mut()[0].primary_key = 0;
-        assert!(
-            t.validate()
-                .unwrap_err()
-                .0
-                .contains("WITHOUT ROWID but has no primary key")
-        );
+        assert!(t.validate().unwrap_err().0.contains("WITHOUT ROWID but has no primary key"));
         t.name = "_cdc_log".into();
         assert!(t.validate().unwrap_err().0.contains("internal"));
     }

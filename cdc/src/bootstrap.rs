@@ -44,28 +44,15 @@ pub(crate) fn table(
     let desc = &reg.desc;
     let table: Arc<str> = desc.name.as_ref().into();
     let columns: Arc<[String]> = desc.captured().map(|c| c.name.to_string()).collect();
-    let total: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM {}", quote_ident(&desc.name)),
-        [],
-        |r| r.get(0),
-    )?;
+    let total: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&desc.name)), [], |r| r.get(0))?;
     let total = total as u64;
     let started = Instant::now();
     let mut report = |rows: u64, done: bool| {
         if let Some(f) = progress.as_mut() {
-            f(&Progress {
-                table: table.clone(),
-                rows,
-                total,
-                elapsed: started.elapsed(),
-                done,
-            });
+            f(&Progress { table: table.clone(), rows, total, elapsed: started.elapsed(), done });
         }
     };
-    let mut events = vec![Event::BootstrapBegin {
-        table: table.clone(),
-        columns: columns.clone(),
-    }];
+    let mut events = vec![Event::BootstrapBegin { table: table.clone(), columns: columns.clone() }];
     let has_rowid = !desc.without_rowid;
     let width = desc.image_len();
     let mut stmt = conn.prepare(&desc.snapshot_sql())?;
@@ -77,10 +64,7 @@ pub(crate) fn table(
             let v = Value::from_ref(r.get_ref(i)?).map_err(|_| crate::Error::InvalidUtf8 {
                 table: table.to_string(),
                 seq: 0,
-                column: columns
-                    .get(i - usize::from(has_rowid))
-                    .cloned()
-                    .unwrap_or_else(|| "rowid".into()),
+                column: columns.get(i - usize::from(has_rowid)).cloned().unwrap_or_else(|| "rowid".into()),
             })?;
             values.push(v);
         }
@@ -92,11 +76,7 @@ pub(crate) fn table(
         } else {
             None
         };
-        events.push(Event::Bootstrap {
-            table: table.clone(),
-            columns: columns.clone(),
-            row: Row { rowid, values },
-        });
+        events.push(Event::Bootstrap { table: table.clone(), columns: columns.clone(), row: Row { rowid, values } });
         count += 1;
         if events.len() >= batch_size {
             if waker.is_stopped() {
@@ -107,10 +87,7 @@ pub(crate) fn table(
             report(count, false);
         }
     }
-    events.push(Event::BootstrapEnd {
-        table: table.clone(),
-        rows: count,
-    });
+    events.push(Event::BootstrapEnd { table: table.clone(), rows: count });
     target.apply(&events).map_err(Failure::Target)?;
     report(count, true);
     Ok(Some(count))

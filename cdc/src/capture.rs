@@ -38,11 +38,10 @@ pub enum Installed {
 
 /// Whether the internal tables exist.
 pub fn is_initialised(conn: &Connection) -> Result<bool> {
-    let n: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-        [LOG_TABLE],
-        |r| r.get(0),
-    )?;
+    let n: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [LOG_TABLE], |r| {
+            r.get(0)
+        })?;
     Ok(n > 0)
 }
 
@@ -57,36 +56,23 @@ pub fn registry(conn: &Connection) -> Result<Vec<Registered>> {
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, bool>(3)?,
-        ))
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
         let (tid, description, fingerprint, active) = row?;
-        out.push(Registered {
-            tid,
-            desc: serde_json::from_str(&description)?,
-            fingerprint,
-            active,
-        });
+        out.push(Registered { tid, desc: serde_json::from_str(&description)?, fingerprint, active });
     }
     Ok(out)
 }
 
 /// The active registration of `table` (matched ignoring ASCII case).
 pub fn active(conn: &Connection, table: &str) -> Result<Option<Registered>> {
-    Ok(registry(conn)?
-        .into_iter()
-        .find(|r| r.active && r.desc.name.eq_ignore_ascii_case(table)))
+    Ok(registry(conn)?.into_iter().find(|r| r.active && r.desc.name.eq_ignore_ascii_case(table)))
 }
 
 fn triggers_in_place(conn: &Connection, desc: &TableDesc) -> Result<bool> {
-    let mut stmt =
-        conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?;
+    let mut stmt = conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?;
     for (op, expected) in cdc_schema::Op::ALL.iter().zip(desc.create_triggers()) {
         let sql: Option<String> = stmt.query_row([desc.trigger_name(*op)], |r| r.get(0)).ok();
         if sql.as_deref() != Some(expected.as_str()) {
@@ -109,16 +95,10 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
     {
         return Ok(Installed::Unchanged { table });
     }
-    if let Some(other) = registry(conn)?
-        .iter()
-        .find(|r| r.tid == tid && !r.desc.name.eq_ignore_ascii_case(&table))
-    {
+    if let Some(other) = registry(conn)?.iter().find(|r| r.tid == tid && !r.desc.name.eq_ignore_ascii_case(&table)) {
         return Err(Error::CorruptLog {
             seq: 0,
-            problem: format!(
-                "capture id {tid} of table {table:?} collides with table {:?}",
-                other.desc.name
-            ),
+            problem: format!("capture id {tid} of table {table:?} collides with table {:?}", other.desc.name),
         });
     }
     for sql in desc.drop_triggers() {
@@ -128,10 +108,7 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
         conn.execute(&sql, [])?;
     }
     let registry = quote_ident(TABLES_TABLE);
-    conn.execute(
-        &format!("UPDATE {registry} SET active = 0 WHERE name = ?1 COLLATE NOCASE"),
-        [&table],
-    )?;
+    conn.execute(&format!("UPDATE {registry} SET active = 0 WHERE name = ?1 COLLATE NOCASE"), [&table])?;
     conn.execute(
         &format!(
             "INSERT INTO {registry}(tid, name, fingerprint, description, active) VALUES(?1, ?2, ?3, ?4, 1) \
@@ -156,16 +133,11 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
 /// Installing an unchanged table again writes nothing.
 pub fn install(conn: &mut Connection, tables: &[String]) -> Result<Vec<Installed>> {
     let path = path_of(conn);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| classify(e, &path))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     for sql in internal_ddl() {
         tx.execute(&sql, [])?;
     }
-    let outcomes = tables
-        .iter()
-        .map(|t| install_one(&tx, t))
-        .collect::<Result<Vec<_>>>()?;
+    let outcomes = tables.iter().map(|t| install_one(&tx, t)).collect::<Result<Vec<_>>>()?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(outcomes)
 }
@@ -176,11 +148,7 @@ pub fn install_for<T: Cdc>(conn: &mut Connection) -> Result<Installed> {
     let live = describe(conn, &T::TABLE.name)?;
     let problems = mismatches(&T::TABLE, &live, Against::Struct);
     if !problems.is_empty() {
-        return Err(Error::StructMismatch {
-            table: live.name.to_string(),
-            rust_type: T::RUST_TYPE,
-            problems,
-        });
+        return Err(Error::StructMismatch { table: live.name.to_string(), rust_type: T::RUST_TYPE, problems });
     }
     Ok(install(conn, &[live.name.to_string()])?.remove(0))
 }
@@ -199,16 +167,8 @@ pub enum Against {
 /// type affinity, primary key, rowid-ness. Empty when compatible.
 pub fn mismatches(wanted: &TableDesc, live: &TableDesc, against: Against) -> Vec<String> {
     let (maps, has_no, is_or_not) = match against {
-        Against::Struct => (
-            "the field maps to",
-            "has no field (add one; capture copies every column)",
-            "the field",
-        ),
-        Against::Source => (
-            "the source declares",
-            "is not in the source",
-            "in the source it",
-        ),
+        Against::Struct => ("the field maps to", "has no field (add one; capture copies every column)", "the field"),
+        Against::Source => ("the source declares", "is not in the source", "in the source it"),
     };
     let mut problems = Vec::new();
     for w in wanted.captured() {
@@ -224,15 +184,8 @@ pub fn mismatches(wanted: &TableDesc, live: &TableDesc, against: Against) -> Vec
                     ));
                 }
                 if (w.primary_key > 0) != (l.primary_key > 0) {
-                    let (is, other) = if l.primary_key > 0 {
-                        ("is", "is not")
-                    } else {
-                        ("is not", "is")
-                    };
-                    problems.push(format!(
-                        "column {:?} {is} part of the primary key but {is_or_not} {other}",
-                        w.name
-                    ));
+                    let (is, other) = if l.primary_key > 0 { ("is", "is not") } else { ("is not", "is") };
+                    problems.push(format!("column {:?} {is} part of the primary key but {is_or_not} {other}", w.name));
                 }
             }
         }
@@ -244,9 +197,7 @@ pub fn mismatches(wanted: &TableDesc, live: &TableDesc, against: Against) -> Vec
     }
     if wanted.without_rowid != live.without_rowid {
         let is = if live.without_rowid { "is" } else { "is not" };
-        problems.push(format!(
-            "the table {is} WITHOUT ROWID but {is_or_not} differs"
-        ));
+        problems.push(format!("the table {is} WITHOUT ROWID but {is_or_not} differs"));
     }
     problems
 }
@@ -257,9 +208,7 @@ pub fn mismatches(wanted: &TableDesc, live: &TableDesc, against: Against) -> Vec
 /// Application data is never touched.
 pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>) -> Result<Vec<String>> {
     let path = path_of(conn);
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| classify(e, &path))?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     let registered = registry(&tx)?;
     let targets: Vec<&Registered> = match tables {
         None => registered.iter().filter(|r| r.active).collect(),
@@ -278,18 +227,12 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>) -> Result<Vec
         for sql in r.desc.drop_triggers() {
             tx.execute(&sql, [])?;
         }
-        tx.execute(
-            &format!("UPDATE {registry_table} SET active = 0 WHERE tid = ?1"),
-            [r.tid],
-        )?;
+        tx.execute(&format!("UPDATE {registry_table} SET active = 0 WHERE tid = ?1"), [r.tid])?;
     }
     let removed = targets.iter().map(|r| r.desc.name.to_string()).collect();
     if is_initialised(&tx)? {
-        let still: i64 = tx.query_row(
-            &format!("SELECT count(*) FROM {registry_table} WHERE active = 1"),
-            [],
-            |r| r.get(0),
-        )?;
+        let still: i64 =
+            tx.query_row(&format!("SELECT count(*) FROM {registry_table} WHERE active = 1"), [], |r| r.get(0))?;
         if still == 0 {
             for sql in drop_internal_ddl() {
                 tx.execute(&sql, [])?;
@@ -312,14 +255,12 @@ pub fn verify(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
         tables
             .iter()
             .map(|t| {
-                active
-                    .iter()
-                    .find(|r| r.desc.name.eq_ignore_ascii_case(t))
-                    .cloned()
-                    .ok_or_else(|| match describe(conn, t) {
+                active.iter().find(|r| r.desc.name.eq_ignore_ascii_case(t)).cloned().ok_or_else(|| {
+                    match describe(conn, t) {
                         Ok(_) => Error::NotCaptured(t.clone()),
                         Err(e) => e,
-                    })
+                    }
+                })
             })
             .collect::<Result<_>>()?
     };
@@ -344,11 +285,7 @@ pub fn drift(conn: &Connection, r: &Registered) -> Result<Option<String>> {
     };
     if live.fingerprint() != r.fingerprint {
         let what = describe_difference(&r.desc, &live);
-        return Ok(Some(if what.is_empty() {
-            "its definition changed".into()
-        } else {
-            what
-        }));
+        return Ok(Some(if what.is_empty() { "its definition changed".into() } else { what }));
     }
     if !triggers_in_place(conn, &r.desc)? {
         return Ok(Some("its capture triggers were dropped or modified".into()));
@@ -390,14 +327,7 @@ pub struct Status {
 pub fn status(conn: &Connection) -> Result<Status> {
     let wal = crate::db::is_wal(conn)?;
     if !is_initialised(conn)? {
-        return Ok(Status {
-            wal,
-            tables: vec![],
-            log_rows: 0,
-            oldest_seq: None,
-            newest_seq: None,
-            consumers: vec![],
-        });
+        return Ok(Status { wal, tables: vec![], log_rows: 0, oldest_seq: None, newest_seq: None, consumers: vec![] });
     }
     let mut tables = Vec::new();
     for r in registry(conn)?.into_iter().filter(|r| r.active) {
@@ -409,30 +339,16 @@ pub fn status(conn: &Connection) -> Result<Status> {
         });
     }
     let log = quote_ident(LOG_TABLE);
-    let (log_rows, oldest_seq, newest_seq) = conn.query_row(
-        &format!("SELECT count(*), min(seq), max(seq) FROM {log} WHERE op != 0"),
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?;
+    let (log_rows, oldest_seq, newest_seq) =
+        conn.query_row(&format!("SELECT count(*), min(seq), max(seq) FROM {log} WHERE op != 0"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     let mut stmt = conn.prepare(&format!(
         "SELECT name, position, (SELECT count(*) FROM {log} WHERE seq > position AND op != 0) FROM {} ORDER BY name",
         quote_ident(CONSUMERS_TABLE)
     ))?;
     let consumers = stmt
-        .query_map([], |r| {
-            Ok(ConsumerStatus {
-                name: r.get(0)?,
-                position: r.get(1)?,
-                pending: r.get(2)?,
-            })
-        })?
+        .query_map([], |r| Ok(ConsumerStatus { name: r.get(0)?, position: r.get(1)?, pending: r.get(2)? }))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Status {
-        wal,
-        tables,
-        log_rows,
-        oldest_seq,
-        newest_seq,
-        consumers,
-    })
+    Ok(Status { wal, tables, log_rows, oldest_seq, newest_seq, consumers })
 }

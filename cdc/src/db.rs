@@ -24,11 +24,7 @@ pub enum Access {
 /// [`Access::ReadWrite`], a file that cannot be written is refused up front.
 pub fn open(path: &Path, access: Access) -> Result<Connection> {
     if !path.is_file() {
-        return Err(if path.exists() {
-            Error::NotADatabase(path.into())
-        } else {
-            Error::MissingFile(path.into())
-        });
+        return Err(if path.exists() { Error::NotADatabase(path.into()) } else { Error::MissingFile(path.into()) });
     }
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= match access {
@@ -38,10 +34,7 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
     conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
     // Reading the schema is what fails on a file that is not SQLite.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(|e| classify(e, path))?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(|e| classify(e, path))?;
     if access == Access::ReadWrite && conn.is_readonly(rusqlite::MAIN_DB)? {
         return Err(Error::ReadOnly(path.into()));
     }
@@ -52,23 +45,17 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
 pub fn classify(err: rusqlite::Error, path: &Path) -> Error {
     match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.into()),
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => Error::Locked {
-            path: path.into(),
-            waited_ms: DEFAULT_BUSY_TIMEOUT.as_millis() as u64,
-        },
-        Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if path.exists() => {
-            Error::ReadOnly(path.into())
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
+            Error::Locked { path: path.into(), waited_ms: DEFAULT_BUSY_TIMEOUT.as_millis() as u64 }
         }
+        Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if path.exists() => Error::ReadOnly(path.into()),
         _ => Error::Sqlite(err),
     }
 }
 
 /// The file a connection has open, for error messages (`:memory:` when none).
 pub fn path_of(conn: &Connection) -> PathBuf {
-    conn.path()
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(":memory:"))
+    conn.path().filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(":memory:"))
 }
 
 /// Whether the database is in WAL mode (recommended: readers never block

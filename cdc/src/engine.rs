@@ -43,9 +43,7 @@ impl std::str::FromStr for BootstrapMode {
             "auto" => Ok(BootstrapMode::Auto),
             "always" => Ok(BootstrapMode::Always),
             "never" => Ok(BootstrapMode::Never),
-            other => Err(Error::Config(format!(
-                "unknown bootstrap mode {other:?}: expected auto, always or never"
-            ))),
+            other => Err(Error::Config(format!("unknown bootstrap mode {other:?}: expected auto, always or never"))),
         }
     }
 }
@@ -61,19 +59,13 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry {
-            attempts: 8,
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(10),
-        }
+        Retry { attempts: 8, initial: Duration::from_millis(100), max: Duration::from_secs(10) }
     }
 }
 
 impl Retry {
     fn delay(&self, attempt: u32) -> Duration {
-        self.initial
-            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-            .min(self.max)
+        self.initial.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max)
     }
 }
 
@@ -175,25 +167,16 @@ impl EngineBuilder {
         let conn = db::open(&self.db, Access::ReadWrite)?;
         let followed = verify(&conn, &self.tables)?;
         if followed.is_empty() {
-            return Err(Error::NotCaptured(
-                "(none: no table of this database is captured)".into(),
-            ));
+            return Err(Error::NotCaptured("(none: no table of this database is captured)".into()));
         }
-        let log_id: String = conn.query_row(
-            &format!(
-                "SELECT value FROM {} WHERE key = 'log_id'",
-                quote_ident(META_TABLE)
-            ),
-            [],
-            |r| r.get(0),
-        )?;
+        let log_id: String =
+            conn.query_row(&format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(META_TABLE)), [], |r| {
+                r.get(0)
+            })?;
         let schema_version = pragma(&conn, "schema_version")?;
         let position = log::position(&conn, &self.consumer)?;
         Ok(Engine {
-            names: followed
-                .iter()
-                .map(|r| Arc::from(r.desc.name.as_ref()))
-                .collect(),
+            names: followed.iter().map(|r| Arc::from(r.desc.name.as_ref())).collect(),
             followed,
             conn,
             path: self.db,
@@ -301,10 +284,7 @@ impl Engine {
     }
 
     fn run_loop(&mut self, target: &mut dyn Target) -> Result<Drained> {
-        let mut total = Drained {
-            position: self.position.unwrap_or(0),
-            ..Drained::default()
-        };
+        let mut total = Drained { position: self.position.unwrap_or(0), ..Drained::default() };
         let mut seen: Option<i64> = None;
         loop {
             // Read data_version before draining: a commit racing the drain
@@ -323,6 +303,29 @@ impl Engine {
                 return Ok(total);
             }
         }
+    }
+
+    /// Opens `target` with the source's description and settles the
+    /// consumer's position (done by the first drain when not called
+    /// before). A failure here is a configuration problem (an
+    /// incompatible replica, say): it is not retried, and the source is
+    /// written only once the target has accepted it.
+    pub fn connect(&mut self, target: &mut dyn Target) -> Result<()> {
+        if self.target_opened {
+            return Ok(());
+        }
+        let stored = target.open(&self.source_info()?)?;
+        let source = if self.fresh {
+            self.register()?;
+            None
+        } else {
+            log::position(&self.conn, &self.consumer)?
+        };
+        // A target that stores its own position is the authority on what
+        // it holds (it commits data and position together).
+        self.position = stored.or(source);
+        self.target_opened = true;
+        Ok(())
     }
 
     /// Delivers everything visible now (bootstrapping first when needed),
@@ -351,11 +354,7 @@ impl Engine {
                     tracing::warn!(attempt, ?delay, error = %e, "target failed; retrying from the last commit");
                     if !self.waker.sleep(delay) {
                         let position = self.position.unwrap_or(0);
-                        return Ok(Drained {
-                            position,
-                            stopped: true,
-                            ..Drained::default()
-                        });
+                        return Ok(Drained { position, stopped: true, ..Drained::default() });
                     }
                 }
             }
@@ -373,30 +372,18 @@ impl Engine {
             let mut stmt = self.conn.prepare(
                 "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL ORDER BY name",
             )?;
-            let index_sql = stmt
-                .query_map([r.desc.name.as_ref()], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            tables.push(SourceTable {
-                desc: r.desc.clone(),
-                create_sql,
-                index_sql,
-            });
+            let index_sql =
+                stmt.query_map([r.desc.name.as_ref()], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+            tables.push(SourceTable { desc: r.desc.clone(), create_sql, index_sql });
         }
-        Ok(Source {
-            log_id: self.log_id.clone(),
-            tables,
-        })
+        Ok(Source { log_id: self.log_id.clone(), tables })
     }
 
     /// Stops with an error when a followed table was altered since install.
     fn check_schema(&mut self) -> Result<()> {
         let version = pragma(&self.conn, "schema_version")?;
         if version != self.schema_version {
-            let names: Vec<String> = self
-                .followed
-                .iter()
-                .map(|r| r.desc.name.to_string())
-                .collect();
+            let names: Vec<String> = self.followed.iter().map(|r| r.desc.name.to_string()).collect();
             self.followed = verify(&self.conn, &names)?;
             self.schema_version = version;
         }
@@ -423,30 +410,12 @@ impl Engine {
             }
             _ => gap,
         };
-        Ok(if needed {
-            self.followed.clone()
-        } else {
-            Vec::new()
-        })
+        Ok(if needed { self.followed.clone() } else { Vec::new() })
     }
 
     fn drain_attempt(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
         self.check_schema()?;
-        if !self.target_opened {
-            // Opening the target may fail (an incompatible replica): the
-            // source is written only once it has succeeded.
-            let stored = target.open(&self.source_info()?).map_err(Failure::Target)?;
-            let source = if self.fresh {
-                self.register()?;
-                None
-            } else {
-                log::position(&self.conn, &self.consumer)?
-            };
-            // A target that stores its own position is the authority on
-            // what it holds (it commits data and position together).
-            self.position = stored.or(source);
-            self.target_opened = true;
-        }
+        self.connect(target)?;
         let high_water = log::high_water(&self.conn)?;
         let to_bootstrap = self.bootstrap_needed(high_water)?;
         if !to_bootstrap.is_empty() {
@@ -456,10 +425,7 @@ impl Engine {
             Some(p) => p,
             None => log::position(&self.conn, &self.consumer)?.unwrap_or(0),
         };
-        let mut drained = Drained {
-            position: from,
-            ..Drained::default()
-        };
+        let mut drained = Drained { position: from, ..Drained::default() };
         if high_water <= from {
             return Ok(drained);
         }
@@ -485,33 +451,18 @@ impl Engine {
         Ok(drained)
     }
 
-    fn bootstrap_attempt(
-        &mut self,
-        target: &mut dyn Target,
-        tables: &[Registered],
-    ) -> Result<Drained, Failure> {
+    fn bootstrap_attempt(&mut self, target: &mut dyn Target, tables: &[Registered]) -> Result<Drained, Failure> {
         // One read transaction: the snapshot of every table and the log's
         // high-water mark S are one consistent cut.
         let tx = self.conn.unchecked_transaction()?;
         let cut = log::high_water(&tx)?;
         let mut rows = 0;
         for r in tables {
-            match bootstrap::table(
-                &tx,
-                r,
-                self.batch_size,
-                &self.waker,
-                &mut self.progress,
-                target,
-            )? {
+            match bootstrap::table(&tx, r, self.batch_size, &self.waker, &mut self.progress, target)? {
                 Some(n) => rows += n,
                 None => {
                     target.rollback().map_err(Failure::Target)?;
-                    return Ok(Drained {
-                        position: self.position.unwrap_or(0),
-                        stopped: true,
-                        ..Drained::default()
-                    });
+                    return Ok(Drained { position: self.position.unwrap_or(0), stopped: true, ..Drained::default() });
                 }
             }
         }
@@ -519,31 +470,14 @@ impl Engine {
         // reseeded ones skip every log row up to it.
         let mut changes = 0;
         if let Some(from) = self.position.filter(|p| *p < cut) {
-            let rest: HashSet<Arc<str>> = self
-                .names
-                .iter()
-                .filter(|n| !tables.iter().any(|t| *t.desc.name == ***n))
-                .cloned()
-                .collect();
+            let rest: HashSet<Arc<str>> =
+                self.names.iter().filter(|n| !tables.iter().any(|t| *t.desc.name == ***n)).cloned().collect();
             if !rest.is_empty() {
-                match deliver_log(
-                    &tx,
-                    &mut self.reader,
-                    &rest,
-                    from,
-                    cut,
-                    self.batch_size,
-                    &self.waker,
-                    target,
-                )? {
+                match deliver_log(&tx, &mut self.reader, &rest, from, cut, self.batch_size, &self.waker, target)? {
                     Some(n) => changes = n,
                     None => {
                         target.rollback().map_err(Failure::Target)?;
-                        return Ok(Drained {
-                            position: from,
-                            stopped: true,
-                            ..Drained::default()
-                        });
+                        return Ok(Drained { position: from, stopped: true, ..Drained::default() });
                     }
                 }
             }
@@ -552,12 +486,7 @@ impl Engine {
         target.commit(cut).map_err(Failure::Target)?;
         self.acknowledge(cut)?;
         self.bootstrapped = true;
-        Ok(Drained {
-            changes,
-            bootstrapped_rows: rows,
-            position: cut,
-            stopped: false,
-        })
+        Ok(Drained { changes, bootstrapped_rows: rows, position: cut, stopped: false })
     }
 
     /// Registers a new consumer just below the oldest row still in the
@@ -572,10 +501,8 @@ impl Engine {
 
     /// Stores the consumer's position and prunes what every consumer has.
     fn acknowledge(&mut self, position: i64) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| classify(e, &self.path))?;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &self.path))?;
         log::set_position(&tx, &self.consumer, position)?;
         log::prune(&tx)?;
         tx.commit().map_err(|e| classify(e, &self.path))?;
@@ -604,19 +531,10 @@ fn deliver_log(
             return Ok(None);
         }
         let batch = reader.read(conn, cursor, to, batch_size)?;
-        let events: Vec<Event> = batch
-            .changes
-            .into_iter()
-            .filter(|c| tables.contains(&c.table))
-            .map(Event::Change)
-            .collect();
+        let events: Vec<Event> =
+            batch.changes.into_iter().filter(|c| tables.contains(&c.table)).map(Event::Change).collect();
         if !events.is_empty() {
-            tracing::debug!(
-                from = cursor,
-                to = batch.end_seq,
-                events = events.len(),
-                "delivering batch"
-            );
+            tracing::debug!(from = cursor, to = batch.end_seq, events = events.len(), "delivering batch");
             target.apply(&events).map_err(Failure::Target)?;
             delivered += events.len() as u64;
         }

@@ -12,10 +12,7 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     /// An I/O error outside SQLite (target files, sockets).
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     /// The database file does not exist (it is never created).
     #[error("{}: no such file (it is not created; check the path)", .0.display())]
     MissingFile(PathBuf),
@@ -40,46 +37,26 @@ pub enum Error {
     #[error("{name:?} is a {kind}, not an ordinary table, and cannot be captured")]
     NotATable { name: String, kind: String },
     /// The table exists but capture is not installed on it.
-    #[error(
-        "table {0:?} is not captured (attach it with: cdc-setup install --db PATH --table {0})"
-    )]
+    #[error("table {0:?} is not captured (attach it with: cdc-setup install --db PATH --table {0})")]
     NotCaptured(String),
     /// A table description that cannot be captured (see the message).
     #[error("{0}")]
     Schema(#[from] cdc_schema::SchemaError),
     /// A `#[derive(Cdc)]` struct does not match the live table.
     #[error("table {table:?} does not match struct {rust_type}: {}", .problems.join("; "))]
-    StructMismatch {
-        table: String,
-        rust_type: &'static str,
-        problems: Vec<String>,
-    },
+    StructMismatch { table: String, rust_type: &'static str, problems: Vec<String> },
     /// A replica table that does not match its source table.
     #[error("replica {}: table {table:?} is incompatible with the source: {}", .path.display(), .problems.join("; "))]
-    ReplicaMismatch {
-        path: PathBuf,
-        table: String,
-        problems: Vec<String>,
-    },
+    ReplicaMismatch { path: PathBuf, table: String, problems: Vec<String> },
     /// A captured table was altered, renamed or dropped after install.
     #[error(
         "table {table:?} changed since capture was installed: {what}; re-attach it with: cdc-setup install --db {db} --table {table}"
     )]
-    SchemaDrift {
-        table: String,
-        what: String,
-        db: String,
-    },
+    SchemaDrift { table: String, what: String, db: String },
     /// A TEXT value in the log is not valid UTF-8. It is refused rather
     /// than mangled.
-    #[error(
-        "log row {seq} of table {table:?}: column {column:?} holds TEXT that is not valid UTF-8"
-    )]
-    InvalidUtf8 {
-        table: String,
-        seq: i64,
-        column: String,
-    },
+    #[error("log row {seq} of table {table:?}: column {column:?} holds TEXT that is not valid UTF-8")]
+    InvalidUtf8 { table: String, seq: i64, column: String },
     /// The log holds something this version cannot decode.
     #[error("log row {seq}: {problem}")]
     CorruptLog { seq: i64, problem: String },

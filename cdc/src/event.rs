@@ -100,17 +100,12 @@ pub trait Cdc: Sized {
         let ordered: Result<Vec<Value>> = Self::TABLE
             .captured()
             .map(|c| {
-                columns
-                    .iter()
-                    .position(|name| *name == c.name)
-                    .map(|i| values[i].clone())
-                    .ok_or_else(|| Error::Convert {
+                columns.iter().position(|name| *name == c.name).map(|i| values[i].clone()).ok_or_else(|| {
+                    Error::Convert {
                         column: c.name.to_string(),
-                        problem: format!(
-                            "the event of table {:?} has no such column",
-                            Self::TABLE.name
-                        ),
-                    })
+                        problem: format!("the event of table {:?} has no such column", Self::TABLE.name),
+                    }
+                })
             })
             .collect();
         Self::from_row(&ordered?)
@@ -122,36 +117,16 @@ pub trait Cdc: Sized {
 /// serde-serializable whenever the struct is.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TypedChange<T> {
-    Insert {
-        seq: i64,
-        time_ms: i64,
-        row: T,
-    },
-    Update {
-        seq: i64,
-        time_ms: i64,
-        before: T,
-        after: T,
-    },
-    Delete {
-        seq: i64,
-        time_ms: i64,
-        row: T,
-    },
+    Insert { seq: i64, time_ms: i64, row: T },
+    Update { seq: i64, time_ms: i64, before: T, after: T },
+    Delete { seq: i64, time_ms: i64, row: T },
     BootstrapBegin,
-    Bootstrap {
-        row: T,
-    },
-    BootstrapEnd {
-        rows: u64,
-    },
+    Bootstrap { row: T },
+    BootstrapEnd { rows: u64 },
 }
 
 fn image<T: Cdc>(columns: &[String], row: Option<&Row>, seq: i64, what: &str) -> Result<T> {
-    let row = row.ok_or_else(|| Error::CorruptLog {
-        seq,
-        problem: format!("change has no {what} image"),
-    })?;
+    let row = row.ok_or_else(|| Error::CorruptLog { seq, problem: format!("change has no {what} image") })?;
     T::from_named(columns, &row.values)
 }
 
@@ -161,16 +136,10 @@ impl<T: Cdc> TryFrom<&Change> for TypedChange<T> {
     fn try_from(c: &Change) -> Result<Self> {
         let (seq, time_ms) = (c.seq, c.time_ms);
         Ok(match c.op {
-            Op::Insert => TypedChange::Insert {
-                seq,
-                time_ms,
-                row: image(&c.columns, c.after.as_ref(), seq, "after")?,
-            },
-            Op::Delete => TypedChange::Delete {
-                seq,
-                time_ms,
-                row: image(&c.columns, c.before.as_ref(), seq, "before")?,
-            },
+            Op::Insert => TypedChange::Insert { seq, time_ms, row: image(&c.columns, c.after.as_ref(), seq, "after")? },
+            Op::Delete => {
+                TypedChange::Delete { seq, time_ms, row: image(&c.columns, c.before.as_ref(), seq, "before")? }
+            }
             Op::Update => TypedChange::Update {
                 seq,
                 time_ms,
@@ -188,9 +157,9 @@ impl<T: Cdc> TryFrom<&Event> for TypedChange<T> {
         Ok(match e {
             Event::Change(c) => TypedChange::try_from(c)?,
             Event::BootstrapBegin { .. } => TypedChange::BootstrapBegin,
-            Event::Bootstrap { columns, row, .. } => TypedChange::Bootstrap {
-                row: T::from_named(columns, &row.values)?,
-            },
+            Event::Bootstrap { columns, row, .. } => {
+                TypedChange::Bootstrap { row: T::from_named(columns, &row.values)? }
+            }
             Event::BootstrapEnd { rows, .. } => TypedChange::BootstrapEnd { rows: *rows },
         })
     }

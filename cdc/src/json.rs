@@ -88,11 +88,7 @@ impl Serialize for JsonEvent<'_> {
                 m.serialize_entry("table", &**table)?;
                 m.serialize_entry("columns", &**columns)?;
             }
-            Event::Bootstrap {
-                table,
-                columns,
-                row,
-            } => {
+            Event::Bootstrap { table, columns, row } => {
                 m.serialize_entry("kind", "bootstrap")?;
                 m.serialize_entry("table", &**table)?;
                 m.serialize_entry("row", &Image(columns, row))?;
@@ -128,9 +124,7 @@ pub fn value_from_json(json: &Json) -> Result<Value> {
         Json::Object(o) => match (o.get("real"), o.get("blob")) {
             (Some(Json::String(r)), None) if r == "inf" => Value::Real(f64::INFINITY),
             (Some(Json::String(r)), None) if r == "-inf" => Value::Real(f64::NEG_INFINITY),
-            (None, Some(Json::String(b))) => {
-                Value::Blob(STANDARD.decode(b).map_err(|e| bad(e.to_string()))?)
-            }
+            (None, Some(Json::String(b))) => Value::Blob(STANDARD.decode(b).map_err(|e| bad(e.to_string()))?),
             _ => return Err(bad(format!("value {json}"))),
         },
         other => return Err(bad(format!("value {other}"))),
@@ -139,15 +133,9 @@ pub fn value_from_json(json: &Json) -> Result<Value> {
 
 fn image_from_json(json: &Json) -> Result<(Vec<String>, Row)> {
     let rowid = json.get("rowid").and_then(Json::as_i64);
-    let values = json
-        .get("values")
-        .and_then(Json::as_object)
-        .ok_or_else(|| bad("image without values"))?;
+    let values = json.get("values").and_then(Json::as_object).ok_or_else(|| bad("image without values"))?;
     let columns = values.keys().cloned().collect();
-    let values = values
-        .values()
-        .map(value_from_json)
-        .collect::<Result<_>>()?;
+    let values = values.values().map(value_from_json).collect::<Result<_>>()?;
     Ok((columns, Row { rowid, values }))
 }
 
@@ -160,17 +148,9 @@ pub fn event_from_json(line: &str) -> Result<Event> {
         Some("change") => {
             let before = field("before")?;
             let after = field("after")?;
-            let before = (!before.is_null())
-                .then(|| image_from_json(before))
-                .transpose()?;
-            let after = (!after.is_null())
-                .then(|| image_from_json(after))
-                .transpose()?;
-            let columns = before
-                .as_ref()
-                .or(after.as_ref())
-                .map(|(c, _)| c.clone())
-                .unwrap_or_default();
+            let before = (!before.is_null()).then(|| image_from_json(before)).transpose()?;
+            let after = (!after.is_null()).then(|| image_from_json(after)).transpose()?;
+            let columns = before.as_ref().or(after.as_ref()).map(|(c, _)| c.clone()).unwrap_or_default();
             Event::Change(Change {
                 seq: field("seq")?.as_i64().ok_or_else(|| bad("seq"))?,
                 table,
@@ -187,16 +167,11 @@ pub fn event_from_json(line: &str) -> Result<Event> {
         },
         Some("bootstrap") => {
             let (columns, row) = image_from_json(field("row")?)?;
-            Event::Bootstrap {
-                table,
-                columns: columns.into(),
-                row,
-            }
+            Event::Bootstrap { table, columns: columns.into(), row }
         }
-        Some("bootstrap_end") => Event::BootstrapEnd {
-            table,
-            rows: field("rows")?.as_u64().ok_or_else(|| bad("rows"))?,
-        },
+        Some("bootstrap_end") => {
+            Event::BootstrapEnd { table, rows: field("rows")?.as_u64().ok_or_else(|| bad("rows"))? }
+        }
         other => return Err(bad(format!("kind {other:?}"))),
     })
 }

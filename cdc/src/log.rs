@@ -43,12 +43,7 @@ impl Layout {
         } else {
             None
         };
-        Row {
-            rowid,
-            values: values
-                .take(self.image_len - usize::from(self.has_rowid))
-                .collect(),
-        }
+        Row { rowid, values: values.take(self.image_len - usize::from(self.has_rowid)).collect() }
     }
 }
 
@@ -81,35 +76,21 @@ impl LogReader {
             return Ok(l.clone());
         }
         for r in registry(conn)? {
-            self.layouts
-                .entry(r.tid)
-                .or_insert_with(|| Arc::new(Layout::new(r.desc)));
+            self.layouts.entry(r.tid).or_insert_with(|| Arc::new(Layout::new(r.desc)));
         }
-        self.layouts
-            .get(&tid)
-            .cloned()
-            .ok_or_else(|| Error::CorruptLog {
-                seq,
-                problem: format!("unknown capture id {tid} (was the registry edited?)"),
-            })
+        self.layouts.get(&tid).cloned().ok_or_else(|| Error::CorruptLog {
+            seq,
+            problem: format!("unknown capture id {tid} (was the registry edited?)"),
+        })
     }
 
     /// Reads up to `max_changes` whole changes after `after`, in `seq`
     /// order, never more than `up_to` (inclusive). Rows are streamed from
     /// SQLite, so memory is bounded by `max_changes`, not by the backlog.
-    pub fn read(
-        &mut self,
-        conn: &Connection,
-        after: i64,
-        up_to: i64,
-        max_changes: usize,
-    ) -> Result<Batch> {
+    pub fn read(&mut self, conn: &Connection, after: i64, up_to: i64, max_changes: usize) -> Result<Batch> {
         let mut stmt = conn.prepare_cached(&read_sql())?;
         let mut rows = stmt.query(params![after, up_to])?;
-        let mut batch = Batch {
-            changes: Vec::new(),
-            end_seq: after,
-        };
+        let mut batch = Batch { changes: Vec::new(), end_seq: after };
         // The change being assembled: its header and the values so far.
         let mut pending: Option<(Change, Arc<Layout>, usize, Vec<Value>)> = None;
         while let Some(r) = rows.next()? {
@@ -131,10 +112,8 @@ impl LogReader {
                     break;
                 }
                 let tid: i64 = r.get(1)?;
-                let op = Op::from_code(op_code).ok_or_else(|| Error::CorruptLog {
-                    seq,
-                    problem: format!("unknown operation code {op_code}"),
-                })?;
+                let op = Op::from_code(op_code)
+                    .ok_or_else(|| Error::CorruptLog { seq, problem: format!("unknown operation code {op_code}") })?;
                 let layout = self.layout(conn, tid, seq)?;
                 let ts: f64 = r.get::<_, Option<f64>>(3)?.unwrap_or(2_440_587.5);
                 let total = layout.image_len * if op == Op::Update { 2 } else { 1 };
@@ -198,10 +177,7 @@ fn column_name(layout: &Layout, index: usize) -> String {
 /// The highest `seq` in the log (0 when empty). Read inside a transaction
 /// it is a commit point: the log only ever shows whole source transactions.
 pub fn high_water(conn: &Connection) -> Result<i64> {
-    let sql = format!(
-        "SELECT coalesce(max(seq), 0) FROM {}",
-        quote_ident(LOG_TABLE)
-    );
+    let sql = format!("SELECT coalesce(max(seq), 0) FROM {}", quote_ident(LOG_TABLE));
     Ok(conn.query_row(&sql, [], |r| r.get(0))?)
 }
 
@@ -213,10 +189,7 @@ pub fn low_water(conn: &Connection) -> Result<Option<i64>> {
 
 /// A consumer's durable position (last acknowledged `seq`).
 pub fn position(conn: &Connection, consumer: &str) -> Result<Option<i64>> {
-    let sql = format!(
-        "SELECT position FROM {} WHERE name = ?1",
-        quote_ident(CONSUMERS_TABLE)
-    );
+    let sql = format!("SELECT position FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
     Ok(conn.query_row(&sql, [consumer], |r| r.get(0)).optional()?)
 }
 
@@ -237,16 +210,11 @@ pub fn set_position(conn: &Connection, consumer: &str, seq: i64) -> Result<()> {
 /// Does nothing while there is no consumer. Returns the rows deleted.
 pub fn prune(conn: &Connection) -> Result<usize> {
     let log = quote_ident(LOG_TABLE);
-    let min: Option<i64> = conn.query_row(
-        &format!("SELECT min(position) FROM {}", quote_ident(CONSUMERS_TABLE)),
-        [],
-        |r| r.get(0),
-    )?;
+    let min: Option<i64> =
+        conn.query_row(&format!("SELECT min(position) FROM {}", quote_ident(CONSUMERS_TABLE)), [], |r| r.get(0))?;
     let Some(min) = min else { return Ok(0) };
-    let deleted = conn.execute(
-        &format!("DELETE FROM {log} WHERE seq <= ?1 AND seq < (SELECT max(seq) FROM {log})"),
-        [min],
-    )?;
+    let deleted =
+        conn.execute(&format!("DELETE FROM {log} WHERE seq <= ?1 AND seq < (SELECT max(seq) FROM {log})"), [min])?;
     if deleted > 0 {
         // Layouts no longer active and no longer referenced can go.
         conn.execute(

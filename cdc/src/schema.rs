@@ -21,21 +21,14 @@ pub fn describe(conn: &Connection, name: &str) -> Result<TableDesc> {
         "table" => {}
         "virtual" => return Err(Error::VirtualTable(name)),
         "shadow" => {
-            return Err(Error::NotATable {
-                name,
-                kind: "shadow table of a virtual table".into(),
-            });
+            return Err(Error::NotATable { name, kind: "shadow table of a virtual table".into() });
         }
         other => {
-            return Err(Error::NotATable {
-                name,
-                kind: other.to_string(),
-            });
+            return Err(Error::NotATable { name, kind: other.to_string() });
         }
     }
-    let mut stmt = conn.prepare(
-        "SELECT name, type, \"notnull\", pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid",
-    )?;
+    let mut stmt =
+        conn.prepare("SELECT name, type, \"notnull\", pk, hidden FROM pragma_table_xinfo(?1, 'main') ORDER BY cid")?;
     let columns = stmt
         .query_map([&name], |r| {
             let hidden: i64 = r.get(4)?;
@@ -48,11 +41,7 @@ pub fn describe(conn: &Connection, name: &str) -> Result<TableDesc> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(TableDesc {
-        name: name.into(),
-        columns: columns.into(),
-        without_rowid,
-    })
+    Ok(TableDesc { name: name.into(), columns: columns.into(), without_rowid })
 }
 
 /// Ordinary tables of the main schema that capture applies to with
@@ -63,9 +52,7 @@ pub fn capturable_tables(conn: &Connection) -> Result<Vec<String>> {
         "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' \
          AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_cdc\\_%' ESCAPE '\\' ORDER BY name",
     )?;
-    let names = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+    let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(names)
 }
 
@@ -76,10 +63,9 @@ pub fn describe_difference(then: &TableDesc, now: &TableDesc) -> String {
     for c in then.columns.iter() {
         match now.columns.iter().find(|n| n.name == c.name) {
             None => parts.push(format!("column {:?} was dropped or renamed", c.name)),
-            Some(n) if n.decl_type != c.decl_type => parts.push(format!(
-                "column {:?} type changed from {:?} to {:?}",
-                c.name, c.decl_type, n.decl_type
-            )),
+            Some(n) if n.decl_type != c.decl_type => {
+                parts.push(format!("column {:?} type changed from {:?} to {:?}", c.name, c.decl_type, n.decl_type))
+            }
             Some(n) if n != c => parts.push(format!("column {:?} constraints changed", c.name)),
             Some(_) => {}
         }

@@ -68,10 +68,7 @@ impl Value {
     /// Converts a Rust value through its rusqlite `ToSql` impl (used by
     /// `#[derive(Cdc)]`).
     pub fn from_sql<T: ToSql + ?Sized>(value: &T, column: &str) -> Result<Value> {
-        let convert = |problem: String| Error::Convert {
-            column: column.to_string(),
-            problem,
-        };
+        let convert = |problem: String| Error::Convert { column: column.to_string(), problem };
         let out = value.to_sql().map_err(|e| convert(e.to_string()))?;
         let borrowed = match &out {
             ToSqlOutput::Borrowed(v) => *v,

@@ -56,43 +56,24 @@ struct OrderLine {
 const ORDER_LINES: &str = "CREATE TABLE order_line(order_id INTEGER, line INTEGER, sku TEXT, quantity INTEGER, paid INTEGER, PRIMARY KEY(order_id, line)) WITHOUT ROWID";
 
 fn user(id: i64, name: &str) -> User {
-    User {
-        id,
-        name: name.into(),
-        email: None,
-        rating: 0.1,
-        avatar: vec![0, 255],
-        cached: 0,
-    }
+    User { id, name: name.into(), email: None, rating: 0.1, avatar: vec![0, 255], cached: 0 }
 }
 
 fn events(conn: &Connection) -> Vec<Event> {
     let hw = cdc::log::high_water(conn).unwrap();
-    let batch = cdc::log::LogReader::new()
-        .read(conn, 0, hw, usize::MAX)
-        .unwrap();
+    let batch = cdc::log::LogReader::new().read(conn, 0, hw, usize::MAX).unwrap();
     batch.changes.into_iter().map(Event::Change).collect()
 }
 
 #[test]
 fn compile_time_sql_equals_runtime_sql() {
     let conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch(&format!("{USERS}; {ORDER_LINES};"))
-        .unwrap();
+    conn.execute_batch(&format!("{USERS}; {ORDER_LINES};")).unwrap();
     let live = cdc::schema::describe(&conn, "users").unwrap();
-    assert_eq!(
-        User::CREATE_TRIGGERS,
-        live.create_triggers().each_ref().map(String::as_str)
-    );
+    assert_eq!(User::CREATE_TRIGGERS, live.create_triggers().each_ref().map(String::as_str));
     let live = cdc::schema::describe(&conn, "order_line").unwrap();
-    assert_eq!(
-        OrderLine::CREATE_TRIGGERS,
-        live.create_triggers().each_ref().map(String::as_str)
-    );
-    assert_eq!(
-        User::TABLE.capture_id(),
-        cdc::schema::describe(&conn, "users").unwrap().capture_id()
-    );
+    assert_eq!(OrderLine::CREATE_TRIGGERS, live.create_triggers().each_ref().map(String::as_str));
+    assert_eq!(User::TABLE.capture_id(), cdc::schema::describe(&conn, "users").unwrap().capture_id());
 }
 
 #[test]
@@ -100,59 +81,33 @@ fn typed_changes_from_the_log() {
     let mut conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(USERS).unwrap();
     install_for::<User>(&mut conn).unwrap();
-    let ann = User {
-        email: Some("ann@example.com".into()),
-        ..user(1, "ann")
-    };
+    let ann = User { email: Some("ann@example.com".into()), ..user(1, "ann") };
     let row = ann.to_row().unwrap();
-    conn.execute(
-        "INSERT INTO users VALUES(?1, ?2, ?3, ?4, ?5)",
-        cdc::rusqlite::params_from_iter(&row),
-    )
-    .unwrap();
-    conn.execute("UPDATE users SET name = 'anne', id = 2", [])
-        .unwrap();
+    conn.execute("INSERT INTO users VALUES(?1, ?2, ?3, ?4, ?5)", cdc::rusqlite::params_from_iter(&row)).unwrap();
+    conn.execute("UPDATE users SET name = 'anne', id = 2", []).unwrap();
     conn.execute("DELETE FROM users", []).unwrap();
 
-    let typed: Vec<UserChange> = events(&conn)
-        .iter()
-        .map(|e| e.typed::<User>().unwrap().unwrap())
-        .collect();
-    let anne = User {
-        id: 2,
-        name: "anne".into(),
-        ..ann.clone()
-    };
+    let typed: Vec<UserChange> = events(&conn).iter().map(|e| e.typed::<User>().unwrap().unwrap()).collect();
+    let anne = User { id: 2, name: "anne".into(), ..ann.clone() };
     match &typed[..] {
         [
             TypedChange::Insert { row: a, .. },
             TypedChange::Update { before, after, .. },
-            TypedChange::Delete {
-                row: d,
-                seq,
-                time_ms,
-            },
+            TypedChange::Delete { row: d, seq, time_ms },
         ] => {
             assert_eq!(a, &ann);
             assert_eq!((before, after), (&ann, &anne));
             assert_eq!(d, &anne);
             assert_eq!(*seq, 3);
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as i64;
-            assert!(
-                (now - time_ms).abs() < 60_000,
-                "write time {time_ms} vs now {now}"
-            );
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            assert!((now - time_ms).abs() < 60_000, "write time {time_ms} vs now {now}");
         }
         other => panic!("unexpected {other:?}"),
     }
     // Typed changes ship with bincode when the struct is serde-serializable.
     let config = bincode::config::standard();
     let bytes = bincode::serde::encode_to_vec(&typed, config).unwrap();
-    let (back, _): (Vec<UserChange>, usize) =
-        bincode::serde::decode_from_slice(&bytes, config).unwrap();
+    let (back, _): (Vec<UserChange>, usize) = bincode::serde::decode_from_slice(&bytes, config).unwrap();
     assert_eq!(back, typed);
 }
 
@@ -161,21 +116,13 @@ fn sql_type_fields_and_composite_keys() {
     let mut conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(ORDER_LINES).unwrap();
     install_for::<OrderLine>(&mut conn).unwrap();
-    let line = OrderLine {
-        order_id: 7,
-        line: 2,
-        sku: Sku("abc".into()),
-        quantity: Some(3),
-        paid: true,
-    };
+    let line = OrderLine { order_id: 7, line: 2, sku: Sku("abc".into()), quantity: Some(3), paid: true };
     conn.execute(
         "INSERT INTO order_line VALUES(?1, ?2, ?3, ?4, ?5)",
         cdc::rusqlite::params_from_iter(line.to_row().unwrap()),
     )
     .unwrap();
-    let stored: String = conn
-        .query_row("SELECT sku FROM order_line", [], |r| r.get(0))
-        .unwrap();
+    let stored: String = conn.query_row("SELECT sku FROM order_line", [], |r| r.get(0)).unwrap();
     assert_eq!(stored, "SKU-abc");
     let typed = events(&conn)[0].typed::<OrderLine>().unwrap().unwrap();
     assert!(matches!(typed, TypedChange::Insert { row, .. } if row == line));
@@ -186,10 +133,10 @@ fn sql_type_fields_and_composite_keys() {
 #[test]
 fn columns_are_matched_by_name_not_position() {
     let mut conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch("CREATE TABLE users(avatar BLOB, score REAL, email TEXT, name TEXT, id INTEGER PRIMARY KEY)").unwrap();
-    install_for::<User>(&mut conn).unwrap();
-    conn.execute("INSERT INTO users VALUES(x'00ff', 0.1, NULL, 'ann', 1)", [])
+    conn.execute_batch("CREATE TABLE users(avatar BLOB, score REAL, email TEXT, name TEXT, id INTEGER PRIMARY KEY)")
         .unwrap();
+    install_for::<User>(&mut conn).unwrap();
+    conn.execute("INSERT INTO users VALUES(x'00ff', 0.1, NULL, 'ann', 1)", []).unwrap();
     let typed = events(&conn)[0].typed::<User>().unwrap().unwrap();
     assert!(matches!(typed, TypedChange::Insert { row, .. } if row == user(1, "ann")));
 }
@@ -197,10 +144,8 @@ fn columns_are_matched_by_name_not_position() {
 #[test]
 fn struct_and_table_mismatches_are_all_named() {
     let mut conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch(
-        "CREATE TABLE users(id TEXT, name TEXT PRIMARY KEY, score REAL, avatar BLOB, extra INT)",
-    )
-    .unwrap();
+    conn.execute_batch("CREATE TABLE users(id TEXT, name TEXT PRIMARY KEY, score REAL, avatar BLOB, extra INT)")
+        .unwrap();
     let err = install_for::<User>(&mut conn).unwrap_err().to_string();
     for expected in [
         "table \"users\" does not match struct User",
@@ -212,10 +157,7 @@ fn struct_and_table_mismatches_are_all_named() {
     ] {
         assert!(err.contains(expected), "missing {expected:?} in: {err}");
     }
-    assert!(
-        !cdc::capture::is_initialised(&conn).unwrap(),
-        "nothing installed"
-    );
+    assert!(!cdc::capture::is_initialised(&conn).unwrap(), "nothing installed");
 }
 
 #[test]
@@ -238,8 +180,5 @@ fn install_by_name_and_by_struct_agree() {
     let mut conn = Connection::open_in_memory().unwrap();
     conn.execute_batch(USERS).unwrap();
     install(&mut conn, &["users".into()]).unwrap();
-    assert!(matches!(
-        install_for::<User>(&mut conn).unwrap(),
-        cdc::capture::Installed::Unchanged { .. }
-    ));
+    assert!(matches!(install_for::<User>(&mut conn).unwrap(), cdc::capture::Installed::Unchanged { .. }));
 }

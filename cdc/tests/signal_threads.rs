@@ -15,15 +15,11 @@ fn no_thread_is_left_behind() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.db");
     let mut conn = cdc::rusqlite::Connection::open(&path).unwrap();
-    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(a);")
-        .unwrap();
+    conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(a);").unwrap();
     cdc::capture::install(&mut conn, &["t".into()]).unwrap();
     let before = threads();
     for i in 0..50 {
-        let mut engine = Engine::builder(&path)
-            .bootstrap(BootstrapMode::Never)
-            .open()
-            .unwrap();
+        let mut engine = Engine::builder(&path).bootstrap(BootstrapMode::Never).open().unwrap();
         let stop = engine.stop_handle();
         let watched = path.clone();
         let runner = std::thread::spawn(move || {
@@ -44,16 +40,7 @@ fn no_thread_is_left_behind() {
     }
     let names: Vec<String> = std::fs::read_dir("/proc/self/task")
         .unwrap()
-        .map(|t| {
-            std::fs::read_to_string(t.unwrap().path().join("comm"))
-                .unwrap()
-                .trim()
-                .to_string()
-        })
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).unwrap().trim().to_string())
         .collect();
-    assert_eq!(
-        threads(),
-        before,
-        "signal threads exited; threads now: {names:?}"
-    );
+    assert_eq!(threads(), before, "signal threads exited; threads now: {names:?}");
 }

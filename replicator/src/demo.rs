@@ -83,18 +83,13 @@ fn write_once(conn: &mut Connection, rng: &mut Rng, step: u64) -> Result<usize> 
 
 /// The replica's stored position (`None` until its first commit).
 fn position(replica: &Path) -> Option<i64> {
-    let conn =
-        Connection::open_with_flags(replica, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-    conn.query_row("SELECT max(position) FROM _cdc_replica", [], |r| r.get(0))
-        .ok()
-        .flatten()
+    let conn = Connection::open_with_flags(replica, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
+    conn.query_row("SELECT max(position) FROM _cdc_replica", [], |r| r.get(0)).ok().flatten()
 }
 
 pub fn run(duration: Duration, keep: bool) -> Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| Error::Io {
-        context: "creating a temporary folder".into(),
-        source: e,
-    })?;
+    let dir =
+        tempfile::tempdir().map_err(|e| Error::Io { context: "creating a temporary folder".into(), source: e })?;
     let (source, replica) = (dir.path().join("source.db"), dir.path().join("replica.db"));
     println!("demo folder: {}", dir.path().display());
 
@@ -104,15 +99,9 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
     let tables: Vec<String> = TABLES.iter().map(|t| t.to_string()).collect();
     cdc::capture::install(&mut conn, &tables)?;
-    println!(
-        "1. created source.db (2000 customers) and attached capture to {}",
-        TABLES.join(", ")
-    );
+    println!("1. created source.db (2000 customers) and attached capture to {}", TABLES.join(", "));
 
-    let mut engine = Engine::builder(&source)
-        .consumer("demo")
-        .batch_size(500)
-        .open()?;
+    let mut engine = Engine::builder(&source).consumer("demo").batch_size(500).open()?;
     let stop = engine.stop_handle();
     let (replica_path, source_path) = (replica.clone(), source.clone());
     let replicator = std::thread::spawn(move || -> Result<cdc::Drained> {
@@ -120,9 +109,7 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
         let mut signal = SignalKind::FsAndTimer.build(&source_path, Duration::from_millis(100));
         engine.run(&mut target, signal.as_mut())
     });
-    println!(
-        "2. replicating to replica.db (signal fs+timer) while a writer runs for {duration:?}:"
-    );
+    println!("2. replicating to replica.db (signal fs+timer) while a writer runs for {duration:?}:");
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
@@ -133,23 +120,16 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
         if reported.elapsed() >= Duration::from_secs(1) {
             reported = Instant::now();
             let at = position(&replica).map_or("not yet".into(), |p| format!("seq {p}"));
-            println!(
-                "   wrote {transactions} transactions ({changed} rows changed); replica at {at}"
-            );
+            println!("   wrote {transactions} transactions ({changed} rows changed); replica at {at}");
         }
     }
     let high_water = cdc::log::high_water(&conn)?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while position(&replica) < Some(high_water)
-        && !replicator.is_finished()
-        && Instant::now() < deadline
-    {
+    while position(&replica) < Some(high_water) && !replicator.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.stop();
-    let drained = replicator
-        .join()
-        .map_err(|_| Error::Config("the replicator thread panicked".into()))??;
+    let drained = replicator.join().map_err(|_| Error::Config("the replicator thread panicked".into()))??;
     println!(
         "3. writer done after {transactions} transactions; the replicator delivered {} bootstrap rows and {} changes up to seq {}",
         drained.bootstrapped_rows, drained.changes, drained.position
@@ -159,11 +139,7 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
     let mut identical = true;
     for table in TABLES {
         let rows: i64 = conn
-            .query_row(
-                &format!("SELECT count(*) FROM {}", cdc::sql::quote_ident(table)),
-                [],
-                |r| r.get(0),
-            )
+            .query_row(&format!("SELECT count(*) FROM {}", cdc::sql::quote_ident(table)), [], |r| r.get(0))
             .map_err(sql)?;
         match compare_table(&conn, &replica_conn, table)? {
             None => println!("   {table:<10} {rows:>6} rows: identical"),

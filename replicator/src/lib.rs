@@ -12,29 +12,25 @@ use std::process::ExitCode;
 /// Parses arguments. `--help` and `--version` print and exit 0; a usage
 /// error prints one line (`PROGRAM: error: ...`) and gives exit code 2.
 pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
-    C::try_parse().map_err(|e| {
-        use clap::error::ErrorKind::{
-            DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion,
-        };
-        if matches!(
-            e.kind(),
-            DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
-        ) {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
+    C::try_parse().map_err(|e| match e.kind() {
+        DisplayHelp | DisplayVersion => {
             let _ = e.print();
-            return if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            ExitCode::SUCCESS
         }
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("invalid arguments")
-            .trim_start_matches("error: ");
-        eprintln!("{program}: error: {first} (see --help)");
-        ExitCode::from(2)
+        DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(2)
+        }
+        _ => {
+            // clap's message spans several lines (the missing arguments, a
+            // usage block); fold what comes before the usage into one line.
+            let text = e.to_string();
+            let message = text.split("Usage:").next().unwrap_or_default();
+            let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("{program}: error: {} (see --help)", message.trim_start_matches("error: "));
+            ExitCode::from(2)
+        }
     })
 }
 
@@ -42,11 +38,7 @@ pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false).init();
 }
 
 /// Runs a command, printing any error as one line on stderr (`PROGRAM:

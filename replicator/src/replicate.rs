@@ -15,13 +15,7 @@ use cdc::{BootstrapMode, Engine, Error, Progress};
 
 /// Replicate a captured SQLite database to a replica file or another target.
 #[derive(Debug, Parser)]
-#[command(
-    name = "replicator",
-    version,
-    about,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true
-)]
+#[command(name = "replicator", version, about, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -83,12 +77,9 @@ struct Settings {
 }
 
 pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| Error::Config(format!("bad {what} {text:?}: {e}")))?;
+    let d = humantime::parse_duration(text).map_err(|e| Error::Config(format!("bad {what} {text:?}: {e}")))?;
     if d.is_zero() {
-        return Err(Error::Config(format!(
-            "bad {what} {text:?}: must be more than zero"
-        )));
+        return Err(Error::Config(format!("bad {what} {text:?}: must be more than zero")));
     }
     Ok(d)
 }
@@ -100,10 +91,7 @@ impl Settings {
             Ok(0) => return Err(Error::Config("batch size must be at least 1".into())),
             Ok(n) => n,
             Err(_) => {
-                return Err(Error::Config(format!(
-                    "bad batch size {:?}: expected a whole number",
-                    cli.batch_size
-                )));
+                return Err(Error::Config(format!("bad batch size {:?}: expected a whole number", cli.batch_size)));
             }
         };
         Ok(Settings {
@@ -134,10 +122,8 @@ fn progress_bars() -> impl FnMut(&Progress) + Send + 'static {
         let bar = bars.entry(p.table.to_string()).or_insert_with(|| {
             let bar = ProgressBar::new(p.total);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>16} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_message(p.table.to_string());
             bar
@@ -155,6 +141,9 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         return crate::demo::run(duration(&d, "duration")?, keep);
     }
     let s = Settings::from_cli(cli)?;
+    // Handlers first, so a Ctrl-C or SIGTERM at any moment is a clean stop.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| Error::Io { context: "installing signal handlers".into(), source: e })?;
     let mut engine = Engine::builder(&s.db)
         .tables(s.tables)
         .consumer(&s.consumer)
@@ -163,6 +152,7 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         .on_progress(progress_bars())
         .open()?;
     let mut target = s.target.open()?;
+    engine.connect(target.as_mut())?;
     tracing::info!(
         db = %s.db.display(),
         consumer = %s.consumer,
@@ -170,14 +160,6 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         "replicating"
     );
     let stop = engine.stop_handle();
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| Error::Io {
-        context: "installing signal handlers".into(),
-        source: e,
-    })?;
     let signal_handle = signals.handle();
     let watcher = std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {

@@ -23,12 +23,7 @@ pub enum Command {
         #[command(flatten)]
         db: DbArg,
         /// Table to capture (repeat for several).
-        #[arg(
-            long = "table",
-            value_name = "NAME",
-            required_unless_present = "all",
-            conflicts_with = "all"
-        )]
+        #[arg(long = "table", value_name = "NAME", required_unless_present = "all", conflicts_with = "all")]
         tables: Vec<String>,
         /// Capture every ordinary table (views, virtual tables and
         /// internal tables are left out).
@@ -66,15 +61,9 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
     match cli.command {
         Command::Install { db, tables, all } => {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
-            let tables = if all {
-                cdc::schema::capturable_tables(&conn)?
-            } else {
-                tables
-            };
+            let tables = if all { cdc::schema::capturable_tables(&conn)? } else { tables };
             if tables.is_empty() {
-                return Err(cdc::Error::UnknownTable(
-                    "(none: the database has no ordinary tables)".into(),
-                ));
+                return Err(cdc::Error::UnknownTable("(none: the database has no ordinary tables)".into()));
             }
             warn_unless_wal(&conn, &db.path)?;
             for outcome in capture::install(&mut conn, &tables)? {
@@ -95,28 +84,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
             let selection = (!tables.is_empty()).then_some(tables.as_slice());
             let removed = capture::uninstall(&mut conn, selection)?;
             if removed.is_empty() {
-                writeln!(out, "no table was captured; nothing to do")
-                    .map_err(|e| io_error("stdout", e))?;
+                writeln!(out, "no table was captured; nothing to do").map_err(|e| io_error("stdout", e))?;
             }
             for table in removed {
-                writeln!(out, "removed capture from {table:?}")
-                    .map_err(|e| io_error("stdout", e))?;
+                writeln!(out, "removed capture from {table:?}").map_err(|e| io_error("stdout", e))?;
             }
             if !capture::is_initialised(&conn)? {
-                writeln!(
-                    out,
-                    "no table is captured any more: internal _cdc_ tables dropped"
-                )
-                .map_err(|e| io_error("stdout", e))?;
+                writeln!(out, "no table is captured any more: internal _cdc_ tables dropped")
+                    .map_err(|e| io_error("stdout", e))?;
             }
         }
         Command::Status { db, json } => {
             let conn = db::open(&db.path, Access::ReadOnly)?;
             let status = capture::status(&conn)?;
             let text = if json {
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "db": db.path, "status": status }),
-                )?
+                serde_json::to_string_pretty(&serde_json::json!({ "db": db.path, "status": status }))?
             } else {
                 render_status(&db.path, &status)
             };
@@ -127,10 +109,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
 }
 
 fn io_error(what: &str, e: std::io::Error) -> cdc::Error {
-    cdc::Error::Io {
-        context: what.to_string(),
-        source: e,
-    }
+    cdc::Error::Io { context: what.to_string(), source: e }
 }
 
 fn warn_unless_wal(conn: &cdc::db::Connection, path: &Path) -> cdc::Result<()> {
@@ -147,11 +126,7 @@ fn warn_unless_wal(conn: &cdc::db::Connection, path: &Path) -> cdc::Result<()> {
 
 /// Human-readable status.
 pub fn render_status(path: &Path, s: &Status) -> String {
-    let mut lines = vec![format!(
-        "database: {} ({})",
-        path.display(),
-        if s.wal { "WAL" } else { "not WAL" }
-    )];
+    let mut lines = vec![format!("database: {} ({})", path.display(), if s.wal { "WAL" } else { "not WAL" })];
     if s.tables.is_empty() {
         lines.push("capture: not installed".into());
         return lines.join("\n");
@@ -160,16 +135,11 @@ pub fn render_status(path: &Path, s: &Status) -> String {
     for t in &s.tables {
         let health = match &t.drift {
             None => "ok".to_string(),
-            Some(what) => format!(
-                "CHANGED: {what}; re-attach with: cdc-setup install --db {} --table {}",
-                path.display(),
-                t.name
-            ),
+            Some(what) => {
+                format!("CHANGED: {what}; re-attach with: cdc-setup install --db {} --table {}", path.display(), t.name)
+            }
         };
-        lines.push(format!(
-            "  {:?} (capture id {}, fingerprint {}): {health}",
-            t.name, t.capture_id, t.fingerprint
-        ));
+        lines.push(format!("  {:?} (capture id {}, fingerprint {}): {health}", t.name, t.capture_id, t.fingerprint));
     }
     lines.push(match (s.oldest_seq, s.newest_seq) {
         (Some(lo), Some(hi)) => format!("log: {} changes, seq {lo}..={hi}", s.log_rows),
@@ -180,10 +150,7 @@ pub fn render_status(path: &Path, s: &Status) -> String {
     } else {
         lines.push("consumers:".into());
         for c in &s.consumers {
-            lines.push(format!(
-                "  {:?}: position {}, {} changes pending",
-                c.name, c.position, c.pending
-            ));
+            lines.push(format!("  {:?}: position {}, {} changes pending", c.name, c.position, c.pending));
         }
     }
     lines.join("\n")

@@ -34,29 +34,21 @@ values = [None, 0, -1, 2**63 - 1, -2**63, 0.1, 5e-324, 1.7976931348623157e308,
 
 #[test]
 fn every_value_survives_from_the_sqlite3_shell() {
-    let db =
-        TempDb::with_schema("CREATE TABLE vals(id INTEGER PRIMARY KEY, v, typed REAL, t TEXT);");
+    let db = TempDb::with_schema("CREATE TABLE vals(id INTEGER PRIMARY KEY, v, typed REAL, t TEXT);");
     db.install(&["vals"]);
     let mut sql = String::from("BEGIN;\n");
     for (i, v) in SQL_VALUES.iter().enumerate() {
-        sql.push_str(&format!(
-            "INSERT INTO vals(id, v, typed, t) VALUES({i}, {v}, {v}, {v});\n"
-        ));
+        sql.push_str(&format!("INSERT INTO vals(id, v, typed, t) VALUES({i}, {v}, {v}, {v});\n"));
     }
     // Every row's value moves to the next one, then every other row goes.
-    sql.push_str(
-        "UPDATE vals SET v = (SELECT v FROM vals AS o WHERE o.id = (vals.id + 1) % 18);\n",
-    );
+    sql.push_str("UPDATE vals SET v = (SELECT v FROM vals AS o WHERE o.id = (vals.id + 1) % 18);\n");
     sql.push_str("DELETE FROM vals WHERE id % 2 = 0;\nCOMMIT;\n");
     sqlite3(&db.path, &sql);
     assert_log_reproduces(&db, "vals");
 
     let changes = all_changes(&db.conn()).unwrap();
     assert_eq!(changes.len(), 18 + 18 + 9);
-    let inserted: Vec<&Value> = changes[..18]
-        .iter()
-        .map(|c| &c.after.as_ref().unwrap().values[1])
-        .collect();
+    let inserted: Vec<&Value> = changes[..18].iter().map(|c| &c.after.as_ref().unwrap().values[1]).collect();
     assert_eq!(inserted[0], &Value::Null);
     assert_eq!(inserted[3], &Value::Integer(i64::MAX));
     assert_eq!(inserted[4], &Value::Integer(i64::MIN));
@@ -71,10 +63,7 @@ fn every_value_survives_from_the_sqlite3_shell() {
     assert!(matches!(inserted[17], Value::Blob(b) if b.len() == 16 * 1024 * 1024));
     // A REAL-affinity column stores the integer 0 as REAL 0.0: the log
     // must carry what was stored, not what was written.
-    assert_eq!(
-        changes[1].after.as_ref().unwrap().values[2],
-        Value::Real(0.0)
-    );
+    assert_eq!(changes[1].after.as_ref().unwrap().values[2], Value::Real(0.0));
 }
 
 #[test]
@@ -97,10 +86,7 @@ fn every_value_survives_from_python() {
     let after = |i: usize| changes[i].after.as_ref().unwrap().values[1].clone();
     assert_eq!(after(4), Value::Integer(i64::MIN));
     assert_eq!(after(10), Value::Real(-0.0));
-    assert_eq!(
-        after(17),
-        Value::Blob((0..=255u8).collect::<Vec<_>>().repeat(65536))
-    );
+    assert_eq!(after(17), Value::Blob((0..=255u8).collect::<Vec<_>>().repeat(65536)));
 }
 
 #[test]
@@ -118,16 +104,7 @@ fn tricky_schemas_from_two_foreign_writers() {
         wide_cols.join(", ")
     );
     let db = TempDb::with_schema(&schema);
-    let tables = [
-        "kv",
-        "nokey",
-        "select",
-        "my \"weird\" table",
-        "wide",
-        "st",
-        "gen",
-        "shadow",
-    ];
+    let tables = ["kv", "nokey", "select", "my \"weird\" table", "wide", "st", "gen", "shadow"];
     db.install(&tables);
 
     let wide_values: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
@@ -172,29 +149,13 @@ fn tricky_schemas_from_two_foreign_writers() {
     }
     let changes = all_changes(&db.conn()).unwrap();
     let gen_change = changes.iter().find(|c| &*c.table == "gen").unwrap();
-    assert_eq!(
-        &*gen_change.columns,
-        ["a", "t"],
-        "generated columns are not captured"
-    );
-    let wide = changes
-        .iter()
-        .find(|c| &*c.table == "wide" && c.op == Op::Update)
-        .unwrap();
+    assert_eq!(&*gen_change.columns, ["a", "t"], "generated columns are not captured");
+    let wide = changes.iter().find(|c| &*c.table == "wide" && c.op == Op::Update).unwrap();
     assert_eq!(wide.before.as_ref().unwrap().values.len(), 1001);
-    assert_eq!(
-        wide.after.as_ref().unwrap().values[1000],
-        Value::Integer(-1)
-    );
+    assert_eq!(wide.after.as_ref().unwrap().values[1000], Value::Integer(-1));
     // The log stays within a stock build's 2000-column limit.
-    let log_columns: i64 = db
-        .conn()
-        .query_row(
-            "SELECT count(*) FROM pragma_table_info('_cdc_log')",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let log_columns: i64 =
+        db.conn().query_row("SELECT count(*) FROM pragma_table_info('_cdc_log')", [], |r| r.get(0)).unwrap();
     assert!(log_columns < 100, "log has {log_columns} columns");
 }
 
@@ -212,20 +173,14 @@ fn rolled_back_transactions_leave_no_trace() {
     );
     let changes = all_changes(&db.conn()).unwrap();
     assert_eq!(changes.len(), 1);
-    assert_eq!(
-        changes[0].after.as_ref().unwrap().values[1],
-        Value::Text("kept".into())
-    );
+    assert_eq!(changes[0].after.as_ref().unwrap().values[1], Value::Text("kept".into()));
 }
 
 #[test]
 fn seq_is_never_reused_after_pruning_vacuum_and_reopen() {
     let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
     db.install(&["t"]);
-    sqlite3(
-        &db.path,
-        "INSERT INTO t(v) VALUES(1), (2), (3); DELETE FROM t;",
-    );
+    sqlite3(&db.path, "INSERT INTO t(v) VALUES(1), (2), (3); DELETE FROM t;");
     let top = {
         let conn = db.conn();
         let top = cdc::log::high_water(&conn).unwrap();
@@ -238,30 +193,18 @@ fn seq_is_never_reused_after_pruning_vacuum_and_reopen() {
     sqlite3(&db.path, "VACUUM;");
     sqlite3(&db.path, "INSERT INTO t(v) VALUES('after');");
     let conn = db.conn();
-    let batch = cdc::log::LogReader::new()
-        .read(&conn, top, i64::MAX, 10)
-        .unwrap();
+    let batch = cdc::log::LogReader::new().read(&conn, top, i64::MAX, 10).unwrap();
     assert_eq!(batch.changes.len(), 1);
-    assert!(
-        batch.changes[0].seq > top,
-        "seq {} reused (top was {top})",
-        batch.changes[0].seq
-    );
+    assert!(batch.changes[0].seq > top, "seq {} reused (top was {top})", batch.changes[0].seq);
 }
 
 #[test]
 fn text_that_is_not_utf8_is_refused_naming_table_and_seq() {
     let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);");
     db.install(&["t"]);
-    sqlite3(
-        &db.path,
-        "INSERT INTO t VALUES(1, 'fine'); INSERT INTO t VALUES(2, CAST(x'ff00fe' AS TEXT));",
-    );
+    sqlite3(&db.path, "INSERT INTO t VALUES(1, 'fine'); INSERT INTO t VALUES(2, CAST(x'ff00fe' AS TEXT));");
     let err = all_changes(&db.conn()).unwrap_err().to_string();
-    assert_eq!(
-        err,
-        "log row 2 of table \"t\": column \"v\" holds TEXT that is not valid UTF-8"
-    );
+    assert_eq!(err, "log row 2 of table \"t\": column \"v\" holds TEXT that is not valid UTF-8");
 }
 
 #[test]
@@ -270,22 +213,13 @@ fn virtual_tables_and_views_are_refused() {
         "CREATE VIRTUAL TABLE f USING fts5(x); CREATE TABLE t(a); CREATE VIEW w AS SELECT a FROM t;",
     );
     let mut conn = db.conn();
-    let err = cdc::capture::install(&mut conn, &["f".into()])
-        .unwrap_err()
-        .to_string();
+    let err = cdc::capture::install(&mut conn, &["f".into()]).unwrap_err().to_string();
     assert!(err.contains("\"f\" is a virtual table"), "{err}");
-    let err = cdc::capture::install(&mut conn, &["w".into()])
-        .unwrap_err()
-        .to_string();
+    let err = cdc::capture::install(&mut conn, &["w".into()]).unwrap_err().to_string();
     assert!(err.contains("\"w\" is a view"), "{err}");
-    let err = cdc::capture::install(&mut conn, &["f_data".into()])
-        .unwrap_err()
-        .to_string();
+    let err = cdc::capture::install(&mut conn, &["f_data".into()]).unwrap_err().to_string();
     assert!(err.contains("shadow table"), "{err}");
-    assert!(
-        !cdc::capture::is_initialised(&conn).unwrap(),
-        "a failed install changes nothing"
-    );
+    assert!(!cdc::capture::is_initialised(&conn).unwrap(), "a failed install changes nothing");
 }
 
 #[test]
@@ -295,23 +229,16 @@ fn schema_drift_is_caught_and_old_rows_still_decode() {
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'before');");
     sqlite3(&db.path, "ALTER TABLE t ADD COLUMN extra TEXT;");
     let conn = db.conn();
-    let err = cdc::capture::verify(&conn, &["t".into()])
-        .unwrap_err()
-        .to_string();
+    let err = cdc::capture::verify(&conn, &["t".into()]).unwrap_err().to_string();
     assert!(err.contains("column \"extra\" was added"), "{err}");
     assert!(err.contains("cdc-setup install --db"), "{err}");
     drop(conn);
     let mut conn = db.conn();
     let outcome = cdc::capture::install(&mut conn, &["t".into()]).unwrap();
-    assert!(
-        matches!(&outcome[0], cdc::capture::Installed::Reattached { changes, .. } if changes.contains("extra"))
-    );
+    assert!(matches!(&outcome[0], cdc::capture::Installed::Reattached { changes, .. } if changes.contains("extra")));
     sqlite3(&db.path, "INSERT INTO t VALUES(2, 'after', 'x');");
     let changes = all_changes(&conn).unwrap();
-    assert_eq!(
-        changes[0].after.as_ref().unwrap().values,
-        vec![Value::Integer(1), Value::Text("before".into())]
-    );
+    assert_eq!(changes[0].after.as_ref().unwrap().values, vec![Value::Integer(1), Value::Text("before".into())]);
     assert_eq!(changes[1].after.as_ref().unwrap().values.len(), 3);
     sqlite3(&db.path, "ALTER TABLE t RENAME TO t2;");
     let err = cdc::capture::verify(&conn, &[]).unwrap_err().to_string();
@@ -327,17 +254,8 @@ mod prop {
             Just(Value::Null),
             any::<i64>().prop_map(Value::Integer),
             prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0)].prop_map(Value::Integer),
-            any::<f64>()
-                .prop_filter("SQLite stores NaN as NULL", |f| !f.is_nan())
-                .prop_map(Value::Real),
-            prop_oneof![
-                Just(0.1),
-                Just(5e-324),
-                Just(f64::MAX),
-                Just(f64::INFINITY),
-                Just(-0.0)
-            ]
-            .prop_map(Value::Real),
+            any::<f64>().prop_filter("SQLite stores NaN as NULL", |f| !f.is_nan()).prop_map(Value::Real),
+            prop_oneof![Just(0.1), Just(5e-324), Just(f64::MAX), Just(f64::INFINITY), Just(-0.0)].prop_map(Value::Real),
             any::<String>().prop_map(Value::Text),
             proptest::collection::vec(any::<u8>(), 0..64).prop_map(Value::Blob),
         ]

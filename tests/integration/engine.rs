@@ -24,18 +24,10 @@ fn db_with_table() -> TempDb {
 fn spawn_engine(
     db: &TempDb,
     mut signal: Box<dyn Signal>,
-) -> (
-    cdc::StopHandle,
-    mpsc::Receiver<Event>,
-    std::thread::JoinHandle<cdc::Result<cdc::Drained>>,
-) {
+) -> (cdc::StopHandle, mpsc::Receiver<Event>, std::thread::JoinHandle<cdc::Result<cdc::Drained>>) {
     // Never: a write racing the first drain would otherwise arrive as a
     // bootstrap row, and these tests are about change delivery.
-    let mut engine = Engine::builder(&db.path)
-        .consumer("test")
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
+    let mut engine = Engine::builder(&db.path).consumer("test").bootstrap(BootstrapMode::Never).open().unwrap();
     let stop = engine.stop_handle();
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -54,15 +46,8 @@ fn spawn_engine(
 
 fn expect_change(rx: &mpsc::Receiver<Event>, value: &str) {
     loop {
-        match rx
-            .recv_timeout(DEADLINE)
-            .expect("a change within the deadline")
-        {
-            Event::Change(c)
-                if c.after
-                    .as_ref()
-                    .is_some_and(|a| a.values[1] == cdc::Value::Text(value.into())) =>
-            {
+        match rx.recv_timeout(DEADLINE).expect("a change within the deadline") {
+            Event::Change(c) if c.after.as_ref().is_some_and(|a| a.values[1] == cdc::Value::Text(value.into())) => {
                 return;
             }
             _ => continue,
@@ -74,11 +59,7 @@ fn delivers_with(kind: SignalKind) {
     let db = db_with_table();
     // A long timer interval for `fs`-including kinds would hide a dead
     // watcher, so the timer only runs where it is the point.
-    let interval = if kind == SignalKind::Timer {
-        Duration::from_millis(50)
-    } else {
-        Duration::from_secs(3600)
-    };
+    let interval = if kind == SignalKind::Timer { Duration::from_millis(50) } else { Duration::from_secs(3600) };
     let (stop, rx, thread) = spawn_engine(&db, kind.build(&db.path, interval));
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'from the shell');");
     expect_change(&rx, "from the shell");
@@ -106,10 +87,7 @@ fn timer_signal_delivers_a_foreign_write() {
 fn fs_and_timer_signal_delivers_a_foreign_write() {
     // The default combination, with both parts live.
     let db = db_with_table();
-    let (stop, rx, thread) = spawn_engine(
-        &db,
-        SignalKind::FsAndTimer.build(&db.path, Duration::from_millis(200)),
-    );
+    let (stop, rx, thread) = spawn_engine(&db, SignalKind::FsAndTimer.build(&db.path, Duration::from_millis(200)));
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'both');");
     expect_change(&rx, "both");
     stop.stop();
@@ -121,10 +99,8 @@ fn timer_carries_on_when_the_watcher_never_fires() {
     let db = db_with_table();
     let elsewhere = tempfile::tempdir().unwrap();
     let quiet = elsewhere.path().join("never-changes.db");
-    let signal = AnySignal(vec![
-        Box::new(FsSignal::new(&quiet)),
-        Box::new(TimerSignal::new(Duration::from_millis(50))),
-    ]);
+    let signal =
+        AnySignal(vec![Box::new(FsSignal::new(&quiet)), Box::new(TimerSignal::new(Duration::from_millis(50)))]);
     let (stop, rx, thread) = spawn_engine(&db, Box::new(signal));
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'timer only');");
     expect_change(&rx, "timer only");
@@ -133,10 +109,7 @@ fn timer_carries_on_when_the_watcher_never_fires() {
 }
 
 /// A user's own signal: rings whenever a message arrives on a channel.
-struct ChannelSignal(
-    Option<mpsc::Receiver<()>>,
-    Option<std::thread::JoinHandle<()>>,
-);
+struct ChannelSignal(Option<mpsc::Receiver<()>>, Option<std::thread::JoinHandle<()>>);
 
 impl Signal for ChannelSignal {
     fn start(&mut self, waker: Waker) -> cdc::Result<()> {
@@ -181,10 +154,7 @@ fn stopping_while_signals_fire_is_clean_every_time() {
         let started = std::time::Instant::now();
         let result = thread.join().expect("no panic");
         assert!(result.unwrap().stopped);
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "stop was blocked"
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "stop was blocked");
     }
 }
 
@@ -218,11 +188,7 @@ impl Target for Recorder {
 #[test]
 fn a_large_transaction_is_committed_once_at_its_end() {
     let db = db_with_table();
-    let mut engine = Engine::builder(&db.path)
-        .batch_size(100)
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
+    let mut engine = Engine::builder(&db.path).batch_size(100).bootstrap(BootstrapMode::Never).open().unwrap();
     sqlite3(
         &db.path,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) INSERT INTO t SELECT i, i FROM n;",
@@ -231,95 +197,50 @@ fn a_large_transaction_is_committed_once_at_its_end() {
     let drained = engine.drain(&mut target).unwrap();
     assert_eq!(drained.changes, 10_000);
     assert_eq!(target.applies, vec![100; 100], "bounded batches");
-    assert_eq!(
-        target.commits,
-        vec![drained.position],
-        "one commit, at the transaction's end"
-    );
+    assert_eq!(target.commits, vec![drained.position], "one commit, at the transaction's end");
     assert_eq!(drained.position, cdc::log::high_water(&db.conn()).unwrap());
 }
 
 #[test]
 fn the_log_is_pruned_only_past_the_slower_consumer() {
     let db = db_with_table();
-    let mut slow = Engine::builder(&db.path)
-        .consumer("slow")
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
-    let mut fast = Engine::builder(&db.path)
-        .consumer("fast")
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
+    let mut slow = Engine::builder(&db.path).consumer("slow").bootstrap(BootstrapMode::Never).open().unwrap();
+    let mut fast = Engine::builder(&db.path).consumer("fast").bootstrap(BootstrapMode::Never).open().unwrap();
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'a'), (2, 'b');");
     // A consumer is registered by its first drain.
     assert_eq!(fast.drain(&mut Recorder::default()).unwrap().changes, 2);
     let slow_at = slow.drain(&mut Recorder::default()).unwrap().position;
-    sqlite3(
-        &db.path,
-        "INSERT INTO t VALUES(3, 'c'), (4, 'd'); UPDATE t SET v = 'e';",
-    );
+    sqlite3(&db.path, "INSERT INTO t VALUES(3, 'c'), (4, 'd'); UPDATE t SET v = 'e';");
     let mut r = Recorder::default();
     fast.drain(&mut r).unwrap();
     assert_eq!(r.events.len(), 6);
     let conn = db.conn();
     let oldest = cdc::log::low_water(&conn).unwrap().unwrap();
-    assert_eq!(
-        oldest,
-        slow_at + 1,
-        "rows after the slow consumer's position are kept"
-    );
+    assert_eq!(oldest, slow_at + 1, "rows after the slow consumer's position are kept");
     let mut r = Recorder::default();
     slow.drain(&mut r).unwrap();
     assert_eq!(r.events.len(), 6, "the slow consumer still gets everything");
-    let rows: i64 = conn
-        .query_row("SELECT count(*) FROM _cdc_log", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(
-        rows, 1,
-        "once both are past, only the newest row (the seq high-water) is kept"
-    );
+    let rows: i64 = conn.query_row("SELECT count(*) FROM _cdc_log", [], |r| r.get(0)).unwrap();
+    assert_eq!(rows, 1, "once both are past, only the newest row (the seq high-water) is kept");
 }
 
 #[test]
 fn a_failing_target_is_retried_then_gives_up_without_acknowledging() {
     let db = db_with_table();
-    let quick = Retry {
-        attempts: 3,
-        initial: Duration::from_millis(1),
-        max: Duration::from_millis(5),
-    };
+    let quick = Retry { attempts: 3, initial: Duration::from_millis(1), max: Duration::from_millis(5) };
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'x');");
-    let mut engine = Engine::builder(&db.path)
-        .consumer("r")
-        .bootstrap(BootstrapMode::Never)
-        .retry(quick)
-        .open()
-        .unwrap();
-    let mut flaky = Recorder {
-        fail_first: 2,
-        ..Recorder::default()
-    };
+    let mut engine =
+        Engine::builder(&db.path).consumer("r").bootstrap(BootstrapMode::Never).retry(quick).open().unwrap();
+    let mut flaky = Recorder { fail_first: 2, ..Recorder::default() };
     assert_eq!(engine.drain(&mut flaky).unwrap().changes, 1);
     assert_eq!(flaky.events.len(), 1);
 
     sqlite3(&db.path, "INSERT INTO t VALUES(2, 'y');");
     let before = cdc::log::position(&db.conn(), "r").unwrap();
-    let mut broken = Recorder {
-        fail_first: usize::MAX,
-        ..Recorder::default()
-    };
+    let mut broken = Recorder { fail_first: usize::MAX, ..Recorder::default() };
     let err = engine.drain(&mut broken).unwrap_err().to_string();
-    assert!(
-        err.contains("injected failure") && err.contains("gave up after 4 attempts"),
-        "{err}"
-    );
-    assert_eq!(
-        cdc::log::position(&db.conn(), "r").unwrap(),
-        before,
-        "nothing undelivered acknowledged"
-    );
+    assert!(err.contains("injected failure") && err.contains("gave up after 4 attempts"), "{err}");
+    assert_eq!(cdc::log::position(&db.conn(), "r").unwrap(), before, "nothing undelivered acknowledged");
 }
 
 #[test]
@@ -328,40 +249,19 @@ fn schema_drift_stops_the_engine_with_the_fix() {
     let mut engine = Engine::builder(&db.path).open().unwrap();
     engine.drain(&mut Recorder::default()).unwrap();
     sqlite3(&db.path, "ALTER TABLE t ADD COLUMN w;");
-    let err = engine
-        .drain(&mut Recorder::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("table \"t\" changed") && err.contains("cdc-setup install --db"),
-        "{err}"
-    );
+    let err = engine.drain(&mut Recorder::default()).unwrap_err().to_string();
+    assert!(err.contains("table \"t\" changed") && err.contains("cdc-setup install --db"), "{err}");
 }
 
 #[test]
 fn bad_engine_settings_are_refused() {
     let db = db_with_table();
-    let err = Engine::builder(&db.path)
-        .batch_size(0)
-        .open()
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Engine::builder(&db.path).batch_size(0).open().err().unwrap().to_string();
     assert_eq!(err, "batch size must be at least 1");
-    let err = Engine::builder(&db.path)
-        .tables(["nope"])
-        .open()
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Engine::builder(&db.path).tables(["nope"]).open().err().unwrap().to_string();
     assert_eq!(err, "no table named \"nope\"");
     sqlite3(&db.path, "CREATE TABLE other(a);");
-    let err = Engine::builder(&db.path)
-        .tables(["other"])
-        .open()
-        .err()
-        .unwrap()
-        .to_string();
+    let err = Engine::builder(&db.path).tables(["other"]).open().err().unwrap().to_string();
     assert!(err.starts_with("table \"other\" is not captured"), "{err}");
 }
 
@@ -395,12 +295,7 @@ fn bootstrap_under_concurrent_writers_converges() {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    writer
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(CHURN.as_bytes())
-        .unwrap();
+    writer.stdin.take().unwrap().write_all(CHURN.as_bytes()).unwrap();
     let desc = cdc::schema::describe(&db.conn(), "big").unwrap();
     let watcher = db.conn();
     let start_hw = cdc::log::high_water(&watcher).unwrap();
@@ -425,10 +320,7 @@ fn bootstrap_under_concurrent_writers_converges() {
         Ok(())
     };
     let first = engine.drain(&mut target).unwrap();
-    assert_eq!(
-        first.bootstrapped_rows, 200_000,
-        "the snapshot is the state at the cut"
-    );
+    assert_eq!(first.bootstrapped_rows, 200_000, "the snapshot is the state at the cut");
     let after = cdc::log::high_water(&db.conn()).unwrap();
     assert!(after > first.position, "writers wrote during the bootstrap");
     engine.drain(&mut target).unwrap();
@@ -438,44 +330,22 @@ fn bootstrap_under_concurrent_writers_converges() {
 
     // Begin, rows, End in that order, once.
     assert!(matches!(events[0], Event::BootstrapBegin { .. }));
-    let end = events
-        .iter()
-        .position(|e| matches!(e, Event::BootstrapEnd { .. }))
-        .unwrap();
+    let end = events.iter().position(|e| matches!(e, Event::BootstrapEnd { .. })).unwrap();
     assert_eq!(end, 200_001);
-    assert!(
-        events[1..end]
-            .iter()
-            .all(|e| matches!(e, Event::Bootstrap { .. }))
-    );
-    assert!(
-        events[end + 1..]
-            .iter()
-            .all(|e| matches!(e, Event::Change(_)))
-    );
+    assert!(events[1..end].iter().all(|e| matches!(e, Event::Bootstrap { .. })));
+    assert!(events[end + 1..].iter().all(|e| matches!(e, Event::Change(_))));
     let mut model = Model::new();
     apply_events(&desc, &events, &mut model);
-    assert_eq!(
-        model,
-        snapshot(&db.conn(), &desc),
-        "the target equals the source"
-    );
+    assert_eq!(model, snapshot(&db.conn(), &desc), "the target equals the source");
 }
 
 #[test]
 fn a_position_older_than_the_pruned_log_bootstraps_in_auto_mode() {
     let db = db_with_table();
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'a'), (2, 'b');");
-    let mut other = Engine::builder(&db.path)
-        .consumer("other")
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
+    let mut other = Engine::builder(&db.path).consumer("other").bootstrap(BootstrapMode::Never).open().unwrap();
     other.drain(&mut Recorder::default()).unwrap();
-    sqlite3(
-        &db.path,
-        "UPDATE t SET v = 'c'; INSERT INTO t VALUES(3, 'd');",
-    );
+    sqlite3(&db.path, "UPDATE t SET v = 'c'; INSERT INTO t VALUES(3, 'd');");
     other.drain(&mut Recorder::default()).unwrap();
     /// A target that claims to hold position 1 (restored from an old backup).
     struct Stale(Vec<Event>);
@@ -494,11 +364,7 @@ fn a_position_older_than_the_pruned_log_bootstraps_in_auto_mode() {
     assert_eq!(drained.bootstrapped_rows, 3);
     assert!(matches!(stale.0[0], Event::BootstrapBegin { .. }));
 
-    let mut never = Engine::builder(&db.path)
-        .consumer("stale2")
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
+    let mut never = Engine::builder(&db.path).consumer("stale2").bootstrap(BootstrapMode::Never).open().unwrap();
     let err = never.drain(&mut Stale(Vec::new())).unwrap_err().to_string();
     assert!(err.contains("no longer holds the changes"), "{err}");
 }
@@ -519,38 +385,22 @@ fn engine_child_process() {
                 if let Event::Change(c) = e {
                     let rowid = c.after.as_ref().and_then(|a| a.rowid).unwrap();
                     // One write(2) per line: a SIGKILL cannot tear it.
-                    self.0
-                        .write_all(format!("{} {rowid}\n", c.seq).as_bytes())
-                        .unwrap();
+                    self.0.write_all(format!("{} {rowid}\n", c.seq).as_bytes()).unwrap();
                 }
             }
             Ok(())
         }
         fn commit(&mut self, position: i64) -> cdc::Result<()> {
             self.0.sync_all().unwrap();
-            self.0
-                .write_all(format!("commit {position}\n").as_bytes())
-                .unwrap();
+            self.0.write_all(format!("commit {position}\n").as_bytes()).unwrap();
             self.0.sync_all().unwrap();
             Ok(())
         }
     }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(record)
-        .unwrap();
-    let mut engine = Engine::builder(&db)
-        .consumer("rec")
-        .batch_size(7)
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
-    let mut signal =
-        SignalKind::FsAndTimer.build(std::path::Path::new(&db), Duration::from_millis(20));
-    engine
-        .run(&mut FileRecorder(file), signal.as_mut())
-        .unwrap();
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(record).unwrap();
+    let mut engine = Engine::builder(&db).consumer("rec").batch_size(7).bootstrap(BootstrapMode::Never).open().unwrap();
+    let mut signal = SignalKind::FsAndTimer.build(std::path::Path::new(&db), Duration::from_millis(20));
+    engine.run(&mut FileRecorder(file), signal.as_mut()).unwrap();
 }
 
 /// Parses the record file: delivered seqs with their rowid, and commits.
@@ -561,9 +411,7 @@ fn read_record(path: &std::path::Path) -> (Vec<(i64, i64)>, Vec<i64>) {
         if let Some(pos) = line.strip_prefix("commit ") {
             commits.push(pos.parse().unwrap());
         } else {
-            let parsed = line
-                .split_once(' ')
-                .and_then(|(seq, rowid)| Some((seq.parse().ok()?, rowid.parse().ok()?)));
+            let parsed = line.split_once(' ').and_then(|(seq, rowid)| Some((seq.parse().ok()?, rowid.parse().ok()?)));
             seen.push(parsed.unwrap_or_else(|| panic!("torn or unknown record line {line:?}")));
         }
     }
@@ -575,28 +423,16 @@ fn positions_survive_sigkill_at_random_moments() {
     let db = db_with_table();
     let record = db.dir.path().join("record.txt");
     let total = 1500;
-    let mut writer = Command::new("python3")
-        .args(["-", db.path.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer =
+        Command::new("python3").args(["-", db.path.to_str().unwrap()]).stdin(Stdio::piped()).spawn().unwrap();
     let program = format!(
         "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], timeout=30)\nfor i in range(1, {total} + 1):\n    \
          c.execute('INSERT INTO t VALUES(?, ?)', (i, 'v'))\n    c.commit()\n    time.sleep(0.002)\n"
     );
-    writer
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(program.as_bytes())
-        .unwrap();
+    writer.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
     let spawn_child = || {
         Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "engine::engine_child_process",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "engine::engine_child_process", "--test-threads=1"])
             .env("CDC_CHILD_DB", &db.path)
             .env("CDC_CHILD_RECORD", &record)
             .stdout(Stdio::null())
@@ -629,9 +465,7 @@ fn positions_survive_sigkill_at_random_moments() {
     assert!(writer.wait().unwrap().success());
     let mut child = spawn_child();
     let hw = cdc::log::high_water(&db.conn()).unwrap();
-    wait_until("the final drain", DEADLINE, || {
-        cdc::log::position(&db.conn(), "rec").unwrap() == Some(hw)
-    });
+    wait_until("the final drain", DEADLINE, || cdc::log::position(&db.conn(), "rec").unwrap() == Some(hw));
     child.kill().unwrap();
     child.wait().unwrap();
     // Every insert arrived, and first deliveries are in log order.
@@ -653,18 +487,14 @@ fn idle_engine_stays_idle() {
     let db = db_with_table();
     let drains = Arc::new(Mutex::new(0));
     let count = drains.clone();
-    let mut engine = Engine::builder(&db.path)
-        .bootstrap(BootstrapMode::Never)
-        .open()
-        .unwrap();
+    let mut engine = Engine::builder(&db.path).bootstrap(BootstrapMode::Never).open().unwrap();
     let stop = engine.stop_handle();
     let thread = std::thread::spawn(move || {
         let mut target = |_: &[Event]| {
             *count.lock().unwrap() += 1;
             Ok(())
         };
-        let mut signal =
-            SignalKind::Timer.build(std::path::Path::new("/"), Duration::from_millis(2));
+        let mut signal = SignalKind::Timer.build(std::path::Path::new("/"), Duration::from_millis(2));
         engine.run(&mut target, signal.as_mut())
     });
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'one');");

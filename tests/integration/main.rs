@@ -5,5 +5,6 @@
 
 mod capture;
 mod engine;
+mod replicator;
 mod setup_cli;
 mod support;

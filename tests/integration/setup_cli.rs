@@ -24,33 +24,18 @@ fn install_uninstall_round_trip_restores_the_schema_exactly() {
 
     let (code, out, err) = setup(&db, &["install", "--all"]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        out.contains("installed capture on \"kv\"")
-            && out.contains("installed capture on \"users\""),
-        "{out}"
-    );
+    assert!(out.contains("installed capture on \"kv\"") && out.contains("installed capture on \"users\""), "{out}");
     let installed = schema_dump(&db.path);
 
     let (code, out, _) = setup(&db, &["install", "--table", "users", "--table", "kv"]);
     assert_eq!(code, 0);
-    assert_eq!(
-        out.matches("already installed, nothing changed").count(),
-        2,
-        "{out}"
-    );
-    assert_eq!(
-        schema_dump(&db.path),
-        installed,
-        "installing twice is a no-op"
-    );
+    assert_eq!(out.matches("already installed, nothing changed").count(), 2, "{out}");
+    assert_eq!(schema_dump(&db.path), installed, "installing twice is a no-op");
 
     sqlite3(&db.path, "UPDATE users SET name = 'carl' WHERE id = 1;");
     let (code, out, _) = setup(&db, &["status"]);
     assert_eq!(code, 0);
-    assert!(
-        out.contains("\"users\" (capture id") && out.contains(": ok"),
-        "{out}"
-    );
+    assert!(out.contains("\"users\" (capture id") && out.contains(": ok"), "{out}");
     assert!(out.contains("log: 1 changes"), "{out}");
 
     let (code, out, _) = setup(&db, &["status", "--json"]);
@@ -64,17 +49,9 @@ fn install_uninstall_round_trip_restores_the_schema_exactly() {
     let (code, out, _) = setup(&db, &["uninstall"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("internal _cdc_ tables dropped"), "{out}");
-    assert_eq!(
-        schema_dump(&db.path),
-        before,
-        "uninstall restores sqlite_master exactly"
-    );
+    assert_eq!(schema_dump(&db.path), before, "uninstall restores sqlite_master exactly");
     let data_after = sqlite3(&db.path, "SELECT * FROM users ORDER BY id;");
-    assert_eq!(
-        data_after,
-        data_before.replace("1|ann", "1|carl"),
-        "application data untouched"
-    );
+    assert_eq!(data_after, data_before.replace("1|ann", "1|carl"), "application data untouched");
 }
 
 #[test]
@@ -84,10 +61,7 @@ fn schema_drift_shows_in_status() {
     sqlite3(&db.path, "ALTER TABLE users ADD COLUMN age INT;");
     let (code, out, _) = setup(&db, &["status"]);
     assert_eq!(code, 0);
-    assert!(
-        out.contains("CHANGED: column \"age\" was added; re-attach with: cdc-setup install"),
-        "{out}"
-    );
+    assert!(out.contains("CHANGED: column \"age\" was added; re-attach with: cdc-setup install"), "{out}");
 }
 
 #[test]
@@ -105,10 +79,7 @@ fn assert_refused(db: &TempDb, args: &[&str], expected: &str) {
     let (code, out, err) = setup(db, args);
     assert_eq!(code, 1, "{args:?}: {out}{err}");
     assert_eq!(err.lines().count(), 1, "{args:?}: one line expected: {err}");
-    assert!(
-        err.starts_with("cdc-setup: error: ") && err.contains(expected),
-        "{args:?}: {err}"
-    );
+    assert!(err.starts_with("cdc-setup: error: ") && err.contains(expected), "{args:?}: {err}");
     assert!(!err.contains("panicked"));
     assert_eq!(snapshot_files(db), files_before, "{args:?} changed a file");
 }
@@ -126,37 +97,16 @@ fn snapshot_files(db: &TempDb) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn bad_input_is_refused_with_one_line_and_no_change() {
-    let db = TempDb::with_schema(&format!(
-        "{SCHEMA}\nCREATE VIRTUAL TABLE docs USING fts5(body);"
-    ));
+    let db = TempDb::with_schema(&format!("{SCHEMA}\nCREATE VIRTUAL TABLE docs USING fts5(body);"));
     sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);");
-    assert_refused(
-        &db,
-        &["install", "--table", "nope"],
-        "no table named \"nope\"",
-    );
-    assert_refused(
-        &db,
-        &["install", "--table", "docs"],
-        "\"docs\" is a virtual table",
-    );
+    assert_refused(&db, &["install", "--table", "nope"], "no table named \"nope\"");
+    assert_refused(&db, &["install", "--table", "docs"], "\"docs\" is a virtual table");
     assert_refused(&db, &["install", "--table", "names"], "\"names\" is a view");
-    assert_refused(
-        &db,
-        &["install", "--table", "users", "--table", "nope"],
-        "no table named \"nope\"",
-    );
-    assert_refused(
-        &db,
-        &["uninstall", "--table", "users"],
-        "table \"users\" is not captured",
-    );
+    assert_refused(&db, &["install", "--table", "users", "--table", "nope"], "no table named \"nope\"");
+    assert_refused(&db, &["uninstall", "--table", "users"], "table \"users\" is not captured");
 
     let missing = db.dir.path().join("missing.db");
-    let (code, _, err) = run_bin(
-        "cdc-setup",
-        &["install", "--db", missing.to_str().unwrap(), "--all"],
-    );
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", missing.to_str().unwrap(), "--all"]);
     assert_eq!(code, 1);
     assert!(err.contains("missing.db: no such file"), "{err}");
     assert!(!missing.exists(), "a missing database is never created");
@@ -200,11 +150,7 @@ fn read_only_and_locked_databases_are_refused() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
     assert_eq!(line.trim(), "locked");
     let started = std::time::Instant::now();
     let (code, _, err) = setup(&db, &["install", "--table", "users"]);
@@ -212,8 +158,5 @@ fn read_only_and_locked_databases_are_refused() {
     holder.wait().unwrap();
     assert_eq!(code, 1);
     assert!(err.contains("database is locked"), "{err}");
-    assert!(
-        started.elapsed() >= std::time::Duration::from_secs(4),
-        "waited with a busy timeout first"
-    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(4), "waited with a busy timeout first");
 }

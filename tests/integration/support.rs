@@ -40,15 +40,8 @@ fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {cmd:?} (is it installed? .ci/run installs it): {e}")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?} (is it installed? .ci/run installs it): {e}"));
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -60,11 +53,7 @@ pub fn sqlite3(db: &Path, sql: &str) -> String {
     let mut cmd = Command::new("sqlite3");
     cmd.arg("-bail").arg("-cmd").arg(".timeout 10000").arg(db);
     let out = run_with_stdin(cmd, sql);
-    assert!(
-        out.status.success(),
-        "sqlite3 failed: {}\nSQL:\n{sql}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "sqlite3 failed: {}\nSQL:\n{sql}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -73,20 +62,14 @@ pub fn python(db: &Path, program: &str) -> String {
     let mut cmd = Command::new("python3");
     cmd.arg("-").arg(db);
     let out = run_with_stdin(cmd, program);
-    assert!(
-        out.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// Every change in the log, decoded.
 pub fn all_changes(conn: &Connection) -> cdc::Result<Vec<Change>> {
     let hw = cdc::log::high_water(conn)?;
-    Ok(cdc::log::LogReader::new()
-        .read(conn, 0, hw, usize::MAX)?
-        .changes)
+    Ok(cdc::log::LogReader::new().read(conn, 0, hw, usize::MAX)?.changes)
 }
 
 /// A row's identity: rowid, or key values in key order.
@@ -94,11 +77,7 @@ pub fn identity(desc: &TableDesc, row: &cdc::Row) -> String {
     match row.rowid {
         Some(rowid) => rowid.to_string(),
         None => {
-            let key: Vec<&Value> = desc
-                .key_positions()
-                .iter()
-                .map(|&i| &row.values[i])
-                .collect();
+            let key: Vec<&Value> = desc.key_positions().iter().map(|&i| &row.values[i]).collect();
             format!("{key:?}")
         }
     }
@@ -112,12 +91,7 @@ pub fn replay(desc: &TableDesc, changes: &[Change], model: &mut Model) {
     for c in changes.iter().filter(|c| *c.table == *desc.name) {
         if let Some(before) = &c.before {
             let held = model.remove(&identity(desc, before));
-            assert_eq!(
-                held.as_ref(),
-                Some(before),
-                "seq {}: before image differs from the replayed state",
-                c.seq
-            );
+            assert_eq!(held.as_ref(), Some(before), "seq {}: before image differs from the replayed state", c.seq);
         }
         if let Some(after) = &c.after {
             model.insert(identity(desc, after), after.clone());
@@ -137,9 +111,7 @@ pub fn snapshot(conn: &Connection, desc: &TableDesc) -> Model {
     let has_rowid = !desc.without_rowid;
     let rows = stmt
         .query_map([], |r| {
-            let values: Vec<Value> = (0..n)
-                .map(|i| Value::from_ref(r.get_ref(i).unwrap()).unwrap())
-                .collect();
+            let values: Vec<Value> = (0..n).map(|i| Value::from_ref(r.get_ref(i).unwrap()).unwrap()).collect();
             Ok(values)
         })
         .unwrap();
@@ -174,17 +146,14 @@ pub fn assert_log_reproduces(db: &TempDb, table: &str) {
 pub fn bin(name: &str) -> PathBuf {
     match name {
         "cdc-setup" => PathBuf::from(env!("CARGO_BIN_EXE_cdc-setup")),
+        "replicator" => PathBuf::from(env!("CARGO_BIN_EXE_replicator")),
         other => panic!("unknown binary {other}"),
     }
 }
 
 /// Runs a binary of this package; returns (exit code, stdout, stderr).
 pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = Command::new(bin(name)).args(args).stdin(Stdio::null()).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -194,20 +163,14 @@ pub fn run_bin(name: &str, args: &[&str]) -> (i32, String, String) {
 
 /// `sqlite_master` as rows of text, for exact schema comparisons.
 pub fn schema_dump(path: &Path) -> String {
-    sqlite3(
-        path,
-        "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name;",
-    )
+    sqlite3(path, "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name;")
 }
 
 /// Polls `cond` until it holds or `deadline` passes; panics with `what`.
 pub fn wait_until(what: &str, deadline: std::time::Duration, mut cond: impl FnMut() -> bool) {
     let end = std::time::Instant::now() + deadline;
     while !cond() {
-        assert!(
-            std::time::Instant::now() < end,
-            "timed out waiting for {what}"
-        );
+        assert!(std::time::Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

@@ -18,23 +18,15 @@ pub struct FsSignal {
 
 impl FsSignal {
     pub fn new(db: &Path) -> Self {
-        FsSignal {
-            db: db.to_path_buf(),
-            watcher: None,
-        }
+        FsSignal { db: db.to_path_buf(), watcher: None }
     }
 }
 
 impl Signal for FsSignal {
     fn start(&mut self, waker: Waker) -> Result<()> {
-        let db = std::path::absolute(&self.db).map_err(|e| Error::Io {
-            context: self.db.display().to_string(),
-            source: e,
-        })?;
-        let dir = db
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("/"));
+        let db = std::path::absolute(&self.db)
+            .map_err(|e| Error::Io { context: self.db.display().to_string(), source: e })?;
+        let dir = db.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
         let name = db.file_name().map(OsString::from).unwrap_or_default();
         let names: Vec<OsString> = ["", "-wal", "-journal"]
             .iter()
@@ -44,21 +36,17 @@ impl Signal for FsSignal {
                 n
             })
             .collect();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                let relevant = match &event {
-                    Ok(e) => e
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name().is_some_and(|f| names.iter().any(|n| n == f))),
-                    // An error (queue overflow and the like): better to look.
-                    Err(_) => true,
-                };
-                if relevant && !waker.is_stopped() {
-                    waker.wake();
-                }
-            })
-            .map_err(|e| Error::Config(format!("cannot start the file watcher: {e}")))?;
+        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = match &event {
+                Ok(e) => e.paths.iter().any(|p| p.file_name().is_some_and(|f| names.iter().any(|n| n == f))),
+                // An error (queue overflow and the like): better to look.
+                Err(_) => true,
+            };
+            if relevant && !waker.is_stopped() {
+                waker.wake();
+            }
+        })
+        .map_err(|e| Error::Config(format!("cannot start the file watcher: {e}")))?;
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(|e| Error::Config(format!("cannot watch {}: {e}", dir.display())))?;

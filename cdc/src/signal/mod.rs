@@ -88,11 +88,7 @@ impl Waker {
                     if left.is_zero() {
                         return Wake::TimedOut;
                     }
-                    self.inner
-                        .1
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
+                    self.inner.1.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0
                 }
             };
         }
@@ -111,12 +107,7 @@ impl Waker {
             if left.is_zero() {
                 return true;
             }
-            state = self
-                .inner
-                .1
-                .wait_timeout(state, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = self.inner.1.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 }
@@ -161,9 +152,7 @@ impl std::str::FromStr for SignalKind {
             "fs" => Ok(SignalKind::Fs),
             "timer" => Ok(SignalKind::Timer),
             "fs+timer" | "timer+fs" => Ok(SignalKind::FsAndTimer),
-            other => Err(Error::Config(format!(
-                "unknown signal {other:?}: expected fs, timer or fs+timer"
-            ))),
+            other => Err(Error::Config(format!("unknown signal {other:?}: expected fs, timer or fs+timer"))),
         }
     }
 }
@@ -175,10 +164,9 @@ impl SignalKind {
         match self {
             SignalKind::Fs => Box::new(FsSignal::new(db)),
             SignalKind::Timer => Box::new(TimerSignal::new(interval)),
-            SignalKind::FsAndTimer => Box::new(AnySignal(vec![
-                Box::new(FsSignal::new(db)),
-                Box::new(TimerSignal::new(interval)),
-            ])),
+            SignalKind::FsAndTimer => {
+                Box::new(AnySignal(vec![Box::new(FsSignal::new(db)), Box::new(TimerSignal::new(interval))]))
+            }
         }
     }
 }
@@ -197,9 +185,6 @@ mod tests {
         w.wake();
         w.stop();
         assert_eq!(w.wait(None), Wake::Stopped);
-        assert!(
-            !w.sleep(Duration::from_secs(60)),
-            "a stopped waker does not sleep"
-        );
+        assert!(!w.sleep(Duration::from_secs(60)), "a stopped waker does not sleep");
     }
 }

@@ -14,10 +14,7 @@ pub struct TimerSignal {
 
 impl TimerSignal {
     pub fn new(interval: Duration) -> Self {
-        TimerSignal {
-            interval,
-            thread: None,
-        }
+        TimerSignal { interval, thread: None }
     }
 }
 
@@ -31,10 +28,7 @@ impl Signal for TimerSignal {
                     waker.wake();
                 }
             })
-            .map_err(|e| Error::Io {
-                context: "starting the timer thread".into(),
-                source: e,
-            })?;
+            .map_err(|e| Error::Io { context: "starting the timer thread".into(), source: e })?;
         self.thread = Some(thread);
         Ok(())
     }

@@ -27,21 +27,12 @@ impl BincodeTarget {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| Error::Io {
-                context: path.display().to_string(),
-                source: e,
-            })?;
-        Ok(BincodeTarget {
-            path: path.into(),
-            out: BufWriter::new(file),
-        })
+            .map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
+        Ok(BincodeTarget { path: path.into(), out: BufWriter::new(file) })
     }
 
     fn io(&self, e: std::io::Error) -> Error {
-        Error::Io {
-            context: self.path.display().to_string(),
-            source: e,
-        }
+        Error::Io { context: self.path.display().to_string(), source: e }
     }
 }
 
@@ -50,16 +41,9 @@ impl Target for BincodeTarget {
         for event in events {
             let frame = bincode::serde::encode_to_vec(event, config())
                 .map_err(|e| Error::Config(format!("bincode encoding failed: {e}")))?;
-            let len = u32::try_from(frame.len()).map_err(|_| {
-                Error::Config(format!(
-                    "event of {} bytes is too large for a frame",
-                    frame.len()
-                ))
-            })?;
-            self.out
-                .write_all(&len.to_le_bytes())
-                .and_then(|_| self.out.write_all(&frame))
-                .map_err(|e| self.io(e))?;
+            let len = u32::try_from(frame.len())
+                .map_err(|_| Error::Config(format!("event of {} bytes is too large for a frame", frame.len())))?;
+            self.out.write_all(&len.to_le_bytes()).and_then(|_| self.out.write_all(&frame)).map_err(|e| self.io(e))?;
         }
         Ok(())
     }
@@ -92,17 +76,12 @@ impl<R: Read> BincodeReader<R> {
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(Error::Io {
-                        context: "reading bincode frames".into(),
-                        source: e,
-                    });
+                    return Err(Error::Io { context: "reading bincode frames".into(), source: e });
                 }
             }
         }
         let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
-        self.input
-            .read_exact(&mut frame)
-            .map_err(|_| self.truncated())?;
+        self.input.read_exact(&mut frame).map_err(|_| self.truncated())?;
         let (event, _) = bincode::serde::decode_from_slice(&frame, config())
             .map_err(|e| Error::Config(format!("bincode frame at byte {}: {e}", self.offset)))?;
         self.offset += 4 + frame.len() as u64;
@@ -110,10 +89,7 @@ impl<R: Read> BincodeReader<R> {
     }
 
     fn truncated(&self) -> Error {
-        Error::Config(format!(
-            "bincode frame at byte {} is truncated",
-            self.offset
-        ))
+        Error::Config(format!("bincode frame at byte {} is truncated", self.offset))
     }
 }
 

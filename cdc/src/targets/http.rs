@@ -50,17 +50,9 @@ impl HttpTarget {
     /// Posts to `url` with a `timeout` per request, `attempts` tries per
     /// batch and a `backoff` that doubles between them.
     pub fn with(url: &str, timeout: Duration, attempts: u32, backoff: Duration) -> HttpTarget {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
-            .http_status_as_error(false)
-            .build()
-            .into();
-        HttpTarget {
-            url: url.to_string(),
-            agent,
-            attempts: attempts.max(1),
-            backoff,
-        }
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
+        HttpTarget { url: url.to_string(), agent, attempts: attempts.max(1), backoff }
     }
 
     fn post(&self, body: &[u8]) -> std::result::Result<(), String> {
@@ -71,11 +63,7 @@ impl HttpTarget {
             .send(body)
             .map_err(|e| e.to_string())?;
         let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {status}"))
-        }
+        if status.is_success() { Ok(()) } else { Err(format!("HTTP {status}")) }
     }
 }
 
@@ -97,9 +85,6 @@ impl Target for HttpTarget {
                 delay *= 2;
             }
         }
-        Err(Error::Target {
-            target: self.url.clone(),
-            message: format!("{last} (after {} attempts)", self.attempts),
-        })
+        Err(Error::Target { target: self.url.clone(), message: format!("{last} (after {} attempts)", self.attempts) })
     }
 }

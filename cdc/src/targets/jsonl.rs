@@ -25,33 +25,18 @@ impl JsonlTarget {
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| Error::Io {
-                context: path.display().to_string(),
-                source: e,
-            })?;
-        let sync = file.try_clone().map_err(|e| Error::Io {
-            context: path.display().to_string(),
-            source: e,
-        })?;
-        Ok(JsonlTarget {
-            out: BufWriter::new(Box::new(file)),
-            file: Some((path.into(), sync)),
-        })
+            .map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
+        let sync = file.try_clone().map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
+        Ok(JsonlTarget { out: BufWriter::new(Box::new(file)), file: Some((path.into(), sync)) })
     }
 
     /// Writes to standard output.
     pub fn stdout() -> JsonlTarget {
-        JsonlTarget {
-            out: BufWriter::new(Box::new(std::io::stdout())),
-            file: None,
-        }
+        JsonlTarget { out: BufWriter::new(Box::new(std::io::stdout())), file: None }
     }
 
     fn io(&self, e: std::io::Error) -> Error {
-        let context = self
-            .file
-            .as_ref()
-            .map_or("stdout".to_string(), |(p, _)| p.display().to_string());
+        let context = self.file.as_ref().map_or("stdout".to_string(), |(p, _)| p.display().to_string());
         Error::Io { context, source: e }
     }
 }
@@ -60,10 +45,7 @@ impl Target for JsonlTarget {
     fn apply(&mut self, events: &[Event]) -> Result<()> {
         for event in events {
             let line = json::to_line(event)?;
-            self.out
-                .write_all(line.as_bytes())
-                .and_then(|_| self.out.write_all(b"\n"))
-                .map_err(|e| self.io(e))?;
+            self.out.write_all(line.as_bytes()).and_then(|_| self.out.write_all(b"\n")).map_err(|e| self.io(e))?;
         }
         Ok(())
     }

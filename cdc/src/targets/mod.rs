@@ -27,8 +27,7 @@ pub enum TargetSpec {
     Http(String),
 }
 
-const FORMS: &str =
-    "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL or https://URL";
+const FORMS: &str = "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL or https://URL";
 
 impl std::str::FromStr for TargetSpec {
     type Err = Error;
@@ -61,12 +60,7 @@ impl TargetSpec {
     /// (or URL), so the same destination keeps its position whatever the
     /// working directory.
     pub fn consumer_name(&self) -> String {
-        let abs = |p: &PathBuf| {
-            std::path::absolute(p)
-                .unwrap_or_else(|_| p.clone())
-                .display()
-                .to_string()
-        };
+        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string();
         match self {
             TargetSpec::Sqlite(p) => format!("sqlite:{}", abs(p)),
             TargetSpec::Jsonl(None) => "jsonl:stdout".into(),
@@ -86,16 +80,10 @@ impl TargetSpec {
 
     /// Opens the target (creating its file if missing).
     pub fn open(&self) -> Result<Box<dyn Target + Send>> {
-        if let Some(dir) = self
-            .path()
-            .and_then(|p| p.parent())
-            .filter(|d| !d.as_os_str().is_empty())
+        if let Some(dir) = self.path().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {
-            return Err(Error::Config(format!(
-                "target folder {} does not exist",
-                dir.display()
-            )));
+            return Err(Error::Config(format!("target folder {} does not exist", dir.display())));
         }
         Ok(match self {
             TargetSpec::Sqlite(p) => Box::new(SqliteTarget::open(p)?),

@@ -42,10 +42,7 @@ impl TableSql {
     }
 
     fn identity_of(&self, row: &Row) -> Vec<Value> {
-        self.identity
-            .iter()
-            .map(|&i| self.image_value(row, i))
-            .collect()
+        self.identity.iter().map(|&i| self.image_value(row, i)).collect()
     }
 }
 
@@ -74,25 +71,15 @@ impl SqliteTarget {
         if path.is_dir() {
             return Err(Error::NotADatabase(path.into()));
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
         conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
-            r.get::<_, i64>(0)
-        })
-        .map_err(|e| classify(e, path))?;
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| classify(e, path))?;
         if conn.is_readonly(rusqlite::MAIN_DB)? {
             return Err(Error::ReadOnly(path.into()));
         }
-        Ok(SqliteTarget {
-            path: path.into(),
-            conn,
-            tables: HashMap::new(),
-            log_id: String::new(),
-            in_tx: false,
-        })
+        Ok(SqliteTarget { path: path.into(), conn, tables: HashMap::new(), log_id: String::new(), in_tx: false })
     }
 
     /// The replica connection (for reading it back in tests and tools).
@@ -107,80 +94,52 @@ impl SqliteTarget {
     fn exists(&self, table: &str) -> Result<bool> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [table],
-                |_| Ok(()),
-            )
+            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |_| Ok(()))
             .optional()?
             .is_some())
     }
 
     fn stmts(&self, table: &str) -> Result<&TableSql> {
-        self.tables.get(table).ok_or_else(|| {
-            Error::Config(format!(
-                "replica {}: event for unknown table {table:?}",
-                self.path.display()
-            ))
-        })
+        self.tables
+            .get(table)
+            .ok_or_else(|| Error::Config(format!("replica {}: event for unknown table {table:?}", self.path.display())))
     }
 
     fn apply_one(&self, event: &Event) -> Result<()> {
         let sql = self.stmts(event.table())?;
         let image = |row: &Row| {
-            let rowid = if sql.has_rowid {
-                Some(row.rowid.map_or(Value::Null, Value::Integer))
-            } else {
-                None
-            };
-            rowid
-                .into_iter()
-                .chain(row.values.iter().cloned())
-                .collect::<Vec<Value>>()
+            let rowid = if sql.has_rowid { Some(row.rowid.map_or(Value::Null, Value::Integer)) } else { None };
+            rowid.into_iter().chain(row.values.iter().cloned()).collect::<Vec<Value>>()
         };
-        let missing = |what: &str| Error::CorruptLog {
-            seq: 0,
-            problem: format!("change without {what} image"),
-        };
+        let missing = |what: &str| Error::CorruptLog { seq: 0, problem: format!("change without {what} image") };
         match event {
             Event::Change(c) => match c.op {
                 Op::Insert => {
                     let after = c.after.as_ref().ok_or_else(|| missing("after"))?;
-                    self.conn
-                        .prepare_cached(&sql.upsert)?
-                        .execute(params_from_iter(image(after)))?;
+                    self.conn.prepare_cached(&sql.upsert)?.execute(params_from_iter(image(after)))?;
                 }
                 Op::Update => {
                     let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
                     let after = c.after.as_ref().ok_or_else(|| missing("after"))?;
                     let mut params = image(after);
                     params.extend(sql.identity_of(before));
-                    let changed = self
-                        .conn
-                        .prepare_cached(&sql.update)?
-                        .execute(params_from_iter(params))?;
+                    let changed = self.conn.prepare_cached(&sql.update)?.execute(params_from_iter(params))?;
                     if changed == 0 {
                         // The row is not here (it never can be once caught
                         // up; be robust anyway): the after image wins.
-                        self.conn
-                            .prepare_cached(&sql.upsert)?
-                            .execute(params_from_iter(image(after)))?;
+                        self.conn.prepare_cached(&sql.upsert)?.execute(params_from_iter(image(after)))?;
                     }
                 }
                 Op::Delete => {
                     let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
-                    self.conn
-                        .prepare_cached(&sql.delete)?
-                        .execute(params_from_iter(sql.identity_of(before)))?;
+                    self.conn.prepare_cached(&sql.delete)?.execute(params_from_iter(sql.identity_of(before)))?;
                 }
             },
             Event::BootstrapBegin { .. } => {
                 self.conn.prepare_cached(&sql.purge)?.execute([])?;
             }
             Event::Bootstrap { row, .. } => {
-                self.conn
-                    .prepare_cached(&sql.upsert)?
-                    .execute(params_from_iter(image(row)))?;
+                self.conn.prepare_cached(&sql.upsert)?.execute(params_from_iter(image(row)))?;
             }
             Event::BootstrapEnd { .. } => {}
         }
@@ -205,19 +164,13 @@ impl Target for SqliteTarget {
                 }
             }
         }
-        let wal: String = self
-            .conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| self.sql_error(e))?;
+        let wal: String =
+            self.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| self.sql_error(e))?;
         if !wal.eq_ignore_ascii_case("wal") {
             tracing::warn!(replica = %self.path.display(), mode = %wal, "replica is not in WAL mode; its readers will block replication");
         }
-        self.conn
-            .execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|e| classify(e, &self.path))?;
+        self.conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
+        let tx = self.conn.transaction().map_err(|e| classify(e, &self.path))?;
         tx.execute(
             &format!(
                 "CREATE TABLE IF NOT EXISTS {}(log_id TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
@@ -242,8 +195,7 @@ impl Target for SqliteTarget {
             }
         }
         tx.commit().map_err(|e| classify(e, &self.path))?;
-        self.conn
-            .set_prepared_statement_cache_capacity(8 + 4 * source.tables.len());
+        self.conn.set_prepared_statement_cache_capacity(8 + 4 * source.tables.len());
         self.tables = source
             .tables
             .iter()
@@ -261,21 +213,13 @@ impl Target for SqliteTarget {
             })
             .collect();
         self.log_id = source.log_id.clone();
-        let sql = format!(
-            "SELECT position FROM {} WHERE log_id = ?1",
-            quote_ident(POSITION_TABLE)
-        );
-        Ok(self
-            .conn
-            .query_row(&sql, [&self.log_id], |r| r.get(0))
-            .optional()?)
+        let sql = format!("SELECT position FROM {} WHERE log_id = ?1", quote_ident(POSITION_TABLE));
+        Ok(self.conn.query_row(&sql, [&self.log_id], |r| r.get(0)).optional()?)
     }
 
     fn apply(&mut self, events: &[Event]) -> Result<()> {
         if !self.in_tx {
-            self.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| self.sql_error(e))?;
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql_error(e))?;
             self.in_tx = true;
         }
         events.iter().try_for_each(|e| self.apply_one(e))
@@ -283,21 +227,15 @@ impl Target for SqliteTarget {
 
     fn commit(&mut self, position: i64) -> Result<()> {
         if !self.in_tx {
-            self.conn
-                .execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| self.sql_error(e))?;
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql_error(e))?;
             self.in_tx = true;
         }
         let sql = format!(
             "INSERT INTO {}(log_id, position) VALUES(?1, ?2) ON CONFLICT(log_id) DO UPDATE SET position = excluded.position, updated_at = CURRENT_TIMESTAMP",
             quote_ident(POSITION_TABLE)
         );
-        self.conn
-            .prepare_cached(&sql)?
-            .execute(params![self.log_id, position])?;
-        self.conn
-            .execute_batch("COMMIT")
-            .map_err(|e| self.sql_error(e))?;
+        self.conn.prepare_cached(&sql)?.execute(params![self.log_id, position])?;
+        self.conn.execute_batch("COMMIT").map_err(|e| self.sql_error(e))?;
         self.in_tx = false;
         Ok(())
     }
@@ -323,11 +261,7 @@ fn same(a: rusqlite::types::ValueRef<'_>, b: rusqlite::types::ValueRef<'_>) -> b
 /// Compares a replica table with its source, row by row in identity
 /// order, value by value and storage class by storage class. Returns the
 /// first difference, or `None` when they are equal.
-pub fn compare_table(
-    source: &Connection,
-    replica: &Connection,
-    table: &str,
-) -> Result<Option<String>> {
+pub fn compare_table(source: &Connection, replica: &Connection, table: &str) -> Result<Option<String>> {
     let desc = describe(source, table)?;
     let sql = desc.snapshot_sql();
     let (mut a, mut b) = (source.prepare(&sql)?, replica.prepare(&sql)?);
@@ -339,17 +273,13 @@ pub fn compare_table(
             (None, None) => return Ok(None),
             (Some(_), None) => return Ok(Some(format!("{table}: the replica has only {n} rows"))),
             (None, Some(_)) => {
-                return Ok(Some(format!(
-                    "{table}: the replica has more than the source's {n} rows"
-                )));
+                return Ok(Some(format!("{table}: the replica has more than the source's {n} rows")));
             }
             (Some(x), Some(y)) => {
                 for i in 0..width {
                     let (vx, vy) = (x.get_ref(i)?, y.get_ref(i)?);
                     if !same(vx, vy) {
-                        return Ok(Some(format!(
-                            "{table}: row {n}, column {i}: source {vx:?}, replica {vy:?}"
-                        )));
+                        return Ok(Some(format!("{table}: row {n}, column {i}: source {vx:?}, replica {vy:?}")));
                     }
                 }
                 n += 1;
