@@ -3,6 +3,9 @@
 //! measured.
 #![forbid(unsafe_code)]
 
+pub mod report;
+pub mod shapes;
+
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;

@@ -1,0 +1,109 @@
+//! Commit-to-replica latency for single-row commits, with each signal
+//! (`fs`, `timer`, `fs+timer`; timer interval 100 ms). Criterion measures
+//! the mean; every sample is also kept and p50/p99 are printed and saved
+//! to `target/criterion/latency-percentiles.json` for the report. Run:
+//! `cargo bench -p cdc-benches --bench latency`.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use cdc::signal::SignalKind;
+use cdc::targets::SqliteTarget;
+use cdc::{BootstrapMode, Engine, Event, Source, Target};
+use cdc_benches::{NARROW, open};
+
+const INTERVAL: Duration = Duration::from_millis(100);
+
+/// The replica target, reporting each committed position.
+struct Reporting(SqliteTarget, mpsc::Sender<i64>);
+
+impl Target for Reporting {
+    fn open(&mut self, source: &Source) -> cdc::Result<Option<i64>> {
+        self.0.open(source)
+    }
+    fn apply(&mut self, events: &[Event]) -> cdc::Result<()> {
+        self.0.apply(events)
+    }
+    fn commit(&mut self, position: i64) -> cdc::Result<()> {
+        self.0.commit(position)?;
+        let _ = self.1.send(position);
+        Ok(())
+    }
+    fn rollback(&mut self) -> cdc::Result<()> {
+        self.0.rollback()
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn latency(c: &mut Criterion) {
+    let mut report = serde_json::Map::new();
+    let mut group = c.benchmark_group("latency/commit-to-replica");
+    group.sample_size(10);
+    for (label, kind) in [("fs", SignalKind::Fs), ("timer", SignalKind::Timer), ("fs+timer", SignalKind::FsAndTimer)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, replica) = (dir.path().join("source.db"), dir.path().join("replica.db"));
+        let mut writer = open(&source);
+        writer.execute_batch(NARROW).unwrap();
+        cdc::capture::install(&mut writer, &["narrow".into()]).unwrap();
+        let mut engine = Engine::builder(&source).bootstrap(BootstrapMode::Never).open().unwrap();
+        let stop = engine.stop_handle();
+        let (tx, rx) = mpsc::channel();
+        let signal_db = source.clone();
+        let thread = std::thread::spawn(move || {
+            let mut target = Reporting(SqliteTarget::open(&replica).unwrap(), tx);
+            let mut signal = kind.build(&signal_db, INTERVAL);
+            engine.run(&mut target, signal.as_mut()).unwrap();
+        });
+        let mut samples = Vec::new();
+        let mut jitter = 0x2545_f491_4f6c_dd1du64;
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // An unmeasured pause of 0-20 ms, so commits do not
+                    // phase-lock with the timer.
+                    jitter ^= jitter << 13;
+                    jitter ^= jitter >> 7;
+                    jitter ^= jitter << 17;
+                    std::thread::sleep(Duration::from_micros(jitter % 20_000));
+                    while rx.try_recv().is_ok() {}
+                    let started = Instant::now();
+                    writer.execute("INSERT INTO narrow(a, b) VALUES(1, 'x')", []).unwrap();
+                    let seq = cdc::log::high_water(&writer).unwrap();
+                    while rx.recv().unwrap() < seq {}
+                    let took = started.elapsed();
+                    samples.push(took);
+                    total += took;
+                }
+                total
+            })
+        });
+        stop.stop();
+        thread.join().unwrap();
+        samples.sort();
+        let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+        println!("latency/{label}: p50 {p50:?}, p99 {p99:?} over {} commits", samples.len());
+        report.insert(
+            label.to_string(),
+            serde_json::json!({ "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3, "samples": samples.len() }),
+        );
+    }
+    group.finish();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/latency-percentiles.json");
+    if let Some(parent) = out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::write(out, serde_json::to_string_pretty(&report).unwrap());
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
+    targets = latency
+}
+criterion_main!(benches);

@@ -1,0 +1,73 @@
+//! Replication throughput: draining a backlog of captured changes into a
+//! SQLite replica, per batch size, against copying the same final rows
+//! with `INSERT INTO ... SELECT` through `ATTACH` (what the `sqlite3` shell
+//! would do to copy them itself). Run:
+//! `cargo bench -p cdc-benches --bench replication`.
+
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+use cdc::targets::SqliteTarget;
+use cdc::{BootstrapMode, Engine};
+use cdc_benches::{NARROW, backlog_source, copy_of, open};
+
+const BACKLOG: usize = 20_000;
+
+fn replication(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let template = backlog_source(dir.path(), BACKLOG);
+    let mut group = c.benchmark_group("replication/narrow-inserts");
+    group.throughput(Throughput::Elements(BACKLOG as u64));
+
+    group.bench_function("baseline: INSERT INTO ... SELECT via ATTACH", |b| {
+        b.iter_batched(
+            || {
+                let source = copy_of(&template, "attach-source.db");
+                let replica = dir.path().join("attach-replica.db");
+                let _ = std::fs::remove_file(&replica);
+                let conn = open(&replica);
+                conn.execute_batch(&format!("{NARROW}; PRAGMA synchronous=FULL;")).unwrap();
+                (conn, source)
+            },
+            |(conn, source)| {
+                conn.execute("ATTACH ?1 AS src", [source.to_str().unwrap()]).unwrap();
+                conn.execute_batch("BEGIN; INSERT INTO main.narrow SELECT * FROM src.narrow; COMMIT; DETACH src;")
+                    .unwrap();
+                conn
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    for batch in [1, 10, 100, 1000, 10_000] {
+        group.bench_function(format!("replicator, batch {batch}"), |b| {
+            b.iter_batched(
+                || {
+                    let source = copy_of(&template, "source.db");
+                    let replica = dir.path().join("replica.db");
+                    let _ = std::fs::remove_file(&replica);
+                    let engine =
+                        Engine::builder(&source).batch_size(batch).bootstrap(BootstrapMode::Never).open().unwrap();
+                    let mut target = SqliteTarget::open(&replica).unwrap();
+                    let mut engine = engine;
+                    engine.connect(&mut target).unwrap();
+                    (engine, target)
+                },
+                |(mut engine, mut target)| {
+                    assert_eq!(engine.drain(&mut target).unwrap().changes, BACKLOG as u64);
+                    (engine, target)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    targets = replication
+}
+criterion_main!(benches);

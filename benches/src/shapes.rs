@@ -1,0 +1,175 @@
+//! Table shapes and capture variants for the trigger-overhead bench.
+
+use cdc::{TableDesc, Value};
+use rusqlite::{Connection, params_from_iter};
+
+/// A table shape: its columns and how to make rows and updates.
+pub struct Shape {
+    pub name: &'static str,
+    /// `(column, declared type)` after `id INTEGER PRIMARY KEY`.
+    pub columns: Vec<(String, &'static str)>,
+    /// Columns an UPDATE sets (indexes into `columns`).
+    pub updated: Vec<usize>,
+}
+
+impl Shape {
+    /// 6 columns of mixed types.
+    pub fn narrow() -> Shape {
+        let columns = vec![
+            ("a".into(), "INTEGER"),
+            ("b".into(), "TEXT"),
+            ("c".into(), "REAL"),
+            ("d".into(), "BLOB"),
+            ("e".into(), "INTEGER"),
+        ];
+        Shape { name: "narrow", columns, updated: vec![0, 2] }
+    }
+
+    /// 100 columns, integers, text and reals in turn.
+    pub fn wide() -> Shape {
+        let types = ["INTEGER", "TEXT", "REAL"];
+        let columns = (1..100).map(|i| (format!("c{i}"), types[i % 3])).collect();
+        Shape { name: "wide", columns, updated: vec![0, 1] }
+    }
+
+    /// One 4 KiB BLOB.
+    pub fn blob() -> Shape {
+        Shape { name: "blob4k", columns: vec![("data".into(), "BLOB"), ("n".into(), "INTEGER")], updated: vec![0] }
+    }
+
+    pub fn create_sql(&self) -> String {
+        let cols: Vec<String> = self.columns.iter().map(|(c, t)| format!("{c} {t}")).collect();
+        format!("CREATE TABLE t(id INTEGER PRIMARY KEY, {})", cols.join(", "))
+    }
+
+    /// Row `i` (without the id), deterministic; `version` varies updates.
+    pub fn row(&self, i: i64, version: i64) -> Vec<Value> {
+        self.columns
+            .iter()
+            .enumerate()
+            .map(|(k, (_, t))| match *t {
+                "INTEGER" => Value::Integer(i * 7 + k as i64 + version),
+                "REAL" => Value::Real(i as f64 * 0.25 + version as f64),
+                "TEXT" => Value::Text(format!("value {i} {k} {version}")),
+                _ if self.name == "blob4k" => Value::Blob(vec![(i + version) as u8; 4096]),
+                _ => Value::Blob(vec![(i + version) as u8; 16]),
+            })
+            .collect()
+    }
+
+    pub fn insert_sql(&self) -> String {
+        let params: Vec<String> = (1..=self.columns.len() + 1).map(|i| format!("?{i}")).collect();
+        format!("INSERT INTO t VALUES({})", params.join(", "))
+    }
+
+    pub fn update_sql(&self) -> String {
+        let sets: Vec<String> =
+            self.updated.iter().enumerate().map(|(n, &c)| format!("{} = ?{}", self.columns[c].0, n + 2)).collect();
+        format!("UPDATE t SET {} WHERE id = ?1", sets.join(", "))
+    }
+
+    pub fn desc(&self, conn: &Connection) -> TableDesc {
+        cdc::schema::describe(conn, "t").unwrap()
+    }
+}
+
+/// What captures the writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// No capture: the bare statements.
+    None,
+    /// This project's triggers.
+    Cdc,
+    /// A trigger writing `json_object` images (the design most
+    /// trigger-based tools use), written here for comparison. BLOBs, which
+    /// JSON cannot hold, go in as hex.
+    Json,
+    /// No trigger: the application appends the same log row this
+    /// project's trigger would, in the same transaction (the floor).
+    AppLog,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 4] = [Variant::None, Variant::Cdc, Variant::Json, Variant::AppLog];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Variant::None => "none",
+            Variant::Cdc => "cdc",
+            Variant::Json => "json_object",
+            Variant::AppLog => "app-writes-log",
+        }
+    }
+}
+
+fn json_image(shape: &Shape, prefix: &str) -> String {
+    let pairs: Vec<String> = std::iter::once(format!("'id', {prefix}.id"))
+        .chain(shape.columns.iter().map(|(c, t)| {
+            if *t == "BLOB" { format!("'{c}', hex({prefix}.{c})") } else { format!("'{c}', {prefix}.{c}") }
+        }))
+        .collect();
+    format!("json_object({})", pairs.join(", "))
+}
+
+/// Installs the variant's capture on table `t`.
+pub fn install(conn: &mut Connection, shape: &Shape, variant: Variant) {
+    match variant {
+        Variant::None => {}
+        Variant::Cdc => {
+            cdc::capture::install(conn, &["t".into()]).unwrap();
+        }
+        Variant::AppLog => {
+            cdc::capture::install(conn, &["t".into()]).unwrap();
+            for sql in shape.desc(conn).drop_triggers() {
+                conn.execute(&sql, []).unwrap();
+            }
+        }
+        Variant::Json => {
+            let (new, old) = (json_image(shape, "NEW"), json_image(shape, "OLD"));
+            conn.execute_batch(&format!(
+                "CREATE TABLE json_log(seq INTEGER PRIMARY KEY, tbl TEXT, op TEXT, ts REAL, before TEXT, after TEXT);
+                 CREATE TRIGGER ji AFTER INSERT ON t BEGIN
+                   INSERT INTO json_log(tbl, op, ts, after) VALUES('t', 'I', julianday('now'), {new}); END;
+                 CREATE TRIGGER ju AFTER UPDATE ON t BEGIN
+                   INSERT INTO json_log(tbl, op, ts, before, after) VALUES('t', 'U', julianday('now'), {old}, {new}); END;
+                 CREATE TRIGGER jd AFTER DELETE ON t BEGIN
+                   INSERT INTO json_log(tbl, op, ts, before) VALUES('t', 'D', julianday('now'), {old}); END;"
+            ))
+            .unwrap();
+        }
+    }
+}
+
+/// The log-row inserts the application issues itself for one change of
+/// `values` values: the same rows, chunks and header the trigger writes.
+pub fn app_log_sql(desc: &TableDesc, op: cdc::Op, values: usize) -> Vec<(String, usize)> {
+    let width = cdc::sql::CHUNK_WIDTH;
+    (0..values.div_ceil(width))
+        .map(|part| {
+            let n = (values - part * width).min(width);
+            let cols: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+            let params: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+            let sql = if part == 0 {
+                format!(
+                    "INSERT INTO _cdc_log(tid, op, ts, {}) VALUES({}, {}, julianday('now'), {})",
+                    cols.join(", "),
+                    desc.capture_id(),
+                    op.code(),
+                    params.join(", ")
+                )
+            } else {
+                format!("INSERT INTO _cdc_log(op, {}) VALUES(0, {})", cols.join(", "), params.join(", "))
+            };
+            (sql, n)
+        })
+        .collect()
+}
+
+/// Appends one change's log rows the way [`app_log_sql`] describes.
+pub fn app_log(conn: &Connection, sql: &[(String, usize)], values: &[Value]) {
+    let mut rest = values;
+    for (stmt, n) in sql {
+        conn.prepare_cached(stmt).unwrap().execute(params_from_iter(&rest[..*n])).unwrap();
+        rest = &rest[*n..];
+    }
+}
