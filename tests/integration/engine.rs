@@ -439,16 +439,9 @@ fn positions_survive_sigkill_at_random_moments() {
             .spawn()
             .unwrap()
     };
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    for _ in 0..10 {
-        let mut child = spawn_child();
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        // The fault: a kill after a random 50-400 ms of work.
-        std::thread::sleep(Duration::from_millis(50 + rng % 350));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+    // The fault: SIGKILL after a random 50-400 ms of work, ten times.
+    let mut rng = crate::support::Xorshift(0x2545_f491_4f6c_dd1d);
+    crate::support::kill_at_random_moments(10, &mut rng, (50, 350), spawn_child, || {
         let acked = cdc::log::position(&db.conn(), "rec").unwrap().unwrap_or(0);
         let (seen, commits) = read_record(&record);
         assert!(
@@ -461,7 +454,7 @@ fn positions_survive_sigkill_at_random_moments() {
         if let Some(missing) = (1..=acked).find(|s| !delivered.contains(s)) {
             panic!("seq {missing} acknowledged (position {acked}) but never delivered");
         }
-    }
+    });
     assert!(writer.wait().unwrap().success());
     let mut child = spawn_child();
     let hw = cdc::log::high_water(&db.conn()).unwrap();

@@ -64,13 +64,9 @@ for _ in range(ops // 8):
 
 /// A seeded SQL script for the sqlite3 shell.
 fn shell_workload(seed: u64) -> String {
-    let mut rng = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-    let mut next = |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut rng =
+        crate::support::Xorshift(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1);
+    let mut next = |n: u64| rng.below(n);
     let mut sql = String::from("PRAGMA foreign_keys=ON;\n");
     for _ in 0..20 {
         let k = 1 + next(60);
@@ -194,17 +190,9 @@ fn sigkill_at_random_moments_while_a_writer_runs() {
             .spawn()
             .unwrap()
     };
-    let mut rng = 0x1234_5678_9abc_def1u64;
-    for _ in 0..10 {
-        let mut child = spawn();
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        // The fault: SIGKILL after a random 100-600 ms of work.
-        std::thread::sleep(Duration::from_millis(100 + rng % 500));
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
+    // The fault: SIGKILL after a random 100-600 ms of work, ten times.
+    let mut rng = crate::support::Xorshift(0x1234_5678_9abc_def1);
+    crate::support::kill_at_random_moments(10, &mut rng, (100, 500), spawn, || {});
     std::fs::write(&stop_file, b"").unwrap();
     assert!(writer.wait().unwrap().success());
     let (code, _, err) = replicator(&["--db", db.path.to_str().unwrap(), "--target", &target, "--once"]);

@@ -196,3 +196,34 @@ pub fn apply_events(desc: &TableDesc, events: &[cdc::Event], model: &mut Model) 
         }
     }
 }
+
+/// A small seeded generator for fault timing and workloads.
+pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// The fault injection of the SIGKILL tests: `rounds` times, starts a
+/// process, lets it work for a random `min_ms..min_ms + spread_ms`
+/// (seeded), kills it with SIGKILL, and calls `after` to check invariants.
+pub fn kill_at_random_moments(
+    rounds: usize,
+    rng: &mut Xorshift,
+    (min_ms, spread_ms): (u64, u64),
+    mut spawn: impl FnMut() -> std::process::Child,
+    mut after: impl FnMut(),
+) {
+    for _ in 0..rounds {
+        let mut child = spawn();
+        std::thread::sleep(std::time::Duration::from_millis(min_ms + rng.below(spread_ms)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        after();
+    }
+}

@@ -23,11 +23,7 @@ pub struct BincodeTarget {
 impl BincodeTarget {
     /// Appends frames to `path` (created if missing; its folder must exist).
     pub fn open(path: &Path) -> Result<BincodeTarget> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
+        let file = super::open_append(path)?;
         Ok(BincodeTarget { path: path.into(), out: BufWriter::new(file) })
     }
 

@@ -21,11 +21,7 @@ pub struct JsonlTarget {
 impl JsonlTarget {
     /// Appends to `path` (created if missing; its folder must exist).
     pub fn file(path: &Path) -> Result<JsonlTarget> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
+        let file = super::open_append(path)?;
         let sync = file.try_clone().map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
         Ok(JsonlTarget { out: BufWriter::new(Box::new(file)), file: Some((path.into(), sync)) })
     }

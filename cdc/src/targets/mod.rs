@@ -17,6 +17,15 @@ pub use self::http::HttpTarget;
 pub use self::jsonl::JsonlTarget;
 pub use self::sqlite::SqliteTarget;
 
+/// Opens `path` for appending, creating it if missing (its folder must exist).
+pub(crate) fn open_append(path: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::Io { context: path.display().to_string(), source: e })
+}
+
 /// A parsed target string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetSpec {
