@@ -30,8 +30,8 @@ impl Mode {
 
     fn rows(self) -> i64 {
         match self {
-            Mode::OneTransaction => 500,
-            Mode::TransactionPerStatement => 100,
+            Mode::OneTransaction => 2000,
+            Mode::TransactionPerStatement => 200,
         }
     }
 }
@@ -154,7 +154,7 @@ fn capture(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_millis(1500));
     targets = capture
 }
 criterion_main!(benches);

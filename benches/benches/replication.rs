@@ -1,7 +1,9 @@
 //! Replication throughput: draining a backlog of captured changes into a
-//! SQLite replica, per batch size, against copying the same final rows
-//! with `INSERT INTO ... SELECT` through `ATTACH` (what the `sqlite3` shell
-//! would do to copy them itself). Run:
+//! SQLite replica, per batch size, against two baselines measured in the
+//! same run: copying the same final rows with `INSERT INTO ... SELECT`
+//! through `ATTACH` (SQLite's bulk path), and applying the same writes as
+//! SQL statements in one transaction, as the `sqlite3` shell would run a
+//! script of them. Run:
 //! `cargo bench -p cdc-benches --bench replication`.
 
 use std::time::Duration;
@@ -34,6 +36,30 @@ fn replication(c: &mut Criterion) {
                 conn.execute("ATTACH ?1 AS src", [source.to_str().unwrap()]).unwrap();
                 conn.execute_batch("BEGIN; INSERT INTO main.narrow SELECT * FROM src.narrow; COMMIT; DETACH src;")
                     .unwrap();
+                conn
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    // The same 20 000 inserts as a SQL script, one statement each.
+    let script = {
+        let conn = open(&template);
+        let mut stmt = conn.prepare("SELECT 'INSERT INTO narrow VALUES(' || quote(id) || ',' || quote(a) || ',' || quote(b) || ',' || quote(c) || ',' || quote(d) || ',' || quote(e) || ');' FROM narrow").unwrap();
+        let lines: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        format!("BEGIN;\n{}\nCOMMIT;", lines.join("\n"))
+    };
+    group.bench_function("baseline: the same writes as SQL statements", |b| {
+        b.iter_batched(
+            || {
+                let replica = dir.path().join("script-replica.db");
+                let _ = std::fs::remove_file(&replica);
+                let conn = open(&replica);
+                conn.execute_batch(&format!("{NARROW}; PRAGMA synchronous=FULL;")).unwrap();
+                conn
+            },
+            |conn| {
+                conn.execute_batch(&script).unwrap();
                 conn
             },
             BatchSize::PerIteration,

@@ -33,18 +33,6 @@ impl Layout {
             desc,
         }
     }
-
-    fn row(&self, values: &mut std::vec::Drain<'_, Value>) -> Row {
-        let rowid = if self.has_rowid {
-            match values.next() {
-                Some(Value::Integer(i)) => Some(i),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        Row { rowid, values: values.take(self.image_len - usize::from(self.has_rowid)).collect() }
-    }
 }
 
 /// Changes read in one go, and the last log `seq` they cover (which can be
@@ -91,8 +79,8 @@ impl LogReader {
         let mut stmt = conn.prepare_cached(&read_sql())?;
         let mut rows = stmt.query(params![after, up_to])?;
         let mut batch = Batch { changes: Vec::new(), end_seq: after };
-        // The change being assembled: its header and the values so far.
-        let mut pending: Option<(Change, Arc<Layout>, usize, Vec<Value>)> = None;
+        // The change being assembled, and how many of its values are in.
+        let mut pending: Option<(Change, Arc<Layout>, usize)> = None;
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(0)?;
             let op_code: i64 = r.get(2)?;
@@ -116,40 +104,47 @@ impl LogReader {
                     .ok_or_else(|| Error::CorruptLog { seq, problem: format!("unknown operation code {op_code}") })?;
                 let layout = self.layout(conn, tid, seq)?;
                 let ts: f64 = r.get::<_, Option<f64>>(3)?.unwrap_or(2_440_587.5);
-                let total = layout.image_len * if op == Op::Update { 2 } else { 1 };
+                let image = || Some(Row { rowid: None, values: Vec::with_capacity(layout.columns.len()) });
                 let change = Change {
                     seq,
                     table: layout.table.clone(),
                     columns: layout.columns.clone(),
                     op,
                     time_ms: julian_to_unix_ms(ts),
-                    before: None,
-                    after: None,
+                    before: if op == Op::Insert { None } else { image() },
+                    after: if op == Op::Delete { None } else { image() },
                 };
-                pending = Some((change, layout, total, Vec::with_capacity(total)));
+                pending = Some((change, layout, 0));
             }
-            let (change, layout, total, values) = pending.as_mut().expect("set above");
-            let here = (*total - values.len()).min(CHUNK_WIDTH);
+            let (change, layout, filled) = pending.as_mut().expect("set above");
+            let total = layout.image_len * if change.op == Op::Update { 2 } else { 1 };
+            let here = (total - *filled).min(CHUNK_WIDTH);
             for i in 0..here {
                 let v = Value::from_ref(r.get_ref(4 + i)?).map_err(|_| Error::InvalidUtf8 {
                     table: change.table.to_string(),
                     seq: change.seq,
-                    column: column_name(layout, values.len()),
+                    column: column_name(layout, *filled),
                 })?;
-                values.push(v);
+                // Values go straight into their image: the first image is
+                // the before image except for INSERT.
+                let first = *filled < layout.image_len;
+                let row = if first && change.op != Op::Insert { &mut change.before } else { &mut change.after };
+                let row = row.as_mut().expect("allocated for this op");
+                match (layout.has_rowid, *filled % layout.image_len, v) {
+                    (true, 0, Value::Integer(rowid)) => row.rowid = Some(rowid),
+                    (true, 0, other) => {
+                        return Err(Error::CorruptLog {
+                            seq: change.seq,
+                            problem: format!("rowid is {}", other.type_name()),
+                        });
+                    }
+                    (_, _, v) => row.values.push(v),
+                }
+                *filled += 1;
             }
             batch.end_seq = seq;
-            if values.len() == *total {
-                let (mut change, layout, _, mut values) = pending.take().expect("set above");
-                let mut drain = values.drain(..);
-                match change.op {
-                    Op::Insert => change.after = Some(layout.row(&mut drain)),
-                    Op::Delete => change.before = Some(layout.row(&mut drain)),
-                    Op::Update => {
-                        change.before = Some(layout.row(&mut drain));
-                        change.after = Some(layout.row(&mut drain));
-                    }
-                }
+            if *filled == total {
+                let (change, ..) = pending.take().expect("set above");
                 batch.changes.push(change);
             }
         }

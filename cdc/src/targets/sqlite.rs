@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement, params};
 
 use cdc_schema::quote_ident;
 
@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::event::{Event, Row};
 use crate::schema::describe;
 use crate::target::{Source, Target};
-use crate::value::Value;
 
 /// The replica's own bookkeeping table: the position it holds, per source log.
 pub const POSITION_TABLE: &str = "_cdc_replica";
@@ -33,16 +32,32 @@ struct TableSql {
 }
 
 impl TableSql {
-    fn image_value(&self, row: &Row, i: usize) -> Value {
-        match (self.has_rowid, i) {
-            (true, 0) => row.rowid.map_or(Value::Null, Value::Integer),
-            (true, i) => row.values[i - 1].clone(),
-            (false, i) => row.values[i].clone(),
+    /// Binds `row` as an image (rowid first for rowid tables) from
+    /// parameter `first`, in place: no value is copied. Returns the next
+    /// parameter index.
+    fn bind_image(&self, stmt: &mut Statement<'_>, row: &Row, first: usize) -> rusqlite::Result<usize> {
+        let mut i = first;
+        if self.has_rowid {
+            stmt.raw_bind_parameter(i, row.rowid)?;
+            i += 1;
         }
+        for v in &row.values {
+            stmt.raw_bind_parameter(i, v)?;
+            i += 1;
+        }
+        Ok(i)
     }
 
-    fn identity_of(&self, row: &Row) -> Vec<Value> {
-        self.identity.iter().map(|&i| self.image_value(row, i)).collect()
+    /// Binds `row`'s identity (rowid, or key values in key order) from `first`.
+    fn bind_identity(&self, stmt: &mut Statement<'_>, row: &Row, first: usize) -> rusqlite::Result<()> {
+        for (k, &pos) in self.identity.iter().enumerate() {
+            match (self.has_rowid, pos) {
+                (true, 0) => stmt.raw_bind_parameter(first + k, row.rowid)?,
+                (true, p) => stmt.raw_bind_parameter(first + k, &row.values[p - 1])?,
+                (false, p) => stmt.raw_bind_parameter(first + k, &row.values[p])?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -105,41 +120,44 @@ impl SqliteTarget {
             .ok_or_else(|| Error::Config(format!("replica {}: event for unknown table {table:?}", self.path.display())))
     }
 
+    fn upsert(&self, sql: &TableSql, row: &Row) -> Result<usize> {
+        let mut stmt = self.conn.prepare_cached(&sql.upsert)?;
+        sql.bind_image(&mut stmt, row, 1)?;
+        Ok(stmt.raw_execute()?)
+    }
+
     fn apply_one(&self, event: &Event) -> Result<()> {
         let sql = self.stmts(event.table())?;
-        let image = |row: &Row| {
-            let rowid = if sql.has_rowid { Some(row.rowid.map_or(Value::Null, Value::Integer)) } else { None };
-            rowid.into_iter().chain(row.values.iter().cloned()).collect::<Vec<Value>>()
-        };
         let missing = |what: &str| Error::CorruptLog { seq: 0, problem: format!("change without {what} image") };
         match event {
             Event::Change(c) => match c.op {
                 Op::Insert => {
-                    let after = c.after.as_ref().ok_or_else(|| missing("after"))?;
-                    self.conn.prepare_cached(&sql.upsert)?.execute(params_from_iter(image(after)))?;
+                    self.upsert(sql, c.after.as_ref().ok_or_else(|| missing("after"))?)?;
                 }
                 Op::Update => {
                     let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
                     let after = c.after.as_ref().ok_or_else(|| missing("after"))?;
-                    let mut params = image(after);
-                    params.extend(sql.identity_of(before));
-                    let changed = self.conn.prepare_cached(&sql.update)?.execute(params_from_iter(params))?;
-                    if changed == 0 {
+                    let mut stmt = self.conn.prepare_cached(&sql.update)?;
+                    let next = sql.bind_image(&mut stmt, after, 1)?;
+                    sql.bind_identity(&mut stmt, before, next)?;
+                    if stmt.raw_execute()? == 0 {
                         // The row is not here (it never can be once caught
                         // up; be robust anyway): the after image wins.
-                        self.conn.prepare_cached(&sql.upsert)?.execute(params_from_iter(image(after)))?;
+                        self.upsert(sql, after)?;
                     }
                 }
                 Op::Delete => {
                     let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
-                    self.conn.prepare_cached(&sql.delete)?.execute(params_from_iter(sql.identity_of(before)))?;
+                    let mut stmt = self.conn.prepare_cached(&sql.delete)?;
+                    sql.bind_identity(&mut stmt, before, 1)?;
+                    stmt.raw_execute()?;
                 }
             },
             Event::BootstrapBegin { .. } => {
                 self.conn.prepare_cached(&sql.purge)?.execute([])?;
             }
             Event::Bootstrap { row, .. } => {
-                self.conn.prepare_cached(&sql.upsert)?.execute(params_from_iter(image(row)))?;
+                self.upsert(sql, row)?;
             }
             Event::BootstrapEnd { .. } => {}
         }
