@@ -23,6 +23,10 @@ use crate::log::{self, LogReader};
 use crate::signal::{Signal, Wake, Waker};
 use crate::target::{Source, SourceTable, Target};
 
+/// After a ring, look again after these delays: the commit that caused a
+/// file event may not have been visible yet when the ring was answered.
+const RECHECKS: [Duration; 3] = [Duration::from_millis(1), Duration::from_millis(5), Duration::from_millis(25)];
+
 /// When to reseed tables from a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BootstrapMode {
@@ -286,6 +290,8 @@ impl Engine {
     fn run_loop(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let mut total = Drained { position: self.position.unwrap_or(0), ..Drained::default() };
         let mut seen: Option<i64> = None;
+        // Re-checks still due after the last ring (none before the first).
+        let mut rechecks = [].iter();
         loop {
             // Read data_version before draining: a commit racing the drain
             // changes it again and is picked up on the next wake-up.
@@ -298,9 +304,18 @@ impl Engine {
                     return Ok(total);
                 }
             }
-            if self.waker.wait(None) == Wake::Stopped {
-                total.stopped = true;
-                return Ok(total);
+            // A file event can arrive before the commit it belongs to is
+            // visible: the writer writes WAL frames (an event), then
+            // publishes the commit through shared memory (no event). So
+            // after every ring, look again a few times shortly after.
+            let timeout = rechecks.next().copied();
+            match self.waker.wait(timeout) {
+                Wake::Stopped => {
+                    total.stopped = true;
+                    return Ok(total);
+                }
+                Wake::Rung => rechecks = RECHECKS.iter(),
+                Wake::TimedOut => {}
             }
         }
     }

@@ -45,8 +45,14 @@ fn spawn_engine(
 }
 
 fn expect_change(rx: &mpsc::Receiver<Event>, value: &str) {
+    expect_change_within(rx, value, DEADLINE)
+}
+
+fn expect_change_within(rx: &mpsc::Receiver<Event>, value: &str, deadline: Duration) {
+    let end = std::time::Instant::now() + deadline;
     loop {
-        match rx.recv_timeout(DEADLINE).expect("a change within the deadline") {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left).unwrap_or_else(|e| panic!("no change {value:?} within {deadline:?}: {e}")) {
             Event::Change(c) if c.after.as_ref().is_some_and(|a| a.values[1] == cdc::Value::Text(value.into())) => {
                 return;
             }
@@ -139,6 +145,25 @@ fn a_custom_signal_drives_the_engine() {
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'custom');");
     ring.send(()).unwrap();
     expect_change(&rx, "custom");
+    stop.stop();
+    thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_commit_made_visible_just_after_the_ring_is_not_missed() {
+    // A file event can precede the visibility of its commit (WAL frames
+    // are written before the commit is published). Model it: ring first,
+    // commit right after, and never ring again.
+    let db = db_with_table();
+    let (ring, rung) = mpsc::channel();
+    let (stop, rx, thread) = spawn_engine(&db, Box::new(ChannelSignal(Some(rung), None)));
+    let writer = rusqlite::Connection::open(&db.path).unwrap();
+    writer.busy_timeout(Duration::from_secs(10)).unwrap();
+    for i in 0..30 {
+        ring.send(()).unwrap();
+        writer.execute("INSERT INTO t VALUES(?1, ?2)", rusqlite::params![i, format!("late {i}")]).unwrap();
+        expect_change_within(&rx, &format!("late {i}"), Duration::from_secs(5));
+    }
     stop.stop();
     thread.join().unwrap().unwrap();
 }
