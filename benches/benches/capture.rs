@@ -11,8 +11,8 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use rusqlite::{Connection, params_from_iter};
 
 use cdc::{Op, Value};
-use cdc_benches::open;
 use cdc_benches::shapes::{Shape, Variant, app_log, app_log_sql, install};
+use cdc_benches::{open_scratch, scratch_dir};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -56,8 +56,8 @@ fn image(i: i64, row: &[Value]) -> Vec<Value> {
 }
 
 fn fixture(shape: &Shape, variant: Variant, op: Op, rows: i64) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let mut conn = open(&dir.path().join("bench.db"));
+    let dir = scratch_dir();
+    let mut conn = open_scratch(&dir.path().join("bench.db"));
     conn.execute_batch(&shape.create_sql()).unwrap();
     if op != Op::Insert {
         let tx = conn.transaction().unwrap();

@@ -20,6 +20,24 @@ pub fn open(path: &Path) -> Connection {
     conn
 }
 
+/// A scratch folder for the capture bench: in memory (`/dev/shm`) when
+/// the machine has it, so disk flushes do not blur a CPU-bound comparison.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() { tempfile::tempdir_in(shm).unwrap() } else { tempfile::tempdir().unwrap() }
+}
+
+/// Opens a capture-bench database: WAL, `synchronous=NORMAL`, and no
+/// automatic checkpoint, which would otherwise fire inside the measured
+/// loop at points that differ from variant to variant. (Checkpointing
+/// later copies each written byte once more; capture writes about twice
+/// the bytes of no capture, so it pays that in proportion.)
+pub fn open_scratch(path: &Path) -> Connection {
+    let conn = open(path);
+    conn.execute_batch("PRAGMA wal_autocheckpoint=0;").unwrap();
+    conn
+}
+
 /// Inserts `rows` rows into `narrow` in one transaction.
 pub fn fill_narrow(conn: &Connection, rows: usize) {
     conn.execute_batch(&format!(
