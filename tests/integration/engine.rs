@@ -315,12 +315,7 @@ fn bootstrap_under_concurrent_writers_converges() {
     db.install(&["big"]);
     // A writer that churns until told to stop (a file appears).
     let stop_file = db.dir.path().join("stop");
-    let mut writer = Command::new("python3")
-        .args(["-", db.path.to_str().unwrap(), stop_file.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writer.stdin.take().unwrap().write_all(CHURN.as_bytes()).unwrap();
+    let mut writer = crate::support::spawn_python_until(&db.path, &stop_file, CHURN);
     let desc = cdc::schema::describe(&db.conn(), "big").unwrap();
     let watcher = db.conn();
     let start_hw = cdc::log::high_water(&watcher).unwrap();

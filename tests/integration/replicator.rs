@@ -164,16 +164,11 @@ fn sigkill_at_random_moments_while_a_writer_runs() {
     let replica = db.dir.path().join("replica.db");
     let target = format!("sqlite:{}", replica.display());
     let stop_file = db.dir.path().join("stop");
-    let mut writer = Command::new("python3")
-        .args(["-", db.path.to_str().unwrap(), stop_file.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
     let looping = format!(
         "import sys, os\nsys.argv = [sys.argv[0], sys.argv[1], '0', '40'] + sys.argv[2:]\nstop = sys.argv[4]\nseed = 0\n\
          src = {PY_WORKLOAD:?}\nwhile not os.path.exists(stop):\n    seed += 1\n    sys.argv[2] = str(seed)\n    exec(src, {{'__name__': 'w'}})\n"
     );
-    writer.stdin.take().unwrap().write_all(looping.as_bytes()).unwrap();
+    let mut writer = crate::support::spawn_python_until(&db.path, &stop_file, &looping);
     let spawn = || {
         Command::new(crate::support::bin("replicator"))
             .args([

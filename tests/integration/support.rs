@@ -227,3 +227,15 @@ pub fn kill_at_random_moments(
         after();
     }
 }
+
+/// Starts `program` in its own Python process with `db` and `stop` as
+/// `sys.argv[1]` and `sys.argv[2]`; such writers run until `stop` exists.
+pub fn spawn_python_until(db: &Path, stop: &Path, program: &str) -> std::process::Child {
+    let mut child = Command::new("python3")
+        .args(["-", db.to_str().unwrap(), stop.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
+    child
+}
