@@ -552,3 +552,36 @@ fn stale_python_sqlite_writer_is_no_problem() {
     let version = python(&db.path, "import sqlite3\nprint(sqlite3.sqlite_version)\n");
     assert!(!version.trim().is_empty());
 }
+
+#[test]
+fn a_locked_source_is_waited_for_then_refused_without_change() {
+    let db = app_db();
+    sqlite3(&db.path, "PRAGMA journal_mode=DELETE;");
+    let fresh = db.dir.path().join("fresh.db");
+    // Another process holds an exclusive lock for longer than the busy timeout.
+    let mut holder = Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3, sys, time\nc = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(30)\n",
+            db.path.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()), &mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+    let before = std::fs::read(&db.path).unwrap();
+    let started = std::time::Instant::now();
+    let target = format!("sqlite:{}", fresh.display());
+    let (code, _, err) = replicator(&["--db", db.path.to_str().unwrap(), "--target", &target, "--once"]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("database is locked"), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(4), "waited with a busy timeout first");
+    assert_eq!(std::fs::read(&db.path).unwrap(), before);
+    assert!(!fresh.exists(), "no replica was created for a source that could not be read");
+}
