@@ -64,7 +64,10 @@ pub(crate) fn table(
             let v = Value::from_ref(r.get_ref(i)?).map_err(|_| crate::Error::InvalidUtf8 {
                 table: table.to_string(),
                 seq: 0,
-                column: columns.get(i - usize::from(has_rowid)).cloned().unwrap_or_else(|| "rowid".into()),
+                column: i
+                    .checked_sub(usize::from(has_rowid))
+                    .and_then(|k| columns.get(k).cloned())
+                    .unwrap_or_else(|| "rowid".into()),
             })?;
             values.push(v);
         }

@@ -87,19 +87,20 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
     desc.validate()?;
     let table = desc.name.to_string();
     let (tid, fingerprint) = (desc.capture_id(), desc.fingerprint());
-    let previous = active(conn, &table)?;
-    if let Some(prev) = &previous
+    let registered = registry(conn)?;
+    let previous = registered.iter().find(|r| r.active && r.desc.name.eq_ignore_ascii_case(&table));
+    if let Some(prev) = previous
         && prev.tid == tid
         && prev.fingerprint == fingerprint
         && triggers_in_place(conn, &desc)?
     {
         return Ok(Installed::Unchanged { table });
     }
-    if let Some(other) = registry(conn)?.iter().find(|r| r.tid == tid && !r.desc.name.eq_ignore_ascii_case(&table)) {
-        return Err(Error::CorruptLog {
-            seq: 0,
-            problem: format!("capture id {tid} of table {table:?} collides with table {:?}", other.desc.name),
-        });
+    if let Some(other) = registered.iter().find(|r| r.tid == tid && !r.desc.name.eq_ignore_ascii_case(&table)) {
+        return Err(Error::Schema(cdc_schema::SchemaError(format!(
+            "capture id {tid} of table {table:?} collides with table {:?}; rename one of them",
+            other.desc.name
+        ))));
     }
     for sql in desc.drop_triggers() {
         conn.execute(&sql, [])?;

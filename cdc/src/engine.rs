@@ -23,9 +23,17 @@ use crate::log::{self, LogReader};
 use crate::signal::{Signal, Wake, Waker};
 use crate::target::{Source, SourceTable, Target};
 
-/// After a ring, look again after these delays: the commit that caused a
-/// file event may not have been visible yet when the ring was answered.
-const RECHECKS: [Duration; 3] = [Duration::from_millis(1), Duration::from_millis(5), Duration::from_millis(25)];
+/// After a ring, look again after these delays (about 0.4 s in all): the
+/// commit that caused a file event may not have been visible yet when the
+/// ring was answered, and on a loaded machine the writer can be held up
+/// between writing its WAL frames and publishing the commit.
+const RECHECKS: [Duration; 5] = [
+    Duration::from_millis(1),
+    Duration::from_millis(5),
+    Duration::from_millis(25),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+];
 
 /// When to reseed tables from a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -19,6 +19,12 @@ use crate::target::{Source, Target};
 /// The replica's own bookkeeping table: the position it holds, per source log.
 pub const POSITION_TABLE: &str = "_cdc_replica";
 
+/// Whether `conn` has an ordinary table named `table`.
+fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
+    let sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1";
+    Ok(conn.query_row(sql, [table], |_| Ok(())).optional()?.is_some())
+}
+
 /// Per-table SQL, generated once at open by `cdc-schema` (no per-row SQL
 /// building); statements are prepared once and cached by rusqlite.
 struct TableSql {
@@ -106,14 +112,6 @@ impl SqliteTarget {
         classify(e, &self.path)
     }
 
-    fn exists(&self, table: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |_| Ok(()))
-            .optional()?
-            .is_some())
-    }
-
     fn stmts(&self, table: &str) -> Result<&TableSql> {
         self.tables
             .get(table)
@@ -170,7 +168,7 @@ impl Target for SqliteTarget {
         // Check every existing table before writing anything, so a refused
         // replica is left exactly as it was.
         for t in &source.tables {
-            if self.exists(&t.desc.name)? {
+            if table_exists(&self.conn, &t.desc.name)? {
                 let live = describe(&self.conn, &t.desc.name)?;
                 let problems = mismatches(&t.desc, &live, Against::Source);
                 if !problems.is_empty() {
@@ -197,15 +195,7 @@ impl Target for SqliteTarget {
             [],
         )?;
         for t in &source.tables {
-            let exists: bool = tx
-                .query_row(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                    [t.desc.name.as_ref()],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some();
-            if !exists {
+            if !table_exists(&tx, &t.desc.name)? {
                 tx.execute(&t.create_sql, [])?;
                 for index in &t.index_sql {
                     tx.execute(index, [])?;
