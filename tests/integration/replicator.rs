@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cdc::targets::sqlite::compare_table;
 
-use crate::support::{TempDb, python, run_bin, sqlite3, wait_until};
+use crate::support::{Seed, TempDb, python, run_bin, sqlite3, wait_until};
 
 /// The tricky schemas of the capture tests, as a replicated application.
 pub const APP_SCHEMA: &str = r#"
@@ -29,6 +29,10 @@ pub const APP_TABLES: [&str; 7] = ["users", "orders", "kv", "nokey", "select", "
 /// A seeded random workload from Python's sqlite3 module: inserts,
 /// updates with key changes, deletes, INSERT OR REPLACE evicting by a
 /// UNIQUE column, UPSERT, cascading deletes, rolled-back transactions.
+/// It behaves as an application does: when SQLite refuses a statement
+/// (a constraint, or a lock held past the busy timeout), that transaction
+/// is rolled back and the workload goes on. Any other error (a capture
+/// trigger breaking the application, say) ends it with a non-zero exit.
 const PY_WORKLOAD: &str = r#"
 import random, sqlite3, sys
 db, seed, ops = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -39,33 +43,40 @@ pool = [None, 0, -1, 2**63 - 1, -2**63, 0.1, 5e-324, 1.7976931348623157e308, flo
         "héllo 🌍", "it's \"q\"", "a\nb", "", b"", b"\x00\xff", bytes(range(40))]
 def v(): return rnd.choice(pool)
 def k(): return rnd.randint(1, 60)
+def refused(e):
+    return isinstance(e, sqlite3.IntegrityError) or any(w in str(e) for w in ("locked", "busy"))
 for _ in range(ops // 8):
-    c.execute("BEGIN")
-    for _ in range(rnd.randint(1, 12)):
-        op = rnd.randint(0, 15)
-        if op == 0: c.execute("INSERT OR IGNORE INTO users VALUES(?, ?, ?, ?, ?)", (k(), "u%d@x" % k(), v(), v(), v()))
-        elif op == 1: c.execute("INSERT OR REPLACE INTO users(id, email, name) VALUES(?, ?, ?)", (k() + 100, "u%d@x" % k(), v()))
-        elif op == 2: c.execute("UPDATE OR REPLACE users SET id = id + 1000 WHERE id = ?", (k(),))
-        elif op == 3: c.execute("UPDATE users SET score = ?, avatar = ? WHERE id % 5 = ?", (v(), v(), rnd.randint(0, 4)))
-        elif op == 4: c.execute("DELETE FROM users WHERE id = ?", (k(),))
-        elif op == 5: c.execute("INSERT INTO orders(user_id, amount, note) SELECT id, ?, ? FROM users ORDER BY random() LIMIT 1", (v(), v() if rnd.random() < 0.5 else "n"))
-        elif op == 6: c.execute("INSERT INTO kv VALUES(?, ?, ?) ON CONFLICT(b, a) DO UPDATE SET v = excluded.v", ("k%d" % (k() % 5), k(), v()))
-        elif op == 7: c.execute("UPDATE kv SET b = b + 100 WHERE b = ?", (k(),))
-        elif op == 8: c.execute("DELETE FROM kv WHERE a = ?", ("k%d" % (k() % 5),))
-        elif op == 9: c.execute("INSERT INTO nokey VALUES(?, ?)", (k() % 3, v()))
-        elif op == 10: c.execute("DELETE FROM nokey WHERE rowid IN (SELECT rowid FROM nokey ORDER BY random() LIMIT 1)")
-        elif op == 11: c.execute('INSERT OR REPLACE INTO "select" VALUES(?, ?, ?)', (k(), v(), v()))
-        elif op == 12: c.execute("INSERT OR REPLACE INTO st VALUES(?, ?, ?)", (k(), v(), "t%d" % k()))
-        elif op == 13: c.execute("INSERT OR REPLACE INTO gen(id, a, t) VALUES(?, ?, ?)", (k(), k(), "t%d" % k()))
-        elif op == 14: c.execute("UPDATE OR REPLACE gen SET a = a + 1, id = id + 500 WHERE id = ?", (k(),))
-        else: c.execute("DELETE FROM st WHERE id > ?", (k() + 30,))
-    c.execute("ROLLBACK" if rnd.random() < 0.15 else "COMMIT")
+    try:
+        c.execute("BEGIN")
+        for _ in range(rnd.randint(1, 12)):
+            op = rnd.randint(0, 15)
+            if op == 0: c.execute("INSERT OR IGNORE INTO users VALUES(?, ?, ?, ?, ?)", (k(), "u%d@x" % k(), v(), v(), v()))
+            elif op == 1: c.execute("INSERT OR REPLACE INTO users(id, email, name) VALUES(?, ?, ?)", (k() + 100, "u%d@x" % k(), v()))
+            elif op == 2: c.execute("UPDATE OR REPLACE users SET id = id + 1000 WHERE id = ?", (k(),))
+            elif op == 3: c.execute("UPDATE users SET score = ?, avatar = ? WHERE id % 5 = ?", (v(), v(), rnd.randint(0, 4)))
+            elif op == 4: c.execute("DELETE FROM users WHERE id = ?", (k(),))
+            elif op == 5: c.execute("INSERT INTO orders(user_id, amount, note) SELECT id, ?, ? FROM users ORDER BY random() LIMIT 1", (v(), v() if rnd.random() < 0.5 else "n"))
+            elif op == 6: c.execute("INSERT INTO kv VALUES(?, ?, ?) ON CONFLICT(b, a) DO UPDATE SET v = excluded.v", ("k%d" % (k() % 5), k(), v()))
+            elif op == 7: c.execute("UPDATE kv SET b = b + 100 WHERE b = ?", (k(),))
+            elif op == 8: c.execute("DELETE FROM kv WHERE a = ?", ("k%d" % (k() % 5),))
+            elif op == 9: c.execute("INSERT INTO nokey VALUES(?, ?)", (k() % 3, v()))
+            elif op == 10: c.execute("DELETE FROM nokey WHERE rowid IN (SELECT rowid FROM nokey ORDER BY random() LIMIT 1)")
+            elif op == 11: c.execute('INSERT OR REPLACE INTO "select" VALUES(?, ?, ?)', (k(), v(), v()))
+            elif op == 12: c.execute("INSERT OR REPLACE INTO st VALUES(?, ?, ?)", (k(), v(), "t%d" % k()))
+            elif op == 13: c.execute("INSERT OR REPLACE INTO gen(id, a, t) VALUES(?, ?, ?)", (k(), k(), "t%d" % k()))
+            elif op == 14: c.execute("UPDATE OR REPLACE gen SET a = a + 1, id = id + 500 WHERE id = ?", (k(),))
+            else: c.execute("DELETE FROM st WHERE id > ?", (k() + 30,))
+        c.execute("ROLLBACK" if rnd.random() < 0.15 else "COMMIT")
+    except sqlite3.Error as e:
+        if not refused(e):
+            raise
+        if c.in_transaction:
+            c.execute("ROLLBACK")
 "#;
 
 /// A seeded SQL script for the sqlite3 shell.
 fn shell_workload(seed: u64) -> String {
-    let mut rng =
-        crate::support::Xorshift(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1);
+    let mut rng = crate::support::Xorshift::seeded(seed);
     let mut next = |n: u64| rng.below(n);
     let mut sql = String::from("PRAGMA foreign_keys=ON;\n");
     for _ in 0..20 {
@@ -139,7 +150,8 @@ fn python_workload(db: &Path, seed: u64, ops: u64) {
 
 #[test]
 fn replica_converges_with_foreign_writers_fixed_seed() {
-    converge(42, 4);
+    let seed = Seed::new("replicator::replica_converges_with_foreign_writers_fixed_seed", 42);
+    converge(seed.value, 4);
 }
 
 mod prop {
@@ -147,6 +159,8 @@ mod prop {
 
     proptest! {
         // More cases with CDC_PROPTEST_CASES=N (default 2: CI stays fast).
+        // A failure prints the seed; replay it with CDC_SEED=<seed> and
+        // the fixed-seed test above (its first rounds are these).
         #![proptest_config(ProptestConfig::with_cases(
             std::env::var("CDC_PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2)
         ))]
@@ -163,10 +177,13 @@ fn sigkill_at_random_moments_while_a_writer_runs() {
     let db = app_db();
     let replica = db.dir.path().join("replica.db");
     let target = format!("sqlite:{}", replica.display());
+    let seed = Seed::new("replicator::sigkill_at_random_moments_while_a_writer_runs", 1092);
     let stop_file = db.dir.path().join("stop");
+    // Workload rounds seeded seed * 1000 + 1, + 2, ... until the stop file appears.
     let looping = format!(
-        "import sys, os\nsys.argv = [sys.argv[0], sys.argv[1], '0', '40'] + sys.argv[2:]\nstop = sys.argv[4]\nseed = 0\n\
-         src = {PY_WORKLOAD:?}\nwhile not os.path.exists(stop):\n    seed += 1\n    sys.argv[2] = str(seed)\n    exec(src, {{'__name__': 'w'}})\n"
+        "import sys, os\nsys.argv = [sys.argv[0], sys.argv[1], '0', '40'] + sys.argv[2:]\nstop = sys.argv[4]\nseed = {}\n\
+         src = {PY_WORKLOAD:?}\nwhile not os.path.exists(stop):\n    seed += 1\n    sys.argv[2] = str(seed)\n    exec(src, {{'__name__': 'w'}})\n",
+        seed.value.wrapping_mul(1000)
     );
     let mut writer = crate::support::spawn_python_until(&db.path, &stop_file, &looping);
     let spawn = || {
@@ -186,10 +203,12 @@ fn sigkill_at_random_moments_while_a_writer_runs() {
             .unwrap()
     };
     // The fault: SIGKILL after a random 100-600 ms of work, ten times.
-    let mut rng = crate::support::Xorshift(0x1234_5678_9abc_def1);
+    let mut rng = crate::support::Xorshift::seeded(seed.value);
     crate::support::kill_at_random_moments(10, &mut rng, (100, 500), spawn, || {});
     std::fs::write(&stop_file, b"").unwrap();
-    assert!(writer.wait().unwrap().success());
+    // The workload rolls back what SQLite refuses; a failure here is an
+    // error it did not expect (printed above), such as a broken trigger.
+    assert!(writer.wait().unwrap().success(), "the Python writer failed");
     let (code, _, err) = replicator(&["--db", db.path.to_str().unwrap(), "--target", &target, "--once"]);
     assert_eq!(code, 0, "{err}");
     assert_replica_equals(&db.path, &replica);

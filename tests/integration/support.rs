@@ -197,8 +197,45 @@ pub fn apply_events(desc: &TableDesc, events: &[cdc::Event], model: &mut Model) 
     }
 }
 
+/// A seeded test's seed: `CDC_SEED` when set (to replay a failure), else
+/// the test's fixed default, so a plain run is repeatable. Keep the guard
+/// alive for the whole test: if the test fails, it prints the seed and the
+/// command that replays it.
+pub struct Seed {
+    pub value: u64,
+    test: &'static str,
+}
+
+impl Seed {
+    pub fn new(test: &'static str, default: u64) -> Seed {
+        let value = match std::env::var("CDC_SEED") {
+            Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("CDC_SEED={s:?} is not a whole number")),
+            Err(_) => default,
+        };
+        Seed { value, test }
+    }
+}
+
+impl Drop for Seed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "{} failed with seed {}; replay it with: CDC_SEED={} cargo test -p replicator --test integration -- --exact {}",
+                self.test, self.value, self.value, self.test
+            );
+        }
+    }
+}
+
 /// A small seeded generator for fault timing and workloads.
 pub struct Xorshift(pub u64);
+
+impl Xorshift {
+    /// A generator from any seed (0 included: xorshift needs a non-zero state).
+    pub fn seeded(seed: u64) -> Xorshift {
+        Xorshift(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1)
+    }
+}
 
 impl Xorshift {
     pub fn below(&mut self, n: u64) -> u64 {
