@@ -20,15 +20,15 @@ const INTERVAL: Duration = Duration::from_millis(100);
 struct Reporting(SqliteTarget, mpsc::Sender<i64>);
 
 impl Target for Reporting {
-    fn open(&mut self, source: &Source) -> cdc::Result<Option<i64>> {
+    fn open(&mut self, source: &Source) -> cdc::Result<Option<cdc::DeliveryState>> {
         self.0.open(source)
     }
     fn apply(&mut self, events: &[Event]) -> cdc::Result<()> {
         self.0.apply(events)
     }
-    fn commit(&mut self, position: i64) -> cdc::Result<()> {
-        self.0.commit(position)?;
-        let _ = self.1.send(position);
+    fn commit(&mut self, state: &cdc::DeliveryState) -> cdc::Result<()> {
+        self.0.commit(state)?;
+        let _ = self.1.send(state.position);
         Ok(())
     }
     fn rollback(&mut self) -> cdc::Result<()> {

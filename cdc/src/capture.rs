@@ -1,10 +1,10 @@
 //! Attaching and removing capture: triggers, the registry of captured
 //! layouts, and the checks that catch schema drift.
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use cdc_schema::log::{CONSUMERS_TABLE, LOG_TABLE, TABLES_TABLE, drop_internal_ddl, internal_ddl};
+use cdc_schema::log::{CONSUMERS_TABLE, LOG_TABLE, META_TABLE, TABLES_TABLE, drop_internal_ddl, internal_ddl};
 use cdc_schema::{Affinity, TableDesc, quote_ident};
 
 use crate::db::{classify, path_of};
@@ -118,6 +118,17 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
         ),
         params![tid, table, fingerprint, serde_json::to_string(&desc)?],
     )?;
+    // Writes made while the table had no (or other) triggers are not in
+    // the log: a consumer live from before this point must reseed it.
+    conn.execute(
+        &format!(
+            "INSERT INTO {}(key, value) VALUES(?1, (SELECT coalesce(max(seq), 0) FROM {})) \
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            quote_ident(META_TABLE),
+            quote_ident(LOG_TABLE)
+        ),
+        [since_key(&table)],
+    )?;
     Ok(match previous {
         None => Installed::New { table },
         Some(prev) => {
@@ -128,6 +139,19 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
             Installed::Reattached { table, changes }
         }
     })
+}
+
+fn since_key(table: &str) -> String {
+    format!("captured_since:{table}")
+}
+
+/// The log position at which capture of `table` was last attached (0 when
+/// unknown). Changes of the table before it may be missing from the log
+/// (capture was removed and reinstalled, or re-attached after a schema
+/// change), so a target live from an earlier position must reseed it.
+pub fn captured_since(conn: &Connection, table: &str) -> Result<i64> {
+    let sql = format!("SELECT value FROM {} WHERE key = ?1", quote_ident(META_TABLE));
+    Ok(conn.query_row(&sql, [since_key(table)], |r| r.get::<_, i64>(0)).optional()?.unwrap_or(0))
 }
 
 /// Attaches capture to `tables` in one transaction: all or nothing.
@@ -205,9 +229,10 @@ pub fn mismatches(wanted: &TableDesc, live: &TableDesc, against: Against) -> Vec
 
 /// Removes capture from `tables`, or from every captured table when
 /// `None`. Once no table is captured, the internal tables are dropped too,
-/// so the file's schema is exactly what it was before the first install.
-/// Application data is never touched.
-pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>) -> Result<Vec<String>> {
+/// so the file's schema is exactly what it was before the first install;
+/// that is refused while a consumer has changes it has not acknowledged,
+/// unless `force`. Application data is never touched.
+pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>, force: bool) -> Result<Vec<String>> {
     let path = path_of(conn);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     let registered = registry(&tx)?;
@@ -235,6 +260,13 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>) -> Result<Vec
         let still: i64 =
             tx.query_row(&format!("SELECT count(*) FROM {registry_table} WHERE active = 1"), [], |r| r.get(0))?;
         if still == 0 {
+            let waiting: Vec<ConsumerStatus> = consumers(&tx)?.into_iter().filter(|c| c.pending > 0).collect();
+            if !waiting.is_empty() && !force {
+                return Err(Error::ConsumersWaiting {
+                    db: path.clone(),
+                    consumers: waiting.iter().map(|c| (c.name.clone(), c.pending)).collect(),
+                });
+            }
             for sql in drop_internal_ddl() {
                 tx.execute(&sql, [])?;
             }
@@ -246,24 +278,40 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>) -> Result<Vec
 
 /// Checks that each active captured table still matches its fingerprint
 /// and still has its triggers. Returns the active registrations of
-/// `tables` (all active ones when empty), or [`Error::SchemaDrift`] /
-/// [`Error::NotCaptured`] naming the first problem.
+/// `tables` (all active ones when empty). Names that are not tables, and
+/// tables that are not captured, are each listed together in one error
+/// ([`Error::UnknownTables`], [`Error::NotCapturedIn`]); a virtual table
+/// or a view is refused as such; drift is [`Error::SchemaDrift`].
 pub fn verify(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
     let active: Vec<Registered> = registry(conn)?.into_iter().filter(|r| r.active).collect();
     let selected: Vec<Registered> = if tables.is_empty() {
         active
     } else {
-        tables
-            .iter()
-            .map(|t| {
-                active.iter().find(|r| r.desc.name.eq_ignore_ascii_case(t)).cloned().ok_or_else(|| {
-                    match describe(conn, t) {
-                        Ok(_) => Error::NotCaptured(t.clone()),
-                        Err(e) => e,
-                    }
-                })
-            })
-            .collect::<Result<_>>()?
+        let (mut selected, mut unknown, mut uncaptured) = (Vec::new(), Vec::new(), Vec::new());
+        for t in tables {
+            if let Some(r) = active.iter().find(|r| r.desc.name.eq_ignore_ascii_case(t)) {
+                selected.push(r.clone());
+                continue;
+            }
+            match describe(conn, t) {
+                Ok(_) => uncaptured.push(t.clone()),
+                Err(Error::UnknownTable(_)) => unknown.push(t.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        let db = path_of(conn);
+        let dedup = |mut v: Vec<String>| {
+            let mut seen = std::collections::HashSet::new();
+            v.retain(|n| seen.insert(n.to_lowercase()));
+            v
+        };
+        if !unknown.is_empty() {
+            return Err(Error::UnknownTables { db, tables: dedup(unknown) });
+        }
+        if !uncaptured.is_empty() {
+            return Err(Error::NotCapturedIn { db, tables: dedup(uncaptured) });
+        }
+        selected
     };
     for r in &selected {
         if let Some(what) = drift(conn, r)? {
@@ -295,12 +343,68 @@ pub fn drift(conn: &Connection, r: &Registered) -> Result<Option<String>> {
 }
 
 /// A consumer and how far it got.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ConsumerStatus {
+    /// The consumer's name.
     pub name: String,
+    /// Its retention pin: the log `seq` up to which it acknowledged.
     pub position: i64,
     /// Changes in the log after its position.
     pub pending: i64,
+    /// Age in seconds of the oldest change it has not acknowledged (its
+    /// lag in time), 0 when it is caught up.
+    pub lag_seconds: f64,
+    /// When it last acknowledged (UTC, `YYYY-MM-DD HH:MM:SS`).
+    pub acknowledged_at: String,
+    /// Seconds since it last acknowledged.
+    pub acknowledged_seconds_ago: f64,
+    /// The source keeps its delivery state (its target keeps none itself).
+    pub state_in_source: bool,
+}
+
+/// Every consumer of the log, with its lag (read-only).
+pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
+    if !is_initialised(conn)? {
+        return Ok(Vec::new());
+    }
+    let log = quote_ident(LOG_TABLE);
+    let table = quote_ident(CONSUMERS_TABLE);
+    let has_state: bool = conn.query_row(
+        &format!("SELECT count(*) FROM pragma_table_info({}) WHERE name = 'state'", cdc_schema::quote_literal(CONSUMERS_TABLE)),
+        [],
+        |r| r.get(0),
+    )?;
+    let state = if has_state { "state IS NOT NULL" } else { "0" };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT name, position, (SELECT count(*) FROM {log} WHERE seq > c.position AND op != 0), \
+         coalesce((julianday('now') - (SELECT ts FROM {log} WHERE seq > c.position AND op != 0 ORDER BY seq LIMIT 1)) * 86400.0, 0), \
+         updated_at, (julianday('now') - julianday(updated_at)) * 86400.0, {state} \
+         FROM {table} AS c ORDER BY name"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ConsumerStatus {
+            name: r.get(0)?,
+            position: r.get(1)?,
+            pending: r.get(2)?,
+            lag_seconds: r.get::<_, f64>(3)?.max(0.0),
+            acknowledged_at: r.get(4)?,
+            acknowledged_seconds_ago: r.get::<_, f64>(5)?.max(0.0),
+            state_in_source: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Drops consumer `name`, so that its pin no longer holds the log back.
+pub fn remove_consumer(conn: &mut Connection, name: &str) -> Result<()> {
+    let path = path_of(conn);
+    if !is_initialised(conn)? || !crate::log::remove_consumer(conn, name).map_err(|e| match e {
+        Error::Sqlite(e) => classify(e, &path),
+        other => other,
+    })? {
+        return Err(Error::Config(format!("{}: no consumer named {name:?}", path.display())));
+    }
+    Ok(())
 }
 
 /// A captured table's health.
@@ -314,7 +418,7 @@ pub struct TableStatus {
 }
 
 /// What `cdc-setup status` reports.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Status {
     pub wal: bool,
     pub tables: Vec<TableStatus>,
@@ -344,12 +448,6 @@ pub fn status(conn: &Connection) -> Result<Status> {
         conn.query_row(&format!("SELECT count(*), min(seq), max(seq) FROM {log} WHERE op != 0"), [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT name, position, (SELECT count(*) FROM {log} WHERE seq > position AND op != 0) FROM {} ORDER BY name",
-        quote_ident(CONSUMERS_TABLE)
-    ))?;
-    let consumers = stmt
-        .query_map([], |r| Ok(ConsumerStatus { name: r.get(0)?, position: r.get(1)?, pending: r.get(2)? }))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let consumers = consumers(conn)?;
     Ok(Status { wal, tables, log_rows, oldest_seq, newest_seq, consumers })
 }

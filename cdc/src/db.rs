@@ -45,6 +45,7 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
 pub fn classify(err: rusqlite::Error, path: &Path) -> Error {
     match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.into()),
+        Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(path.into()),
         Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
             Error::Locked { path: path.into(), waited_ms: DEFAULT_BUSY_TIMEOUT.as_millis() as u64 }
         }

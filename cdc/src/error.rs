@@ -28,6 +28,9 @@ pub enum Error {
     /// No table of that name in the main schema.
     #[error("no table named {0:?}")]
     UnknownTable(String),
+    /// Several names that are not tables of the database, listed together.
+    #[error("{}: no table{} named {}", .db.display(), if .tables.len() == 1 { "" } else { "s" }, quoted(.tables))]
+    UnknownTables { db: PathBuf, tables: Vec<String> },
     /// SQLite forbids triggers on virtual tables.
     #[error(
         "table {0:?} is a virtual table; SQLite does not allow triggers on virtual tables, so it cannot be captured"
@@ -37,8 +40,45 @@ pub enum Error {
     #[error("{name:?} is a {kind}, not an ordinary table, and cannot be captured")]
     NotATable { name: String, kind: String },
     /// The table exists but capture is not installed on it.
-    #[error("table {0:?} is not captured (attach it with: cdc-setup install --db PATH --table {0})")]
+    #[error("table {0:?} is not captured")]
     NotCaptured(String),
+    /// Tables of a database that exist but are not captured, with the
+    /// command that attaches them.
+    #[error(
+        "{}: {} not captured (attach {} with: cdc-setup install --db {}{})",
+        .db.display(),
+        if .tables.len() == 1 { format!("table {:?} is", .tables[0]) } else { format!("tables {} are", quoted(.tables)) },
+        if .tables.len() == 1 { "it" } else { "them" },
+        shell_word(&.db.display().to_string()),
+        .tables.iter().map(|t| format!(" --table {}", shell_word(t))).collect::<String>()
+    )]
+    NotCapturedIn { db: PathBuf, tables: Vec<String> },
+    /// The database has no captured table at all.
+    #[error("{}: no table is captured (attach capture with: cdc-setup install --db {} --all)", .0.display(), shell_word(&.0.display().to_string()))]
+    NothingCaptured(PathBuf),
+    /// Another live process already replicates this consumer or target.
+    #[error(
+        "{what} is already in use by {} (lock {}); stop that process first",
+        .pid.map_or("another process".to_string(), |p| format!("process {p}")),
+        .lock.display()
+    )]
+    AlreadyRunning { what: String, pid: Option<u32>, lock: PathBuf },
+    /// The source's log is not the one the target followed (a restored
+    /// backup, another database) and the policy is to stop.
+    #[error("{what}; stopped as asked (--on-rewind stop): to reseed the target from this source, run again with --on-rewind reseed")]
+    Rewound { db: PathBuf, what: String },
+    /// Uninstalling would drop the log while consumers still wait for changes.
+    #[error(
+        "{}: {} unacknowledged changes ({}); uninstalling drops the log: let them catch up, remove them with cdc-setup consumers --db {} --remove NAME, or pass --force",
+        .db.display(),
+        if .consumers.len() == 1 { "1 consumer has".to_string() } else { format!("{} consumers have", .consumers.len()) },
+        .consumers.iter().map(|(n, k)| format!("{n:?}: {k}")).collect::<Vec<_>>().join(", "),
+        shell_word(&.db.display().to_string())
+    )]
+    ConsumersWaiting { db: PathBuf, consumers: Vec<(String, i64)> },
+    /// SQLite found the file damaged.
+    #[error("{}: the database file is damaged (SQLite: database disk image is malformed); restore it from a backup", .0.display())]
+    Corrupt(PathBuf),
     /// A table description that cannot be captured (see the message).
     #[error("{0}")]
     Schema(#[from] cdc_schema::SchemaError),
@@ -50,7 +90,9 @@ pub enum Error {
     ReplicaMismatch { path: PathBuf, table: String, problems: Vec<String> },
     /// A captured table was altered, renamed or dropped after install.
     #[error(
-        "table {table:?} changed since capture was installed: {what}; re-attach it with: cdc-setup install --db {db} --table {table}"
+        "table {table:?} changed since capture was installed: {what}; re-attach it with: cdc-setup install --db {} --table {}",
+        shell_word(.db),
+        shell_word(.table)
     )]
     SchemaDrift { table: String, what: String, db: String },
     /// A TEXT value in the log is not valid UTF-8. It is refused rather
@@ -72,6 +114,19 @@ pub enum Error {
     /// A JSON (de)serialisation error in the registry or a target.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+/// Names joined for a message: `"a", "b"`.
+fn quoted(names: &[String]) -> String {
+    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+}
+
+/// `text` as one shell word, quoted only when it must be, so that a fix
+/// printed in a message works when pasted into a shell.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:@%+=,".contains(&b));
+    if plain { text.to_string() } else { format!("'{}'", text.replace('\'', "'\\''")) }
 }
 
 /// `Result` with this crate's [`Error`].

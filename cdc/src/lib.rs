@@ -53,10 +53,12 @@
 //!         Ok(())
 //!     }
 //!
-//!     // Called only at source commit points: never inside a source transaction.
-//!     fn commit(&mut self, position: i64) -> cdc::Result<()> {
+//!     // Called only at source commit points: never inside a source
+//!     // transaction. This target keeps no state of its own (`open` is not
+//!     // overridden), so the engine keeps it in the source's consumer record.
+//!     fn commit(&mut self, state: &cdc::DeliveryState) -> cdc::Result<()> {
 //!         self.lines.append(&mut self.pending);
-//!         self.committed = position;
+//!         self.committed = state.position;
 //!         Ok(())
 //!     }
 //!
@@ -147,25 +149,26 @@
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-mod bootstrap;
 pub mod capture;
 pub mod db;
 mod engine;
 mod error;
 mod event;
 pub mod json;
+pub mod lock;
 pub mod log;
 pub mod schema;
 pub mod signal;
+mod state;
 mod target;
 pub mod targets;
 mod value;
 
-pub use bootstrap::Progress;
 pub use cdc_derive::Cdc;
 pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
-pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, Retry, StopHandle};
-pub use error::{Error, Result};
+pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, OnRewind, Progress, Retry, StopHandle};
+pub use error::{Error, Result, shell_word};
+pub use state::{DeliveryState, TableState};
 pub use event::{Cdc, Change, Event, Row, TypedChange};
 pub use rusqlite;
 pub use target::{Source, SourceTable, Target};

@@ -11,6 +11,7 @@ use cdc_schema::{Op, TableDesc, quote_ident};
 use crate::capture::registry;
 use crate::error::{Error, Result};
 use crate::event::{Change, Row};
+use crate::state::DeliveryState;
 use crate::value::Value;
 
 /// A registered layout, ready for decoding.
@@ -182,13 +183,73 @@ pub fn low_water(conn: &Connection) -> Result<Option<i64>> {
     Ok(conn.query_row(&sql, [], |r| r.get(0))?)
 }
 
-/// A consumer's durable position (last acknowledged `seq`).
+/// A checksum of the log row at `seq` (`None` when there is no such row):
+/// its capture id, operation, write time and values. Stored beside a
+/// target's position, it tells the log the target followed from one that
+/// was rewound (a restored backup) and has grown past that position again.
+pub fn anchor(conn: &Connection, seq: i64) -> Result<Option<u64>> {
+    if seq <= 0 {
+        return Ok(None);
+    }
+    let values: Vec<String> = (0..CHUNK_WIDTH).map(cdc_schema::log::value_column).collect();
+    let sql = format!("SELECT tid, op, ts, {} FROM {} WHERE seq = ?1", values.join(", "), quote_ident(LOG_TABLE));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([seq])?;
+    let Some(row) = rows.next()? else { return Ok(None) };
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(3 + CHUNK_WIDTH);
+    for i in 0..3 + CHUNK_WIDTH {
+        use rusqlite::types::ValueRef;
+        let mut part = Vec::new();
+        match row.get_ref(i)? {
+            ValueRef::Null => part.push(0),
+            ValueRef::Integer(v) => {
+                part.push(1);
+                part.extend_from_slice(&v.to_le_bytes());
+            }
+            ValueRef::Real(v) => {
+                part.push(2);
+                part.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+            ValueRef::Text(v) => {
+                part.push(3);
+                part.extend_from_slice(v);
+            }
+            ValueRef::Blob(v) => {
+                part.push(4);
+                part.extend_from_slice(v);
+            }
+        }
+        parts.push(part);
+    }
+    Ok(Some(cdc_schema::fnv1a64(parts.iter().map(Vec::as_slice))))
+}
+
+/// A consumer's retention pin (the `seq` up to which it acknowledged).
 pub fn position(conn: &Connection, consumer: &str) -> Result<Option<i64>> {
     let sql = format!("SELECT position FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
     Ok(conn.query_row(&sql, [consumer], |r| r.get(0)).optional()?)
 }
 
-/// Records a consumer's position. Positions only move forward.
+/// Whether the consumer table has the `state` column (logs made by older
+/// versions do not; it is added on first use).
+fn has_state_column(conn: &Connection) -> Result<bool> {
+    let sql = format!("SELECT 1 FROM pragma_table_info({}) WHERE name = 'state'", cdc_schema::quote_literal(CONSUMERS_TABLE));
+    Ok(conn.query_row(&sql, [], |_| Ok(())).optional()?.is_some())
+}
+
+/// The delivery state the source keeps for a consumer whose target cannot
+/// keep its own (`None`: no consumer, or no state stored).
+pub fn consumer_state(conn: &Connection, consumer: &str) -> Result<Option<DeliveryState>> {
+    if !has_state_column(conn)? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT state FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
+    let text: Option<Option<String>> = conn.query_row(&sql, [consumer], |r| r.get(0)).optional()?;
+    text.flatten().map(|t| DeliveryState::from_json(&t)).transpose()
+}
+
+/// Records a consumer's retention pin, and its delivery state when the
+/// source keeps it. The pin only moves forward.
 pub fn set_position(conn: &Connection, consumer: &str, seq: i64) -> Result<()> {
     let sql = format!(
         "INSERT INTO {}(name, position) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET \
@@ -199,17 +260,37 @@ pub fn set_position(conn: &Connection, consumer: &str, seq: i64) -> Result<()> {
     Ok(())
 }
 
-/// Deletes log rows every consumer has acknowledged, always keeping the
-/// newest row: `seq` is an `INTEGER PRIMARY KEY` without `AUTOINCREMENT`,
-/// and SQLite would hand out `max + 1` again if the top rows were deleted.
-/// Does nothing while there is no consumer. Returns the rows deleted.
+/// Stores the delivery state the source keeps for `consumer` (which must
+/// be registered).
+pub fn set_consumer_state(conn: &Connection, consumer: &str, state: &DeliveryState) -> Result<()> {
+    let table = quote_ident(CONSUMERS_TABLE);
+    if !has_state_column(conn)? {
+        conn.execute(&format!("ALTER TABLE {table} ADD COLUMN state TEXT"), [])?;
+    }
+    conn.execute(&format!("UPDATE {table} SET state = ?2 WHERE name = ?1"), params![consumer, state.to_json()])?;
+    Ok(())
+}
+
+/// Drops a consumer: its pin no longer holds the log back. Returns whether
+/// it existed.
+pub fn remove_consumer(conn: &Connection, consumer: &str) -> Result<bool> {
+    let sql = format!("DELETE FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
+    Ok(conn.execute(&sql, [consumer])? > 0)
+}
+
+/// Deletes log rows every consumer has acknowledged, keeping the row at
+/// the lowest position (the anchor a consumer's target checks) and always
+/// the newest row: `seq` is an `INTEGER PRIMARY KEY` without
+/// `AUTOINCREMENT`, and SQLite would hand out `max + 1` again if the top
+/// rows were deleted. Does nothing while there is no consumer. Returns the
+/// rows deleted.
 pub fn prune(conn: &Connection) -> Result<usize> {
     let log = quote_ident(LOG_TABLE);
     let min: Option<i64> =
         conn.query_row(&format!("SELECT min(position) FROM {}", quote_ident(CONSUMERS_TABLE)), [], |r| r.get(0))?;
     let Some(min) = min else { return Ok(0) };
     let deleted =
-        conn.execute(&format!("DELETE FROM {log} WHERE seq <= ?1 AND seq < (SELECT max(seq) FROM {log})"), [min])?;
+        conn.execute(&format!("DELETE FROM {log} WHERE seq < ?1 AND seq < (SELECT max(seq) FROM {log})"), [min])?;
     if deleted > 0 {
         // Layouts no longer active and no longer referenced can go.
         conn.execute(

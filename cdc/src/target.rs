@@ -4,6 +4,7 @@ use cdc_schema::TableDesc;
 
 use crate::error::Result;
 use crate::event::Event;
+use crate::state::DeliveryState;
 
 /// What a target learns about the source when the engine opens it.
 #[derive(Clone, Debug)]
@@ -11,6 +12,11 @@ pub struct Source {
     /// Random id of the source's log; a position is only meaningful
     /// together with it.
     pub log_id: String,
+    /// The source file, for messages and loop checks.
+    pub path: std::path::PathBuf,
+    /// The logs the source is itself a replica of (chained replication);
+    /// a target whose own captured log is among them would close a loop.
+    pub upstream_log_ids: Vec<String>,
     /// The tables this consumer follows.
     pub tables: Vec<SourceTable>,
 }
@@ -33,18 +39,26 @@ pub struct SourceTable {
 /// commits never has to commit inside a source transaction, however large.
 /// An error from `apply` or `commit` makes the engine call
 /// [`Target::rollback`], wait (exponential backoff) and deliver again from
-/// the last commit; after the last retry it stops with the error. The
-/// consumer's position in the source advances only after `commit` returns.
+/// the last commit.
 ///
-/// Any `FnMut(&[Event]) -> cdc::Result<()>` closure is a target: it
-/// receives every batch, and an event counts as delivered once the closure
-/// has returned `Ok` for the commit point that covers it (at-least-once:
-/// after a crash or a retry it may see events again).
+/// What a target holds is described by a [`DeliveryState`]: per followed
+/// table, nothing, seeding, or live from a log position. A target that can
+/// store that state durably together with its data (the SQLite replica)
+/// returns it from `open` and writes the state handed to `commit` in the
+/// same transaction as the data: it is then the one truth about the
+/// target, and delivery is exactly once. A target that cannot returns
+/// `None` from `open`; the engine then keeps the state in the source's
+/// consumer record, updated after `commit` returned (at least once).
+///
+/// Any `FnMut(&[Event]) -> cdc::Result<()>` closure is a target of the
+/// second kind: it receives every batch, and an event counts as delivered
+/// once the closure has returned `Ok` for the commit point that covers it.
 pub trait Target {
-    /// Called once before any event, with the source's description.
-    /// Exactly-once targets return the position they stored durably
-    /// themselves for `source.log_id` (the engine then resumes from it).
-    fn open(&mut self, source: &Source) -> Result<Option<i64>> {
+    /// Called before any event, with the source's description (and again
+    /// when the set of followed tables changes). A target that stores its
+    /// own delivery state returns it (an empty state when it holds
+    /// nothing yet); others return `None`.
+    fn open(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
         let _ = source;
         Ok(None)
     }
@@ -52,10 +66,10 @@ pub trait Target {
     /// Applies events in order.
     fn apply(&mut self, events: &[Event]) -> Result<()>;
 
-    /// Makes everything applied so far durable, as of log position
-    /// `position` (always a source commit point).
-    fn commit(&mut self, position: i64) -> Result<()> {
-        let _ = position;
+    /// Makes everything applied so far durable, together with `state`
+    /// (whose `position` is always a source commit point).
+    fn commit(&mut self, state: &DeliveryState) -> Result<()> {
+        let _ = state;
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use cdc::signal::SignalKind;
 use cdc::targets::TargetSpec;
-use cdc::{BootstrapMode, Engine, Error, Progress};
+use cdc::{BootstrapMode, Engine, Error, OnRewind, Progress};
 
 /// Replicate a captured SQLite database to a replica file or another target.
 #[derive(Debug, Parser)]
@@ -35,6 +35,10 @@ pub struct Cli {
     /// When to reseed tables from a snapshot: auto, always or never.
     #[arg(long, value_name = "MODE", default_value = "auto")]
     pub bootstrap: String,
+    /// When the source's log is not the one the target followed (restored
+    /// from an older backup, or another database): reseed or stop.
+    #[arg(long, value_name = "POLICY", default_value = "reseed")]
+    pub on_rewind: String,
     /// What wakes the replicator: fs, timer or fs+timer.
     #[arg(long, value_name = "KIND", default_value = "fs+timer")]
     pub signal: String,
@@ -70,6 +74,7 @@ struct Settings {
     tables: Vec<String>,
     consumer: String,
     bootstrap: BootstrapMode,
+    on_rewind: OnRewind,
     signal: SignalKind,
     poll_interval: Duration,
     batch_size: usize,
@@ -100,6 +105,7 @@ impl Settings {
             target,
             tables: cli.tables,
             bootstrap: cli.bootstrap.parse()?,
+            on_rewind: cli.on_rewind.parse()?,
             signal: cli.signal.parse()?,
             poll_interval: duration(&cli.poll_interval, "poll interval")?,
             batch_size,
@@ -149,9 +155,10 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         .consumer(&s.consumer)
         .batch_size(s.batch_size)
         .bootstrap(s.bootstrap)
+        .on_rewind(s.on_rewind)
         .on_progress(progress_bars())
         .open()?;
-    let mut target = s.target.open()?;
+    let mut target = s.target.open(&s.db)?;
     engine.connect(target.as_mut())?;
     tracing::info!(
         db = %s.db.display(),

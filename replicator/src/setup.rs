@@ -38,6 +38,21 @@ pub enum Command {
         /// Table to stop capturing (repeat for several; default: all).
         #[arg(long = "table", value_name = "NAME")]
         tables: Vec<String>,
+        /// Drop the log even though consumers have not acknowledged all of it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List consumers (position, lag in changes and seconds, last
+    /// acknowledgement), or remove one whose pin holds the log back.
+    Consumers {
+        #[command(flatten)]
+        db: DbArg,
+        /// Remove this consumer (its target will bootstrap if it comes back).
+        #[arg(long, value_name = "NAME")]
+        remove: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show captured tables, log size, consumers and schema drift.
     Status {
@@ -63,7 +78,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
             let tables = if all { cdc::schema::capturable_tables(&conn)? } else { tables };
             if tables.is_empty() {
-                return Err(cdc::Error::UnknownTable("(none: the database has no ordinary tables)".into()));
+                return Err(cdc::Error::Config(format!(
+                    "{}: the database has no ordinary tables to capture",
+                    db.path.display()
+                )));
             }
             warn_unless_wal(&conn, &db.path)?;
             for outcome in capture::install(&mut conn, &tables)? {
@@ -79,10 +97,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
                 writeln!(out, "{line}").map_err(|e| io_error("stdout", e))?;
             }
         }
-        Command::Uninstall { db, tables } => {
+        Command::Uninstall { db, tables, force } => {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
             let selection = (!tables.is_empty()).then_some(tables.as_slice());
-            let removed = capture::uninstall(&mut conn, selection)?;
+            let removed = capture::uninstall(&mut conn, selection, force)?;
             if removed.is_empty() {
                 writeln!(out, "no table was captured; nothing to do").map_err(|e| io_error("stdout", e))?;
             }
@@ -93,6 +111,24 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
                 writeln!(out, "no table is captured any more: internal _cdc_ tables dropped")
                     .map_err(|e| io_error("stdout", e))?;
             }
+        }
+        Command::Consumers { db, remove: Some(name), .. } => {
+            let mut conn = db::open(&db.path, Access::ReadWrite)?;
+            capture::remove_consumer(&mut conn, &name)?;
+            writeln!(out, "removed consumer {name:?}; it no longer holds the log back")
+                .map_err(|e| io_error("stdout", e))?;
+        }
+        Command::Consumers { db, remove: None, json } => {
+            let conn = db::open(&db.path, Access::ReadOnly)?;
+            let consumers = capture::consumers(&conn)?;
+            let text = if json {
+                serde_json::to_string_pretty(&serde_json::json!({ "db": db.path, "consumers": consumers }))?
+            } else if consumers.is_empty() {
+                "no consumers".to_string()
+            } else {
+                consumers.iter().map(render_consumer).collect::<Vec<_>>().join("\n")
+            };
+            writeln!(out, "{text}").map_err(|e| io_error("stdout", e))?;
         }
         Command::Status { db, json } => {
             let conn = db::open(&db.path, Access::ReadOnly)?;
@@ -150,8 +186,34 @@ pub fn render_status(path: &Path, s: &Status) -> String {
     } else {
         lines.push("consumers:".into());
         for c in &s.consumers {
-            lines.push(format!("  {:?}: position {}, {} changes pending", c.name, c.position, c.pending));
+            lines.push(format!("  {}", render_consumer(c)));
         }
     }
     lines.join("\n")
+}
+
+/// One consumer on one line, for people.
+fn render_consumer(c: &capture::ConsumerStatus) -> String {
+    let pending = match c.pending {
+        0 => "caught up".to_string(),
+        1 => format!("1 change behind ({} behind)", age(c.lag_seconds)),
+        n => format!("{n} changes behind ({} behind)", age(c.lag_seconds)),
+    };
+    format!(
+        "{:?}: at seq {}, {pending}, acknowledged {} ago",
+        c.name,
+        c.position,
+        age(c.acknowledged_seconds_ago)
+    )
+}
+
+/// A duration in seconds as people say it: `850 ms`, `12 s`, `3 min`, `5 h`, `2 days`.
+fn age(seconds: f64) -> String {
+    match seconds {
+        s if s < 1.0 => format!("{} ms", (s * 1000.0).round()),
+        s if s < 120.0 => format!("{} s", s.round()),
+        s if s < 7200.0 => format!("{} min", (s / 60.0).round()),
+        s if s < 172_800.0 => format!("{} h", (s / 3600.0).round()),
+        s => format!("{} days", (s / 86_400.0).round()),
+    }
 }

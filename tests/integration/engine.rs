@@ -204,8 +204,8 @@ impl Target for Recorder {
         Ok(())
     }
 
-    fn commit(&mut self, position: i64) -> cdc::Result<()> {
-        self.commits.push(position);
+    fn commit(&mut self, state: &cdc::DeliveryState) -> cdc::Result<()> {
+        self.commits.push(state.position);
         Ok(())
     }
 }
@@ -241,7 +241,7 @@ fn the_log_is_pruned_only_past_the_slower_consumer() {
     assert_eq!(r.events.len(), 6);
     let conn = db.conn();
     let oldest = cdc::log::low_water(&conn).unwrap().unwrap();
-    assert_eq!(oldest, slow_at + 1, "rows after the slow consumer's position are kept");
+    assert_eq!(oldest, slow_at, "the row at the slow consumer's position (its anchor) and those after it are kept");
     let mut r = Recorder::default();
     slow.drain(&mut r).unwrap();
     assert_eq!(r.events.len(), 6, "the slow consumer still gets everything");
@@ -284,10 +284,13 @@ fn bad_engine_settings_are_refused() {
     let err = Engine::builder(&db.path).batch_size(0).open().err().unwrap().to_string();
     assert_eq!(err, "batch size must be at least 1");
     let err = Engine::builder(&db.path).tables(["nope"]).open().err().unwrap().to_string();
-    assert_eq!(err, "no table named \"nope\"");
+    assert_eq!(err, format!("{}: no table named \"nope\"", db.path.display()));
+    let err = Engine::builder(&db.path).tables(["nope", "t", "gone", "nope"]).open().err().unwrap().to_string();
+    assert_eq!(err, format!("{}: no tables named \"nope\", \"gone\"", db.path.display()), "listed together, once");
     sqlite3(&db.path, "CREATE TABLE other(a);");
     let err = Engine::builder(&db.path).tables(["other"]).open().err().unwrap().to_string();
-    assert!(err.starts_with("table \"other\" is not captured"), "{err}");
+    let fix = format!("cdc-setup install --db {} --table other", db.path.display());
+    assert!(err.contains("table \"other\" is not captured") && err.ends_with(&format!("(attach it with: {fix})")), "{err}");
 }
 
 /// Updates, deletes and inserts in small transactions until a file
@@ -377,11 +380,15 @@ fn a_position_older_than_the_pruned_log_bootstraps_in_auto_mode() {
     other.drain(&mut Recorder::default()).unwrap();
     sqlite3(&db.path, "UPDATE t SET v = 'c'; INSERT INTO t VALUES(3, 'd');");
     other.drain(&mut Recorder::default()).unwrap();
-    /// A target that claims to hold position 1 (restored from an old backup).
+    /// A target that holds table t live at position 1 (restored from an
+    /// old backup, say).
     struct Stale(Vec<Event>);
     impl Target for Stale {
-        fn open(&mut self, _: &cdc::Source) -> cdc::Result<Option<i64>> {
-            Ok(Some(1))
+        fn open(&mut self, source: &cdc::Source) -> cdc::Result<Option<cdc::DeliveryState>> {
+            let mut state = cdc::DeliveryState::empty(&source.log_id);
+            state.set_live("t", 1);
+            state.advance(1, None);
+            Ok(Some(state))
         }
         fn apply(&mut self, events: &[Event]) -> cdc::Result<()> {
             self.0.extend_from_slice(events);
@@ -420,9 +427,9 @@ fn engine_child_process() {
             }
             Ok(())
         }
-        fn commit(&mut self, position: i64) -> cdc::Result<()> {
+        fn commit(&mut self, state: &cdc::DeliveryState) -> cdc::Result<()> {
             self.0.sync_all().unwrap();
-            self.0.write_all(format!("commit {position}\n").as_bytes()).unwrap();
+            self.0.write_all(format!("commit {}\n", state.position).as_bytes()).unwrap();
             self.0.sync_all().unwrap();
             Ok(())
         }

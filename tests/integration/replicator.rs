@@ -288,7 +288,7 @@ fn jsonl_is_lossless() {
         cdc::Engine::builder(&db.path).consumer("json-check").bootstrap(cdc::BootstrapMode::Never).open().unwrap();
     cdc::Target::open(&mut target, &source_of(&mut engine)).unwrap();
     cdc::Target::apply(&mut target, &events).unwrap();
-    cdc::Target::commit(&mut target, 1).unwrap();
+    cdc::Target::commit(&mut target, &cdc::DeliveryState::empty("from-json")).unwrap();
     assert_replica_equals(&db.path, &replica);
 }
 
@@ -296,7 +296,7 @@ fn jsonl_is_lossless() {
 fn source_of(engine: &mut cdc::Engine) -> cdc::Source {
     struct Grab(Option<cdc::Source>);
     impl cdc::Target for Grab {
-        fn open(&mut self, source: &cdc::Source) -> cdc::Result<Option<i64>> {
+        fn open(&mut self, source: &cdc::Source) -> cdc::Result<Option<cdc::DeliveryState>> {
             self.0 = Some(source.clone());
             Ok(None)
         }

@@ -44,7 +44,7 @@ impl Target for BincodeTarget {
         Ok(())
     }
 
-    fn commit(&mut self, _position: i64) -> Result<()> {
+    fn commit(&mut self, _state: &crate::state::DeliveryState) -> Result<()> {
         self.out.flush().map_err(|e| self.io(e))?;
         self.out.get_ref().sync_data().map_err(|e| self.io(e))
     }

@@ -46,7 +46,7 @@ impl Target for JsonlTarget {
         Ok(())
     }
 
-    fn commit(&mut self, _position: i64) -> Result<()> {
+    fn commit(&mut self, _state: &crate::state::DeliveryState) -> Result<()> {
         self.out.flush().map_err(|e| self.io(e))?;
         if let Some((_, file)) = &self.file {
             file.sync_data().map_err(|e| self.io(e))?;

@@ -51,6 +51,12 @@ impl std::str::FromStr for TargetSpec {
             return Ok(TargetSpec::Http(spec.to_string()));
         }
         let (kind, path) = spec.split_once(':').ok_or_else(|| bad(FORMS))?;
+        // A `file:` URI names a file too (SQLite's own form): its path is
+        // what counts, query parameters aside.
+        let path = match path.strip_prefix("file:") {
+            Some(uri) => uri.split('?').next().unwrap_or_default().trim_start_matches("//localhost"),
+            None => path,
+        };
         if path.is_empty() {
             return Err(bad("the path is empty"));
         }
@@ -69,7 +75,7 @@ impl TargetSpec {
     /// (or URL), so the same destination keeps its position whatever the
     /// working directory.
     pub fn consumer_name(&self) -> String {
-        let abs = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone()).display().to_string();
+        let abs = |p: &PathBuf| crate::lock::resolved(p).display().to_string();
         match self {
             TargetSpec::Sqlite(p) => format!("sqlite:{}", abs(p)),
             TargetSpec::Jsonl(None) => "jsonl:stdout".into(),
@@ -87,8 +93,13 @@ impl TargetSpec {
         }
     }
 
-    /// Opens the target (creating its file if missing).
-    pub fn open(&self) -> Result<Box<dyn Target + Send>> {
+    /// Opens the target for the source database at `source` (creating
+    /// its file if missing). A target file that is the source itself,
+    /// through any path, is refused before anything is written.
+    pub fn open(&self, source: &std::path::Path) -> Result<Box<dyn Target + Send>> {
+        if let Some(path) = self.path() {
+            crate::lock::refuse_source_as_target(source, path)?;
+        }
         if let Some(dir) = self.path().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {

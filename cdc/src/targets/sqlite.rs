@@ -1,7 +1,7 @@
 //! The SQLite replica target (`sqlite:PATH`): exactly-once, transaction
 //! consistent, and a plain SQLite file any program can read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement, params};
@@ -13,11 +13,35 @@ use crate::capture::{Against, mismatches};
 use crate::db::{DEFAULT_BUSY_TIMEOUT, classify};
 use crate::error::{Error, Result};
 use crate::event::{Event, Row};
+use crate::lock::{OwnerLock, target_lock_path};
 use crate::schema::describe;
+use crate::state::{DeliveryState, TableState};
 use crate::target::{Source, Target};
 
-/// The replica's own bookkeeping table: the position it holds, per source log.
-pub const POSITION_TABLE: &str = "_cdc_replica";
+/// The replica's own bookkeeping table: one row with the delivery state
+/// (which source log, and per table: seeding or live from a position),
+/// written in the same transaction as the rows it describes.
+pub const STATE_TABLE: &str = "_cdc_replica_state";
+
+/// The source logs a database is a replica of (none when it is not one),
+/// read from its state table: a loop back into one of them is refused.
+pub fn followed_log_ids(conn: &Connection) -> Result<Vec<String>> {
+    if !table_exists(conn, STATE_TABLE)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(&format!("SELECT log_id FROM {}", quote_ident(STATE_TABLE)))?;
+    let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// The log id of a database's own capture, if it has capture installed.
+fn own_log_id(conn: &Connection) -> Result<Option<String>> {
+    if !table_exists(conn, cdc_schema::log::META_TABLE)? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(cdc_schema::log::META_TABLE));
+    Ok(conn.query_row(&sql, [], |r| r.get(0)).optional()?)
+}
 
 /// Whether `conn` has an ordinary table named `table`.
 fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
@@ -79,8 +103,13 @@ pub struct SqliteTarget {
     path: PathBuf,
     conn: Connection,
     tables: HashMap<String, TableSql>,
-    log_id: String,
+    /// The state as last committed.
+    stored: DeliveryState,
+    /// Tables purged by a `BootstrapBegin` in the open transaction: the
+    /// only ones whose position may go back.
+    purged: HashSet<String>,
     in_tx: bool,
+    _lock: OwnerLock,
 }
 
 impl SqliteTarget {
@@ -88,10 +117,15 @@ impl SqliteTarget {
     /// must exist). WAL, so readers never block replication, and
     /// `synchronous=FULL`, so a commit the source is told about survives
     /// power loss.
+    ///
+    /// One replicator per replica: a lock beside the file (see
+    /// [`crate::lock`]) refuses a second one, naming the first one's pid.
     pub fn open(path: &Path) -> Result<SqliteTarget> {
         if path.is_dir() {
             return Err(Error::NotADatabase(path.into()));
         }
+        let what = format!("replica {}", path.display());
+        let lock = OwnerLock::acquire(&target_lock_path(path), &what)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
         conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
@@ -100,7 +134,15 @@ impl SqliteTarget {
         if conn.is_readonly(rusqlite::MAIN_DB)? {
             return Err(Error::ReadOnly(path.into()));
         }
-        Ok(SqliteTarget { path: path.into(), conn, tables: HashMap::new(), log_id: String::new(), in_tx: false })
+        Ok(SqliteTarget {
+            path: path.into(),
+            conn,
+            tables: HashMap::new(),
+            stored: DeliveryState::default(),
+            purged: HashSet::new(),
+            in_tx: false,
+            _lock: lock,
+        })
     }
 
     /// The replica connection (for reading it back in tests and tools).
@@ -163,8 +205,36 @@ impl SqliteTarget {
     }
 }
 
+impl SqliteTarget {
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_tx {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql_error(e))?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    /// Refuses a source that is this very file, and a loop: a source that
+    /// is itself a replica of this file's own captured log.
+    fn refuse_loops(&self, source: &Source) -> Result<()> {
+        crate::lock::refuse_source_as_target(&source.path, &self.path)?;
+        if let Some(own) = own_log_id(&self.conn)?
+            && source.upstream_log_ids.contains(&own)
+        {
+            return Err(Error::Config(format!(
+                "replica {} is captured, and the source {} is itself a replica of it: replicating back would loop",
+                self.path.display(),
+                source.path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Target for SqliteTarget {
-    fn open(&mut self, source: &Source) -> Result<Option<i64>> {
+    fn open(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
+        self.rollback()?;
+        self.refuse_loops(source)?;
         // Check every existing table before writing anything, so a refused
         // replica is left exactly as it was.
         for t in &source.tables {
@@ -189,8 +259,9 @@ impl Target for SqliteTarget {
         let tx = self.conn.transaction().map_err(|e| classify(e, &self.path))?;
         tx.execute(
             &format!(
-                "CREATE TABLE IF NOT EXISTS {}(log_id TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-                quote_ident(POSITION_TABLE)
+                "CREATE TABLE IF NOT EXISTS {}(id INTEGER PRIMARY KEY CHECK (id = 1), log_id TEXT NOT NULL, \
+                 position INTEGER NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+                quote_ident(STATE_TABLE)
             ),
             [],
         )?;
@@ -220,35 +291,57 @@ impl Target for SqliteTarget {
                 (d.name.to_string(), sql)
             })
             .collect();
-        self.log_id = source.log_id.clone();
-        let sql = format!("SELECT position FROM {} WHERE log_id = ?1", quote_ident(POSITION_TABLE));
-        Ok(self.conn.query_row(&sql, [&self.log_id], |r| r.get(0)).optional()?)
+        let sql = format!("SELECT state FROM {} WHERE id = 1", quote_ident(STATE_TABLE));
+        let text: Option<String> = self.conn.query_row(&sql, [], |r| r.get(0)).optional()?;
+        self.stored = match text {
+            Some(text) => DeliveryState::from_json(&text)?,
+            None => DeliveryState::default(),
+        };
+        Ok(Some(self.stored.clone()))
     }
 
     fn apply(&mut self, events: &[Event]) -> Result<()> {
-        if !self.in_tx {
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql_error(e))?;
-            self.in_tx = true;
+        self.begin()?;
+        for e in events {
+            if let Event::BootstrapBegin { table, .. } = e {
+                self.purged.insert(table.to_string());
+            }
+            self.apply_one(e)?;
         }
-        events.iter().try_for_each(|e| self.apply_one(e))
+        Ok(())
     }
 
-    fn commit(&mut self, position: i64) -> Result<()> {
-        if !self.in_tx {
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql_error(e))?;
-            self.in_tx = true;
+    fn commit(&mut self, state: &DeliveryState) -> Result<()> {
+        // A live position never moves back, except for a table reseeded
+        // in this very transaction.
+        for (table, held) in &self.stored.tables {
+            if let (TableState::Live { position: old }, Some(new)) = (held, state.live_position(table))
+                && new < *old
+                && state.log_id == self.stored.log_id
+                && !self.purged.contains(table)
+            {
+                return Err(Error::Config(format!(
+                    "replica {}: refusing to move table {table:?} back from seq {old} to seq {new}",
+                    self.path.display()
+                )));
+            }
         }
+        self.begin()?;
         let sql = format!(
-            "INSERT INTO {}(log_id, position) VALUES(?1, ?2) ON CONFLICT(log_id) DO UPDATE SET position = excluded.position, updated_at = CURRENT_TIMESTAMP",
-            quote_ident(POSITION_TABLE)
+            "INSERT INTO {}(id, log_id, position, state) VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
+             log_id = excluded.log_id, position = excluded.position, state = excluded.state, updated_at = CURRENT_TIMESTAMP",
+            quote_ident(STATE_TABLE)
         );
-        self.conn.prepare_cached(&sql)?.execute(params![self.log_id, position])?;
+        self.conn.prepare_cached(&sql)?.execute(params![state.log_id, state.position, state.to_json()])?;
         self.conn.execute_batch("COMMIT").map_err(|e| self.sql_error(e))?;
         self.in_tx = false;
+        self.purged.clear();
+        self.stored = state.clone();
         Ok(())
     }
 
     fn rollback(&mut self) -> Result<()> {
+        self.purged.clear();
         if self.in_tx {
             self.in_tx = false;
             self.conn.execute_batch("ROLLBACK")?;

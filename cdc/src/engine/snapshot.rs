@@ -1,5 +1,5 @@
-//! Bootstrap: reseed a table from a snapshot as `BootstrapBegin`, one
-//! `Bootstrap` per row, `BootstrapEnd`. The caller holds the read
+//! Snapshots: a table's rows as `BootstrapBegin`, one `Bootstrap` per
+//! row, `BootstrapEnd`. The caller holds the read
 //! transaction that makes the snapshot and the log's high-water mark one
 //! consistent cut; rows are streamed, so memory is bounded by the batch
 //! size however large the table.
@@ -12,7 +12,8 @@ use rusqlite::Connection;
 use cdc_schema::quote_ident;
 
 use crate::capture::Registered;
-use crate::engine::{Failure, ProgressFn};
+use super::Failure;
+use super::config::ProgressFn;
 use crate::event::{Event, Row};
 use crate::signal::Waker;
 use crate::target::Target;
@@ -21,11 +22,13 @@ use crate::value::Value;
 /// Bootstrap progress of one table, reported after every batch.
 #[derive(Clone, Debug)]
 pub struct Progress {
+    /// The table being bootstrapped.
     pub table: Arc<str>,
     /// Rows delivered so far.
     pub rows: u64,
     /// Rows in the snapshot.
     pub total: u64,
+    /// Time since this table's snapshot started.
     pub elapsed: Duration,
     /// The table is complete.
     pub done: bool,

@@ -1,0 +1,206 @@
+//! How an engine is configured: the builder and its settings.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::signal::Waker;
+
+use super::snapshot::Progress;
+
+/// When to reseed tables from a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BootstrapMode {
+    /// Whenever the target does not hold a table live: nothing yet, an
+    /// interrupted bootstrap, a position the log was pruned past, capture
+    /// re-attached after the position, a rewound or different source.
+    #[default]
+    Auto,
+    /// Every followed table on the first drain of this engine, then as `Auto`.
+    Always,
+    /// Never. A table the target does not hold is followed from the oldest
+    /// change the log still has; a position the log was pruned past is an
+    /// error.
+    Never,
+}
+
+impl std::str::FromStr for BootstrapMode {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(BootstrapMode::Auto),
+            "always" => Ok(BootstrapMode::Always),
+            "never" => Ok(BootstrapMode::Never),
+            other => Err(Error::Config(format!("unknown bootstrap mode {other:?}: expected auto, always or never"))),
+        }
+    }
+}
+
+/// What to do when the source is not the log the target followed: the
+/// log was rewound (the file restored from an older backup) or it is a
+/// different log altogether.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnRewind {
+    /// Say so in one line and bootstrap every followed table again.
+    #[default]
+    Reseed,
+    /// Stop with an error that says what was found.
+    Stop,
+}
+
+impl std::str::FromStr for OnRewind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "reseed" => Ok(OnRewind::Reseed),
+            "stop" => Ok(OnRewind::Stop),
+            other => Err(Error::Config(format!("unknown rewind policy {other:?}: expected reseed or stop"))),
+        }
+    }
+}
+
+/// Retries of a failing target: `attempts` retries after the first try,
+/// waiting `initial`, then twice as long each time, at most `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    /// Retries after the first try.
+    pub attempts: u32,
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { attempts: 8, initial: Duration::from_millis(100), max: Duration::from_secs(10) }
+    }
+}
+
+impl Retry {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
+        self.initial.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max)
+    }
+}
+
+/// What a drain did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drained {
+    /// Changes delivered (bootstrap rows not included).
+    pub changes: u64,
+    /// Rows delivered by bootstrap.
+    pub bootstrapped_rows: u64,
+    /// The commit point delivered up to.
+    pub position: i64,
+    /// The drain ended because the engine was asked to stop.
+    pub stopped: bool,
+}
+
+impl Drained {
+    pub(crate) fn add(&mut self, other: Drained) {
+        self.changes += other.changes;
+        self.bootstrapped_rows += other.bootstrapped_rows;
+        self.position = other.position;
+        self.stopped |= other.stopped;
+    }
+}
+
+/// Stops an engine from another thread (or a signal handler thread).
+#[derive(Clone)]
+pub struct StopHandle(pub(crate) Waker);
+
+impl StopHandle {
+    /// Asks the engine to stop: the current batch is finished or
+    /// abandoned (rolled back), nothing is acknowledged twice or lost.
+    pub fn stop(&self) {
+        self.0.stop();
+    }
+}
+
+pub(crate) type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
+
+/// Settings the engine reads while it runs.
+pub(crate) struct Settings {
+    pub batch_size: usize,
+    pub bootstrap: BootstrapMode,
+    pub on_rewind: OnRewind,
+    pub retry: Retry,
+}
+
+/// Configures and opens an [`Engine`](super::Engine).
+pub struct EngineBuilder {
+    pub(crate) db: PathBuf,
+    pub(crate) tables: Vec<String>,
+    pub(crate) consumer: String,
+    pub(crate) settings: Settings,
+    pub(crate) progress: Option<ProgressFn>,
+}
+
+impl EngineBuilder {
+    pub(crate) fn new(db: &Path) -> EngineBuilder {
+        EngineBuilder {
+            db: db.to_path_buf(),
+            tables: Vec::new(),
+            consumer: "default".into(),
+            settings: Settings {
+                batch_size: 1000,
+                bootstrap: BootstrapMode::Auto,
+                on_rewind: OnRewind::Reseed,
+                retry: Retry::default(),
+            },
+            progress: None,
+        }
+    }
+
+    /// Follow only these tables (default: every captured table, including
+    /// tables captured while the engine runs). Repeated names count once.
+    pub fn tables<I, S>(mut self, tables: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tables = tables.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The consumer name under which the source pins the log for this
+    /// target (default `"default"`). One live engine per consumer.
+    pub fn consumer(mut self, name: impl Into<String>) -> Self {
+        self.consumer = name.into();
+        self
+    }
+
+    /// Changes per batch handed to the target (default 1000). Memory is
+    /// bounded by it, whatever the backlog.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.settings.batch_size = n;
+        self
+    }
+
+    /// When to reseed tables from a snapshot (default [`BootstrapMode::Auto`]).
+    pub fn bootstrap(mut self, mode: BootstrapMode) -> Self {
+        self.settings.bootstrap = mode;
+        self
+    }
+
+    /// What to do when the source's log was rewound or replaced by another
+    /// (default [`OnRewind::Reseed`]).
+    pub fn on_rewind(mut self, policy: OnRewind) -> Self {
+        self.settings.on_rewind = policy;
+        self
+    }
+
+    /// How a failing target is retried.
+    pub fn retry(mut self, retry: Retry) -> Self {
+        self.settings.retry = retry;
+        self
+    }
+
+    /// Called as bootstrap progresses (the binary draws a bar with it).
+    pub fn on_progress(mut self, f: impl FnMut(&Progress) + Send + 'static) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+}

@@ -1,0 +1,438 @@
+//! Delivery: wait for a signal, read the log in batches, hand them to a
+//! target, commit at source commit points, acknowledge, prune. The shape
+//! follows litestream's replication loop: one wait over stop, timer and
+//! change notification, with backoff on error.
+//!
+//! - [`config`]: the builder and settings;
+//! - [`source`]: the source file, its log and followed tables, re-identified on every wake;
+//! - [`plan`]: from a target's [`DeliveryState`] and the log, what to do per table;
+//! - [`deliver`]: the log in batches; [`snapshot`]: a table's rows for a bootstrap.
+
+mod config;
+mod deliver;
+mod plan;
+mod snapshot;
+mod source;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::TransactionBehavior;
+
+pub use config::{BootstrapMode, Drained, EngineBuilder, OnRewind, Retry, StopHandle};
+pub use snapshot::Progress;
+
+use crate::db::classify;
+use crate::error::{Error, Result};
+use crate::lock::{OwnerLock, consumer_lock_path};
+use crate::log::{self, LogReader};
+use crate::signal::{Signal, Wake, Waker};
+use crate::state::DeliveryState;
+use crate::target::Target;
+
+use config::{ProgressFn, Settings};
+use plan::Plan;
+use source::{Refresh, SourceDb};
+
+/// After a ring, look again after these delays (about 0.4 s in all): the
+/// commit that caused a file event may not have been visible yet when the
+/// ring was answered, and on a loaded machine the writer can be held up
+/// between writing its WAL frames and publishing the commit.
+const RECHECKS: [Duration; 5] = [
+    Duration::from_millis(1),
+    Duration::from_millis(5),
+    Duration::from_millis(25),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+];
+
+/// Where a failure came from: target failures are retried, source ones not.
+pub(crate) enum Failure {
+    Source(Error),
+    Target(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Source(e)
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Source(e.into())
+    }
+}
+
+/// The target as the engine knows it once opened.
+struct Connected {
+    /// What the target holds: the truth about it.
+    state: DeliveryState,
+    /// The target keeps `state` itself (else the source's consumer record does).
+    owned: bool,
+}
+
+/// Runs delivery for one consumer of one source database.
+pub struct Engine {
+    source: SourceDb,
+    consumer: String,
+    settings: Settings,
+    progress: Option<ProgressFn>,
+    reader: LogReader,
+    waker: Waker,
+    target: Option<Connected>,
+    /// `BootstrapMode::Always` has done its one reseed.
+    always_done: bool,
+    _lock: OwnerLock,
+}
+
+impl EngineBuilder {
+    /// Opens the source and checks it before anything is written anywhere:
+    /// a SQLite file, the tables captured and unchanged, the log readable.
+    /// Then takes the consumer's lock: one live engine per consumer.
+    pub fn open(self) -> Result<Engine> {
+        if self.settings.batch_size == 0 {
+            return Err(Error::Config("batch size must be at least 1".into()));
+        }
+        if self.consumer.is_empty() {
+            return Err(Error::Config("consumer name must not be empty".into()));
+        }
+        let source = SourceDb::open(&self.db, &self.tables)?;
+        let what = format!("consumer {:?} of {}", self.consumer, self.db.display());
+        let lock = OwnerLock::acquire(&consumer_lock_path(&self.db, &self.consumer), &what)?;
+        Ok(Engine {
+            source,
+            consumer: self.consumer,
+            settings: self.settings,
+            progress: self.progress,
+            reader: LogReader::new(),
+            waker: Waker::new(),
+            target: None,
+            always_done: false,
+            _lock: lock,
+        })
+    }
+}
+
+impl Engine {
+    /// Starts configuring an engine on the database at `db`.
+    pub fn builder(db: impl AsRef<Path>) -> EngineBuilder {
+        EngineBuilder::new(db.as_ref())
+    }
+
+    /// A handle that stops this engine from anywhere. Once stopped, an
+    /// engine stays stopped.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.waker.clone())
+    }
+
+    /// The tables this engine follows.
+    pub fn tables(&self) -> impl Iterator<Item = &str> {
+        self.source.followed.iter().map(|r| r.desc.name.as_ref())
+    }
+
+    /// The commit point the target holds, once connected.
+    pub fn position(&self) -> Option<i64> {
+        self.target.as_ref().map(|t| t.state.position)
+    }
+
+    /// What the target holds, once connected.
+    pub fn state(&self) -> Option<&DeliveryState> {
+        self.target.as_ref().map(|t| &t.state)
+    }
+
+    /// Runs until stopped: drains whenever `signal` rings and the source
+    /// changed (`PRAGMA data_version` makes an empty wake-up almost free).
+    pub fn run(&mut self, target: &mut dyn Target, signal: &mut dyn Signal) -> Result<Drained> {
+        signal.start(self.waker.clone())?;
+        let result = self.run_loop(target);
+        self.waker.stop();
+        signal.join();
+        result
+    }
+
+    fn run_loop(&mut self, target: &mut dyn Target) -> Result<Drained> {
+        let mut total = Drained { position: self.position().unwrap_or(0), ..Drained::default() };
+        let mut seen: Option<i64> = None;
+        // Re-checks still due after the last ring (none before the first).
+        let mut rechecks = [].iter();
+        loop {
+            // A `stat` per wake: a file replaced under the same path is
+            // drained (and so reopened) whatever its data_version says.
+            let replaced = self.source.replaced();
+            // Read data_version before draining: a commit racing the drain
+            // changes it again and is picked up on the next wake-up.
+            let version = self.source.data_version()?;
+            if replaced || seen != Some(version) {
+                let drained = self.drain(target)?;
+                total.add(drained);
+                // After a reopen, the version read belonged to the old file.
+                seen = (!replaced).then_some(version);
+                if drained.stopped {
+                    return Ok(total);
+                }
+            }
+            // A file event can arrive before the commit it belongs to is
+            // visible: the writer writes WAL frames (an event), then
+            // publishes the commit through shared memory (no event). So
+            // after every ring, look again a few times shortly after.
+            let timeout = rechecks.next().copied();
+            match self.waker.wait(timeout) {
+                Wake::Stopped => {
+                    total.stopped = true;
+                    return Ok(total);
+                }
+                Wake::Rung => rechecks = RECHECKS.iter(),
+                Wake::TimedOut => {}
+            }
+        }
+    }
+
+    /// Opens `target` with the source's description and learns what it
+    /// holds (done by the first drain when not called before). A failure
+    /// here is a configuration problem (an incompatible replica, say): it
+    /// is not retried, and the source is written only once the target has
+    /// accepted it.
+    pub fn connect(&mut self, target: &mut dyn Target) -> Result<()> {
+        if self.target.is_some() {
+            return Ok(());
+        }
+        let description = self.source.describe()?;
+        let stored = target.open(&description)?;
+        let conn = &self.source.conn;
+        let (state, owned) = match stored {
+            Some(state) => (state, true),
+            None => (log::consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
+        };
+        if log::position(conn, &self.consumer)?.is_none() {
+            // Pin the log just below its oldest row, so that no other
+            // consumer prunes what this one has not seen.
+            let pin = log::low_water(conn)?.map_or(log::high_water(conn)?, |low| low - 1);
+            log::set_position(conn, &self.consumer, pin).map_err(|e| self.named(e))?;
+        }
+        self.target = Some(Connected { state, owned });
+        Ok(())
+    }
+
+    /// Delivers everything visible now (bootstrapping first what the target
+    /// does not hold), retrying a failing target with backoff.
+    pub fn drain(&mut self, target: &mut dyn Target) -> Result<Drained> {
+        let mut attempt = 0;
+        loop {
+            match self.drain_attempt(target) {
+                Ok(drained) => return Ok(drained),
+                Err(Failure::Source(e)) => {
+                    let _ = target.rollback();
+                    return Err(e);
+                }
+                Err(Failure::Target(e)) => {
+                    let _ = target.rollback();
+                    attempt += 1;
+                    let retry = self.settings.retry;
+                    if attempt > retry.attempts {
+                        return Err(Error::Target {
+                            target: "delivery".into(),
+                            message: format!(
+                                "{e} (gave up after {attempt} attempts; nothing undelivered was acknowledged)"
+                            ),
+                        });
+                    }
+                    let delay = retry.delay(attempt);
+                    tracing::warn!(attempt, ?delay, error = %e, "target failed; retrying from the last commit");
+                    if !self.waker.sleep(delay) {
+                        let position = self.position().unwrap_or(0);
+                        return Ok(Drained { position, stopped: true, ..Drained::default() });
+                    }
+                }
+            }
+        }
+    }
+
+    fn drain_attempt(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
+        match self.source.refresh()? {
+            Refresh::Same | Refresh::SchemaChanged(false) => {}
+            // Another file, or other tables: the target learns the new
+            // description (and, for a replica, creates what is missing).
+            Refresh::Reopened | Refresh::SchemaChanged(true) => self.target = None,
+        }
+        self.connect(target)?;
+        let conn = &self.source.conn;
+        let plan = plan::make(
+            conn,
+            &self.source,
+            &self.target.as_ref().expect("connected above").state,
+            self.settings.bootstrap,
+            !self.always_done,
+        )?;
+        let connected = self.target.as_ref().expect("connected above");
+        let mut state = connected.state.clone();
+        if let Some(reason) = &plan.reset {
+            match self.settings.on_rewind {
+                OnRewind::Stop => {
+                    return Err(Failure::Source(Error::Rewound {
+                        db: self.source.path.clone(),
+                        what: reason.clone(),
+                    }));
+                }
+                OnRewind::Reseed => {
+                    tracing::warn!(db = %self.source.path.display(), "{reason}; bootstrapping every followed table again");
+                    state = DeliveryState::empty(&self.source.log_id);
+                }
+            }
+        }
+        if state.log_id.is_empty() {
+            state.log_id = self.source.log_id.clone();
+        }
+        for (table, position) in &plan.adopt {
+            state.set_live(table, *position);
+        }
+        let drained = if plan.bootstrap.is_empty() {
+            self.deliver_changes(target, state, plan.high_water)?
+        } else {
+            self.bootstrap(target, state, &plan)?
+        };
+        if self.settings.bootstrap == BootstrapMode::Always && !drained.stopped {
+            self.always_done = true;
+        }
+        Ok(drained)
+    }
+
+    /// Delivers the log up to `high_water` to tables that are all live.
+    /// `state` is the target's, possibly with tables just adopted.
+    fn deliver_changes(
+        &mut self,
+        target: &mut dyn Target,
+        mut state: DeliveryState,
+        high_water: i64,
+    ) -> Result<Drained, Failure> {
+        let positions = plan::live_positions(&self.source, &state);
+        let from = positions.values().copied().min().unwrap_or(high_water);
+        let mut drained = Drained { position: state.position, ..Drained::default() };
+        if high_water <= from {
+            if self.target.as_ref().is_some_and(|c| c.state != state) {
+                self.commit(target, state)?;
+            }
+            return Ok(drained);
+        }
+        let delivered = deliver::log(
+            &self.source.conn,
+            &mut self.reader,
+            &positions,
+            (from, high_water),
+            self.settings.batch_size,
+            &self.waker,
+            target,
+        )?;
+        let Some(changes) = delivered else {
+            target.rollback().map_err(Failure::Target)?;
+            drained.stopped = true;
+            return Ok(drained);
+        };
+        for table in positions.keys() {
+            state.set_live(table, high_water);
+        }
+        state.advance(high_water, log::anchor(&self.source.conn, high_water)?);
+        self.commit(target, state)?;
+        drained.changes = changes;
+        drained.position = high_water;
+        Ok(drained)
+    }
+
+    /// Bootstraps the planned tables from one consistent cut, bringing the
+    /// other followed tables to the same cut with their changes.
+    fn bootstrap(&mut self, target: &mut dyn Target, state: DeliveryState, plan: &Plan) -> Result<Drained, Failure> {
+        let held = state.position;
+        // Say first that these tables are being reseeded: if this is cut
+        // short, the next run knows what it finds is incomplete.
+        let mut seeding = state;
+        for (table, reason) in &plan.bootstrap {
+            tracing::info!(table = %table.desc.name, "{reason}; bootstrapping it");
+            seeding.set_seeding(&table.desc.name);
+        }
+        self.commit(target, seeding.clone())?;
+        let stopped = Drained { position: held, stopped: true, ..Drained::default() };
+
+        // One read transaction: every snapshot and the log's high-water
+        // mark S are one consistent cut.
+        let tx = self.source.conn.unchecked_transaction()?;
+        let cut = log::high_water(&tx)?;
+        let mut rows = 0;
+        for (table, _) in &plan.bootstrap {
+            match snapshot::table(&tx, table, self.settings.batch_size, &self.waker, &mut self.progress, target)? {
+                Some(n) => rows += n,
+                None => {
+                    target.rollback().map_err(Failure::Target)?;
+                    return Ok(stopped);
+                }
+            }
+        }
+        // Tables already live get their changes up to the cut; the
+        // reseeded ones skip every log row up to it.
+        let positions = plan::live_positions(&self.source, &seeding);
+        let mut changes = 0;
+        if let Some(from) = positions.values().copied().min().filter(|p| *p < cut) {
+            let range = (from, cut);
+            match deliver::log(&tx, &mut self.reader, &positions, range, self.settings.batch_size, &self.waker, target)? {
+                Some(n) => changes = n,
+                None => {
+                    target.rollback().map_err(Failure::Target)?;
+                    return Ok(stopped);
+                }
+            }
+        }
+        let mut state = seeding;
+        for (table, _) in &plan.bootstrap {
+            state.forget(&table.desc.name);
+        }
+        for r in &self.source.followed {
+            state.set_live(&r.desc.name, cut);
+        }
+        state.advance(cut, log::anchor(&tx, cut)?);
+        tx.commit()?;
+        self.commit(target, state)?;
+        Ok(Drained { changes, bootstrapped_rows: rows, position: cut, stopped: false })
+    }
+
+    /// Makes `state` the target's: the target commits it (with its data
+    /// when it keeps state itself), then the source's consumer record is
+    /// updated: the state for targets that keep none, and the retention pin.
+    fn commit(&mut self, target: &mut dyn Target, state: DeliveryState) -> Result<(), Failure> {
+        target.commit(&state).map_err(Failure::Target)?;
+        let connected = self.target.as_mut().expect("connected");
+        connected.state = state;
+        let state = &connected.state;
+        // The pin: nothing a followed table still needs may be pruned.
+        let pin = self.source.followed.iter().filter_map(|r| state.live_position(&r.desc.name)).min();
+        let kept = (!connected.owned).then_some(state);
+        acknowledge(&mut self.source, &self.consumer, kept, pin)?;
+        Ok(())
+    }
+
+    fn named(&self, e: Error) -> Error {
+        match e {
+            Error::Sqlite(e) => classify(e, &self.source.path),
+            other => other,
+        }
+    }
+}
+
+/// Records what the source keeps for a consumer (its state, when the
+/// target keeps none; its retention pin) and prunes, in one short write
+/// transaction.
+fn acknowledge(source: &mut SourceDb, consumer: &str, state: Option<&DeliveryState>, pin: Option<i64>) -> Result<()> {
+    let path = source.path.clone();
+    let named = |e: Error| match e {
+        Error::Sqlite(e) => classify(e, &path),
+        other => other,
+    };
+    let tx = source.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    if let Some(state) = state {
+        log::set_consumer_state(&tx, consumer, state).map_err(named)?;
+    }
+    if let Some(pin) = pin {
+        log::set_position(&tx, consumer, pin).map_err(named)?;
+        log::prune(&tx).map_err(named)?;
+    }
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(())
+}
