@@ -76,6 +76,15 @@ impl Op {
     pub const ALL: [Op; 3] = [Op::Insert, Op::Update, Op::Delete];
 }
 
+/// The `op` of a marker row that `cdc-setup install` writes when it
+/// attaches (or re-attaches) capture to a table: changes of that table
+/// before it may be missing from the log. Readers skip markers.
+pub const MARKER_OP: i64 = 4;
+
+/// SQL condition on the `op` column that selects the rows starting a
+/// change (neither continuations nor markers).
+pub const IS_CHANGE: &str = "op BETWEEN 1 AND 3";
+
 /// Name of value column `i` of the log.
 pub fn value_column(i: usize) -> String {
     format!("v{i}")

@@ -4,7 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use cdc_schema::log::{CONSUMERS_TABLE, LOG_TABLE, META_TABLE, TABLES_TABLE, drop_internal_ddl, internal_ddl};
+use cdc_schema::log::{
+    CONSUMERS_TABLE, IS_CHANGE, LOG_TABLE, MARKER_OP, META_TABLE, TABLES_TABLE, drop_internal_ddl, internal_ddl,
+};
 use cdc_schema::{Affinity, TableDesc, quote_ident};
 
 use crate::db::{classify, path_of};
@@ -119,13 +121,14 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
         params![tid, table, fingerprint, serde_json::to_string(&desc)?],
     )?;
     // Writes made while the table had no (or other) triggers are not in
-    // the log: a consumer live from before this point must reseed it.
+    // the log: a marker row records where capture (re)started, and a
+    // consumer live from before it must reseed the table.
+    let log = quote_ident(LOG_TABLE);
+    conn.execute(&format!("INSERT INTO {log}(tid, op, ts) VALUES(?1, {MARKER_OP}, julianday('now'))"), [tid])?;
     conn.execute(
         &format!(
-            "INSERT INTO {}(key, value) VALUES(?1, (SELECT coalesce(max(seq), 0) FROM {})) \
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            quote_ident(META_TABLE),
-            quote_ident(LOG_TABLE)
+            "INSERT INTO {}(key, value) VALUES(?1, last_insert_rowid()) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            quote_ident(META_TABLE)
         ),
         [since_key(&table)],
     )?;
@@ -370,14 +373,17 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
     let log = quote_ident(LOG_TABLE);
     let table = quote_ident(CONSUMERS_TABLE);
     let has_state: bool = conn.query_row(
-        &format!("SELECT count(*) FROM pragma_table_info({}) WHERE name = 'state'", cdc_schema::quote_literal(CONSUMERS_TABLE)),
+        &format!(
+            "SELECT count(*) FROM pragma_table_info({}) WHERE name = 'state'",
+            cdc_schema::quote_literal(CONSUMERS_TABLE)
+        ),
         [],
         |r| r.get(0),
     )?;
     let state = if has_state { "state IS NOT NULL" } else { "0" };
     let mut stmt = conn.prepare(&format!(
-        "SELECT name, position, (SELECT count(*) FROM {log} WHERE seq > c.position AND op != 0), \
-         coalesce((julianday('now') - (SELECT ts FROM {log} WHERE seq > c.position AND op != 0 ORDER BY seq LIMIT 1)) * 86400.0, 0), \
+        "SELECT name, position, (SELECT count(*) FROM {log} WHERE seq > c.position AND {IS_CHANGE}), \
+         coalesce((julianday('now') - (SELECT ts FROM {log} WHERE seq > c.position AND {IS_CHANGE} ORDER BY seq LIMIT 1)) * 86400.0, 0), \
          updated_at, (julianday('now') - julianday(updated_at)) * 86400.0, {state} \
          FROM {table} AS c ORDER BY name"
     ))?;
@@ -398,10 +404,12 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
 /// Drops consumer `name`, so that its pin no longer holds the log back.
 pub fn remove_consumer(conn: &mut Connection, name: &str) -> Result<()> {
     let path = path_of(conn);
-    if !is_initialised(conn)? || !crate::log::remove_consumer(conn, name).map_err(|e| match e {
-        Error::Sqlite(e) => classify(e, &path),
-        other => other,
-    })? {
+    if !is_initialised(conn)?
+        || !crate::log::remove_consumer(conn, name).map_err(|e| match e {
+            Error::Sqlite(e) => classify(e, &path),
+            other => other,
+        })?
+    {
         return Err(Error::Config(format!("{}: no consumer named {name:?}", path.display())));
     }
     Ok(())
@@ -445,7 +453,7 @@ pub fn status(conn: &Connection) -> Result<Status> {
     }
     let log = quote_ident(LOG_TABLE);
     let (log_rows, oldest_seq, newest_seq) =
-        conn.query_row(&format!("SELECT count(*), min(seq), max(seq) FROM {log} WHERE op != 0"), [], |r| {
+        conn.query_row(&format!("SELECT count(*), min(seq), max(seq) FROM {log} WHERE {IS_CHANGE}"), [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     let consumers = consumers(conn)?;

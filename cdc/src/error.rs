@@ -65,7 +65,9 @@ pub enum Error {
     AlreadyRunning { what: String, pid: Option<u32>, lock: PathBuf },
     /// The source's log is not the one the target followed (a restored
     /// backup, another database) and the policy is to stop.
-    #[error("{what}; stopped as asked (--on-rewind stop): to reseed the target from this source, run again with --on-rewind reseed")]
+    #[error(
+        "{what}; stopped as asked (--on-rewind stop): to reseed the target from this source, run again with --on-rewind reseed"
+    )]
     Rewound { db: PathBuf, what: String },
     /// Uninstalling would drop the log while consumers still wait for changes.
     #[error(
@@ -116,6 +118,23 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+impl Error {
+    /// Whether retrying cannot help (bad configuration, a replica that
+    /// cannot follow): the engine stops at once instead of retrying.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Error::Config(_)
+                | Error::ReplicaMismatch { .. }
+                | Error::Schema(_)
+                | Error::AlreadyRunning { .. }
+                | Error::NotADatabase(_)
+                | Error::Corrupt(_)
+                | Error::ReadOnly(_)
+        )
+    }
+}
+
 /// Names joined for a message: `"a", "b"`.
 fn quoted(names: &[String]) -> String {
     names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
@@ -124,8 +143,7 @@ fn quoted(names: &[String]) -> String {
 /// `text` as one shell word, quoted only when it must be, so that a fix
 /// printed in a message works when pasted into a shell.
 pub fn shell_word(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:@%+=,".contains(&b));
+    let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:@%+=,".contains(&b));
     if plain { text.to_string() } else { format!("'{}'", text.replace('\'', "'\\''")) }
 }
 

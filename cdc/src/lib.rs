@@ -168,9 +168,9 @@ pub use cdc_derive::Cdc;
 pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
 pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, OnRewind, Progress, Retry, StopHandle};
 pub use error::{Error, Result, shell_word};
-pub use state::{DeliveryState, TableState};
 pub use event::{Cdc, Change, Event, Row, TypedChange};
 pub use rusqlite;
+pub use state::{DeliveryState, TableState};
 pub use target::{Source, SourceTable, Target};
 pub use value::Value;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use cdc_schema::log::{CHUNK_WIDTH, CONSUMERS_TABLE, LOG_TABLE, read_sql};
+use cdc_schema::log::{CHUNK_WIDTH, CONSUMERS_TABLE, LOG_TABLE, MARKER_OP, read_sql};
 use cdc_schema::{Op, TableDesc, quote_ident};
 
 use crate::capture::registry;
@@ -85,8 +85,9 @@ impl LogReader {
         while let Some(r) = rows.next()? {
             let seq: i64 = r.get(0)?;
             let op_code: i64 = r.get(2)?;
-            if op_code == 0 && pending.is_none() {
-                // A continuation whose head was pruned or read before: skip.
+            if (op_code == 0 || op_code == MARKER_OP) && pending.is_none() {
+                // A continuation whose head was pruned or read before, or
+                // a marker of capture being attached: skip.
                 batch.end_seq = seq;
                 continue;
             }
@@ -233,7 +234,8 @@ pub fn position(conn: &Connection, consumer: &str) -> Result<Option<i64>> {
 /// Whether the consumer table has the `state` column (logs made by older
 /// versions do not; it is added on first use).
 fn has_state_column(conn: &Connection) -> Result<bool> {
-    let sql = format!("SELECT 1 FROM pragma_table_info({}) WHERE name = 'state'", cdc_schema::quote_literal(CONSUMERS_TABLE));
+    let sql =
+        format!("SELECT 1 FROM pragma_table_info({}) WHERE name = 'state'", cdc_schema::quote_literal(CONSUMERS_TABLE));
     Ok(conn.query_row(&sql, [], |_| Ok(())).optional()?.is_some())
 }
 

@@ -150,6 +150,11 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
     // Handlers first, so a Ctrl-C or SIGTERM at any moment is a clean stop.
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
         .map_err(|e| Error::Io { context: "installing signal handlers".into(), source: e })?;
+    // Before the source is even opened (which may create its -wal): a
+    // target that is the source itself is refused with nothing written.
+    if let Some(path) = s.target.path() {
+        cdc::lock::refuse_source_as_target(&s.db, path)?;
+    }
     let mut engine = Engine::builder(&s.db)
         .tables(s.tables)
         .consumer(&s.consumer)

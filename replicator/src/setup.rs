@@ -199,12 +199,7 @@ fn render_consumer(c: &capture::ConsumerStatus) -> String {
         1 => format!("1 change behind ({} behind)", age(c.lag_seconds)),
         n => format!("{n} changes behind ({} behind)", age(c.lag_seconds)),
     };
-    format!(
-        "{:?}: at seq {}, {pending}, acknowledged {} ago",
-        c.name,
-        c.position,
-        age(c.acknowledged_seconds_ago)
-    )
+    format!("{:?}: at seq {}, {pending}, acknowledged {} ago", c.name, c.position, age(c.acknowledged_seconds_ago))
 }
 
 /// A duration in seconds as people say it: `850 ms`, `12 s`, `3 min`, `5 h`, `2 days`.

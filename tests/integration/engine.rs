@@ -197,7 +197,7 @@ impl Target for Recorder {
     fn apply(&mut self, events: &[Event]) -> cdc::Result<()> {
         if self.fail_first > 0 {
             self.fail_first -= 1;
-            return Err(cdc::Error::Config("injected failure".into()));
+            return Err(cdc::Error::Target { target: "recorder".into(), message: "injected failure".into() });
         }
         self.applies.push(events.len());
         self.events.extend_from_slice(events);
@@ -290,7 +290,10 @@ fn bad_engine_settings_are_refused() {
     sqlite3(&db.path, "CREATE TABLE other(a);");
     let err = Engine::builder(&db.path).tables(["other"]).open().err().unwrap().to_string();
     let fix = format!("cdc-setup install --db {} --table other", db.path.display());
-    assert!(err.contains("table \"other\" is not captured") && err.ends_with(&format!("(attach it with: {fix})")), "{err}");
+    assert!(
+        err.contains("table \"other\" is not captured") && err.ends_with(&format!("(attach it with: {fix})")),
+        "{err}"
+    );
 }
 
 /// Updates, deletes and inserts in small transactions until a file
@@ -486,10 +489,11 @@ fn positions_survive_sigkill_at_random_moments() {
             commits.iter().any(|c| *c >= acked) || acked == 0,
             "position {acked} acknowledged before the target committed it"
         );
-        // Each log row is one single-row insert, so every seq up to the
-        // acknowledged position must have reached the target.
+        // Log row 1 is the install marker; every later row is one
+        // single-row insert, so every seq from 2 up to the acknowledged
+        // position must have reached the target.
         let delivered: std::collections::HashSet<i64> = seen.iter().map(|(s, _)| *s).collect();
-        if let Some(missing) = (1..=acked).find(|s| !delivered.contains(s)) {
+        if let Some(missing) = (2..=acked).find(|s| !delivered.contains(s)) {
             panic!("seq {missing} acknowledged (position {acked}) but never delivered");
         }
     });

@@ -5,6 +5,7 @@
 
 mod capture;
 mod engine;
+mod ground;
 mod replicator;
 mod setup_cli;
 mod support;

@@ -107,7 +107,7 @@ fn shell_workload(seed: u64) -> String {
     sql
 }
 
-fn app_db() -> TempDb {
+pub fn app_db() -> TempDb {
     let db = TempDb::with_schema(APP_SCHEMA);
     db.install(&APP_TABLES);
     db
@@ -140,7 +140,7 @@ fn converge(seed: u64, rounds: u64) {
     }
 }
 
-fn python_workload(db: &Path, seed: u64, ops: u64) {
+pub fn python_workload(db: &Path, seed: u64, ops: u64) {
     let mut cmd = Command::new("python3");
     cmd.args(["-", db.to_str().unwrap(), &seed.to_string(), &ops.to_string()]).stdin(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
@@ -330,7 +330,7 @@ fn jsonl_to_stdout_and_the_documented_value_forms() {
     assert!(lines[3].contains(r#""v":-9223372036854775808}"#), "{}", lines[3]);
     assert!(
         lines[4].contains(r#""v":null}"#)
-            && lines[4].starts_with(r#"{"kind":"change","seq":5,"table":"t","op":"insert""#),
+            && lines[4].starts_with(r#"{"kind":"change","seq":6,"table":"t","op":"insert""#),
         "{}",
         lines[4]
     );

@@ -276,3 +276,102 @@ pub fn spawn_python_until(db: &Path, stop: &Path, program: &str) -> std::process
     child.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
     child
 }
+
+/// A `replicator` running as a sidecar in its own process, its stderr
+/// going to a file the test can read.
+pub struct Sidecar {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl Sidecar {
+    /// Starts `replicator` with `args`; stderr goes to `log`.
+    pub fn start(args: &[&str], log: &Path) -> Sidecar {
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(bin("replicator"))
+            .args(args)
+            .env("RUST_LOG", std::env::var("CDC_SIDECAR_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Sidecar { child, log: log.to_path_buf() }
+    }
+
+    /// Everything it logged so far (and what earlier runs logged to the same file).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM; returns the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap().code()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- the sidecar's log ---\n{}--- end of the sidecar's log ---", self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The first difference between source and replica over `tables`, value
+/// by value and storage class by storage class (`None`: equal). A replica
+/// that cannot be read yet counts as a difference.
+pub fn difference(source: &Path, replica: &Path, tables: &[&str]) -> Option<String> {
+    let open = |p: &Path| rusqlite::Connection::open_with_flags(p, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY);
+    let (s, r) = match (open(source), open(replica)) {
+        (Ok(s), Ok(r)) => (s, r),
+        (a, b) => return Some(format!("cannot open: {:?} {:?}", a.err(), b.err())),
+    };
+    let _ = s.busy_timeout(std::time::Duration::from_secs(10));
+    let _ = r.busy_timeout(std::time::Duration::from_secs(10));
+    for table in tables {
+        match cdc::targets::sqlite::compare_table(&s, &r, table) {
+            Ok(None) => {}
+            Ok(Some(diff)) => return Some(diff),
+            Err(e) => return Some(format!("{table}: {e}")),
+        }
+    }
+    None
+}
+
+/// Asserts that the replica equals the source over `tables`.
+pub fn assert_equal(source: &Path, replica: &Path, tables: &[&str]) {
+    if let Some(diff) = difference(source, replica, tables) {
+        panic!("the replica differs from the source: {diff}");
+    }
+}
+
+/// Waits (with a deadline) until the replica equals the source.
+pub fn wait_equal(source: &Path, replica: &Path, tables: &[&str], deadline: std::time::Duration) {
+    let end = std::time::Instant::now() + deadline;
+    loop {
+        let Some(diff) = difference(source, replica, tables) else { return };
+        assert!(std::time::Instant::now() < end, "the replica did not catch up within {deadline:?}: {diff}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Lines of `log` that contain `needle`.
+pub fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
+}

@@ -98,6 +98,9 @@ impl EngineBuilder {
             return Err(Error::Config("consumer name must not be empty".into()));
         }
         let source = SourceDb::open(&self.db, &self.tables)?;
+        if log::position(&source.conn, &self.consumer).map_err(|e| named(e, &self.db))?.is_none() {
+            source.quick_check()?;
+        }
         let what = format!("consumer {:?} of {}", self.consumer, self.db.display());
         let lock = OwnerLock::acquire(&consumer_lock_path(&self.db, &self.consumer), &what)?;
         Ok(Engine {
@@ -223,6 +226,10 @@ impl Engine {
                 Ok(drained) => return Ok(drained),
                 Err(Failure::Source(e)) => {
                     let _ = target.rollback();
+                    return Err(named(e, &self.source.path));
+                }
+                Err(Failure::Target(e)) if e.is_permanent() => {
+                    let _ = target.rollback();
                     return Err(e);
                 }
                 Err(Failure::Target(e)) => {
@@ -269,10 +276,7 @@ impl Engine {
         if let Some(reason) = &plan.reset {
             match self.settings.on_rewind {
                 OnRewind::Stop => {
-                    return Err(Failure::Source(Error::Rewound {
-                        db: self.source.path.clone(),
-                        what: reason.clone(),
-                    }));
+                    return Err(Failure::Source(Error::Rewound { db: self.source.path.clone(), what: reason.clone() }));
                 }
                 OnRewind::Reseed => {
                     tracing::warn!(db = %self.source.path.display(), "{reason}; bootstrapping every followed table again");
@@ -372,7 +376,8 @@ impl Engine {
         let mut changes = 0;
         if let Some(from) = positions.values().copied().min().filter(|p| *p < cut) {
             let range = (from, cut);
-            match deliver::log(&tx, &mut self.reader, &positions, range, self.settings.batch_size, &self.waker, target)? {
+            match deliver::log(&tx, &mut self.reader, &positions, range, self.settings.batch_size, &self.waker, target)?
+            {
                 Some(n) => changes = n,
                 None => {
                     target.rollback().map_err(Failure::Target)?;
@@ -409,10 +414,15 @@ impl Engine {
     }
 
     fn named(&self, e: Error) -> Error {
-        match e {
-            Error::Sqlite(e) => classify(e, &self.source.path),
-            other => other,
-        }
+        named(e, &self.source.path)
+    }
+}
+
+/// An SQLite error about the source file, naming it.
+fn named(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Sqlite(e) => classify(e, path),
+        other => other,
     }
 }
 
@@ -420,11 +430,14 @@ impl Engine {
 /// target keeps none; its retention pin) and prunes, in one short write
 /// transaction.
 fn acknowledge(source: &mut SourceDb, consumer: &str, state: Option<&DeliveryState>, pin: Option<i64>) -> Result<()> {
+    // Never write through a connection whose file was replaced: its
+    // pages would land in the `-wal` the new file now uses. The next drain
+    // reopens the new file and acknowledges there.
+    if source.replaced() {
+        return Ok(());
+    }
     let path = source.path.clone();
-    let named = |e: Error| match e {
-        Error::Sqlite(e) => classify(e, &path),
-        other => other,
-    };
+    let named = |e: Error| named(e, &path);
     let tx = source.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     if let Some(state) = state {
         log::set_consumer_state(&tx, consumer, state).map_err(named)?;

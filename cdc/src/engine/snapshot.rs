@@ -11,9 +11,9 @@ use rusqlite::Connection;
 
 use cdc_schema::quote_ident;
 
-use crate::capture::Registered;
 use super::Failure;
 use super::config::ProgressFn;
+use crate::capture::Registered;
 use crate::event::{Event, Row};
 use crate::signal::Waker;
 use crate::target::Target;

@@ -54,9 +54,7 @@ impl SourceDb {
             return Err(Error::NothingCaptured(path.to_path_buf()));
         }
         let log_id: Option<String> = conn
-            .query_row(&format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(META_TABLE)), [], |r| {
-                r.get(0)
-            })
+            .query_row(&format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(META_TABLE)), [], |r| r.get(0))
             .optional()
             .map_err(|e| classify(e, path))?;
         let log_id = log_id.ok_or_else(|| Error::CorruptLog {
@@ -79,6 +77,22 @@ impl SourceDb {
         })
     }
 
+    /// Checks the followed tables and the log page by page (`PRAGMA
+    /// quick_check` of each). Done for a consumer the source has never
+    /// seen, whose first bootstrap reads every row anyway, so that a
+    /// damaged source is refused before anything is written anywhere.
+    pub fn quick_check(&self) -> Result<()> {
+        let tables = self.followed.iter().map(|r| r.desc.name.to_string()).chain([cdc_schema::LOG_TABLE.to_string()]);
+        for table in tables {
+            let sql = format!("PRAGMA quick_check({})", cdc_schema::quote_literal(&table));
+            let verdict: String = self.conn.query_row(&sql, [], |r| r.get(0)).map_err(|e| classify(e, &self.path))?;
+            if verdict != "ok" {
+                return Err(Error::Corrupt(self.path.clone()));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the path names another file than the one open (a `stat`).
     pub fn replaced(&self) -> bool {
         FileId::of(&self.path).is_ok_and(|id| id != self.file)
@@ -89,6 +103,14 @@ impl SourceDb {
     pub fn refresh(&mut self) -> Result<Refresh> {
         if self.replaced() {
             let old_log = self.log_id.clone();
+            // Close the old connection before opening the new one: both
+            // files use the same `-wal` and `-shm` names, and POSIX drops
+            // every lock a process holds on a file when it closes any
+            // descriptor of it, so an old connection closed after the new
+            // one opened would silently take the new one's locks with it.
+            let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+            let _ = old.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+            drop(old);
             *self = SourceDb::open(&self.path, &self.requested)?;
             tracing::warn!(db = %self.path.display(), same_log = old_log == self.log_id,
                 "the source file was replaced (a new file at the same path); reopened it");
@@ -138,6 +160,17 @@ impl SourceDb {
     /// `PRAGMA data_version`: changes whenever another connection commits.
     pub fn data_version(&self) -> Result<i64> {
         pragma(&self.conn, "data_version").map_err(|e| classify(e, &self.path))
+    }
+}
+
+impl Drop for SourceDb {
+    fn drop(&mut self) {
+        // A connection that closes last checkpoints and then deletes the
+        // WAL *by name*. When the file was replaced under its path, that
+        // name is the new file's WAL: never checkpoint on close then.
+        if self.replaced() || FileId::of(&self.path).is_err() {
+            let _ = self.conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::capture::{Against, mismatches};
 use crate::db::{DEFAULT_BUSY_TIMEOUT, classify};
 use crate::error::{Error, Result};
 use crate::event::{Event, Row};
-use crate::lock::{OwnerLock, target_lock_path};
+use crate::lock::{FileId, OwnerLock, target_lock_path};
 use crate::schema::describe;
 use crate::state::{DeliveryState, TableState};
 use crate::target::{Source, Target};
@@ -101,6 +101,9 @@ impl TableSql {
 /// change twice.
 pub struct SqliteTarget {
     path: PathBuf,
+    /// The replica file as opened: a replica deleted or replaced while in
+    /// use is noticed instead of written to in vain.
+    file: FileId,
     conn: Connection,
     tables: HashMap<String, TableSql>,
     /// The state as last committed.
@@ -134,8 +137,10 @@ impl SqliteTarget {
         if conn.is_readonly(rusqlite::MAIN_DB)? {
             return Err(Error::ReadOnly(path.into()));
         }
+        let file = FileId::of(path).map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
         Ok(SqliteTarget {
             path: path.into(),
+            file,
             conn,
             tables: HashMap::new(),
             stored: DeliveryState::default(),
@@ -208,6 +213,12 @@ impl SqliteTarget {
 impl SqliteTarget {
     fn begin(&mut self) -> Result<()> {
         if !self.in_tx {
+            if FileId::of(&self.path).ok() != Some(self.file) {
+                return Err(Error::Config(format!(
+                    "replica {} was deleted or replaced while in use; restart the replicator to rebuild it",
+                    self.path.display()
+                )));
+            }
             self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql_error(e))?;
             self.in_tx = true;
         }
