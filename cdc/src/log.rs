@@ -250,12 +250,14 @@ pub fn consumer_state(conn: &Connection, consumer: &str) -> Result<Option<Delive
     text.flatten().map(|t| DeliveryState::from_json(&t)).transpose()
 }
 
-/// Records a consumer's retention pin, and its delivery state when the
-/// source keeps it. The pin only moves forward.
+/// Records a consumer's retention pin: the lowest position its target
+/// still needs the log after. It follows the target's state, so it moves
+/// back after a re-bootstrap of a rewound source (the positions it mirrors
+/// never move back otherwise).
 pub fn set_position(conn: &Connection, consumer: &str, seq: i64) -> Result<()> {
     let sql = format!(
         "INSERT INTO {}(name, position) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET \
-         position = max(position, excluded.position), updated_at = CURRENT_TIMESTAMP",
+         position = excluded.position, updated_at = CURRENT_TIMESTAMP",
         quote_ident(CONSUMERS_TABLE)
     );
     conn.execute(&sql, params![consumer, seq])?;

@@ -542,3 +542,30 @@ fn idle_engine_stays_idle() {
     thread.join().unwrap().unwrap();
     assert_eq!(*drains.lock().unwrap(), 1);
 }
+
+#[test]
+fn a_replica_never_moves_a_table_back_except_by_reseeding_it() {
+    let db = db_with_table();
+    sqlite3(&db.path, "INSERT INTO t VALUES(1, 'a');");
+    let replica = db.dir.path().join("replica.db");
+    let mut target = cdc::targets::SqliteTarget::open(&replica).unwrap();
+    let mut engine = Engine::builder(&db.path).open().unwrap();
+    engine.drain(&mut target).unwrap();
+    let held = engine.state().unwrap().clone();
+    let at = held.live_position("t").unwrap();
+    assert!(at > 0);
+    // A smaller position for a table that was not reseeded is refused...
+    let mut back = held.clone();
+    back.forget("t");
+    back.set_live("t", at - 1);
+    let err = Target::commit(&mut target, &back).unwrap_err().to_string();
+    assert!(err.contains("refusing to move table \"t\" back"), "{err}");
+    Target::rollback(&mut target).unwrap();
+    // ...and allowed when the same transaction purged and reseeded it.
+    let begin = Event::BootstrapBegin { table: "t".into(), columns: vec!["id".to_string(), "v".to_string()].into() };
+    Target::apply(&mut target, &[begin]).unwrap();
+    Target::commit(&mut target, &back).unwrap();
+    // Another engine on the same replica file is refused while this one holds it.
+    let err = cdc::targets::SqliteTarget::open(&replica).err().unwrap().to_string();
+    assert!(err.contains(&format!("already in use by process {}", std::process::id())), "{err}");
+}

@@ -318,6 +318,11 @@ impl Engine {
             }
             return Ok(drained);
         }
+        // The log is read in several short reads (no long read
+        // transaction). Were the file restored from a backup between them,
+        // the entry at the high-water mark would change: checked again
+        // before the target commits.
+        let anchor = log::anchor(&self.source.conn, high_water)?;
         let delivered = deliver::log(
             &self.source.conn,
             &mut self.reader,
@@ -332,10 +337,15 @@ impl Engine {
             drained.stopped = true;
             return Ok(drained);
         };
+        if log::anchor(&self.source.conn, high_water)? != anchor {
+            tracing::warn!(db = %self.source.path.display(), "the log changed while it was read (restored from a backup?); reading it again");
+            target.rollback().map_err(Failure::Target)?;
+            return Ok(drained);
+        }
         for table in positions.keys() {
             state.set_live(table, high_water);
         }
-        state.advance(high_water, log::anchor(&self.source.conn, high_water)?);
+        state.advance(high_water, anchor);
         self.commit(target, state)?;
         drained.changes = changes;
         drained.position = high_water;
@@ -409,7 +419,7 @@ impl Engine {
         // The pin: nothing a followed table still needs may be pruned.
         let pin = self.source.followed.iter().filter_map(|r| state.live_position(&r.desc.name)).min();
         let kept = (!connected.owned).then_some(state);
-        acknowledge(&mut self.source, &self.consumer, kept, pin)?;
+        acknowledge(&mut self.source, &self.consumer, kept, pin, (state.position, state.anchor))?;
         Ok(())
     }
 
@@ -428,8 +438,17 @@ fn named(e: Error, path: &Path) -> Error {
 
 /// Records what the source keeps for a consumer (its state, when the
 /// target keeps none; its retention pin) and prunes, in one short write
-/// transaction.
-fn acknowledge(source: &mut SourceDb, consumer: &str, state: Option<&DeliveryState>, pin: Option<i64>) -> Result<()> {
+/// transaction. `anchor` is the position the target holds and the
+/// checksum of that log entry: when the log no longer has it there (the
+/// file was restored from a backup while the changes were delivered),
+/// nothing is written; the next drain finds the rewind.
+fn acknowledge(
+    source: &mut SourceDb,
+    consumer: &str,
+    state: Option<&DeliveryState>,
+    pin: Option<i64>,
+    (position, anchor): (i64, Option<u64>),
+) -> Result<()> {
     // Never write through a connection whose file was replaced: its
     // pages would land in the `-wal` the new file now uses. The next drain
     // reopens the new file and acknowledges there.
@@ -439,6 +458,10 @@ fn acknowledge(source: &mut SourceDb, consumer: &str, state: Option<&DeliverySta
     let path = source.path.clone();
     let named = |e: Error| named(e, &path);
     let tx = source.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    if anchor.is_some() && log::anchor(&tx, position).map_err(named)? != anchor {
+        tracing::debug!(position, "the log changed under the delivery; not acknowledging");
+        return Ok(());
+    }
     if let Some(state) = state {
         log::set_consumer_state(&tx, consumer, state).map_err(named)?;
     }
