@@ -50,7 +50,7 @@ pub fn classify(err: rusqlite::Error, path: &Path) -> Error {
             Error::Locked { path: path.into(), waited_ms: DEFAULT_BUSY_TIMEOUT.as_millis() as u64 }
         }
         Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if path.exists() => Error::ReadOnly(path.into()),
-        _ => Error::Sqlite(err),
+        _ => Error::SqliteAt { path: path.into(), source: err },
     }
 }
 

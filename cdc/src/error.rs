@@ -10,6 +10,9 @@ pub enum Error {
     /// SQLite reported an error.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// SQLite reported an error about a known file.
+    #[error("{}: {source}", .path.display())]
+    SqliteAt { path: PathBuf, source: rusqlite::Error },
     /// An I/O error outside SQLite (target files, sockets).
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },

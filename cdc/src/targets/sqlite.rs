@@ -244,7 +244,38 @@ impl SqliteTarget {
 
 impl Target for SqliteTarget {
     fn open(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
-        self.rollback()?;
+        self.open_source(source).map_err(|e| self.named(e))
+    }
+
+    fn apply(&mut self, events: &[Event]) -> Result<()> {
+        self.apply_events(events).map_err(|e| self.named(e))
+    }
+
+    fn commit(&mut self, state: &DeliveryState) -> Result<()> {
+        self.commit_state(state).map_err(|e| self.named(e))
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        self.purged.clear();
+        if self.in_tx {
+            self.in_tx = false;
+            self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql_error(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteTarget {
+    /// An SQLite error about the replica, naming it.
+    fn named(&self, e: Error) -> Error {
+        match e {
+            Error::Sqlite(e) => classify(e, &self.path),
+            other => other,
+        }
+    }
+
+    fn open_source(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
+        Target::rollback(self)?;
         self.refuse_loops(source)?;
         // Check every existing table before writing anything, so a refused
         // replica is left exactly as it was.
@@ -311,7 +342,7 @@ impl Target for SqliteTarget {
         Ok(Some(self.stored.clone()))
     }
 
-    fn apply(&mut self, events: &[Event]) -> Result<()> {
+    fn apply_events(&mut self, events: &[Event]) -> Result<()> {
         self.begin()?;
         for e in events {
             if let Event::BootstrapBegin { table, .. } = e {
@@ -322,7 +353,7 @@ impl Target for SqliteTarget {
         Ok(())
     }
 
-    fn commit(&mut self, state: &DeliveryState) -> Result<()> {
+    fn commit_state(&mut self, state: &DeliveryState) -> Result<()> {
         // A live position never moves back, except for a table reseeded
         // in this very transaction.
         for (table, held) in &self.stored.tables {
@@ -348,15 +379,6 @@ impl Target for SqliteTarget {
         self.in_tx = false;
         self.purged.clear();
         self.stored = state.clone();
-        Ok(())
-    }
-
-    fn rollback(&mut self) -> Result<()> {
-        self.purged.clear();
-        if self.in_tx {
-            self.in_tx = false;
-            self.conn.execute_batch("ROLLBACK")?;
-        }
         Ok(())
     }
 }
