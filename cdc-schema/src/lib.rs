@@ -20,5 +20,6 @@ mod triggers;
 pub use fingerprint::fnv1a64;
 pub use ident::{quote_ident, quote_literal};
 pub use log::{CHUNK_WIDTH, LOG_TABLE, Op};
+pub use replica::Identity;
 pub use table::{Affinity, ColumnDesc, TableDesc};
 pub use triggers::SchemaError;

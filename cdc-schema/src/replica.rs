@@ -5,7 +5,163 @@
 use crate::ident::quote_ident;
 use crate::table::TableDesc;
 
+/// How a replica finds the row a change is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// By rowid: the table has an `INTEGER PRIMARY KEY`, which aliases the
+    /// rowid, so SQLite never renumbers it (not by `VACUUM`, not by a
+    /// `.dump` reload) and the replica keeps the same one.
+    Rowid,
+    /// By the primary key of a `WITHOUT ROWID` table (NOT NULL by rule).
+    Key,
+    /// By the whole before image: every captured column equal, NULL-safe
+    /// and storage class for storage class, one row. For rowid tables
+    /// without an `INTEGER PRIMARY KEY`: their rowids are not persistent in
+    /// SQLite itself (`VACUUM` and `.dump` renumber them), so the replica
+    /// never relies on them. A declared key or UNIQUE index still makes
+    /// the lookup fast: SQLite's planner uses it for the `IS` terms.
+    Image,
+}
+
 impl TableDesc {
+    /// The column declared `INTEGER PRIMARY KEY` (the rowid's alias), if any.
+    pub fn integer_primary_key(&self) -> Option<&crate::ColumnDesc> {
+        let key = self.key_columns();
+        match (self.without_rowid, key.as_slice()) {
+            (false, [only]) if only.decl_type.eq_ignore_ascii_case("INTEGER") => Some(only),
+            _ => None,
+        }
+    }
+
+    /// How the replica identifies this table's rows.
+    pub fn identity(&self) -> Identity {
+        if self.without_rowid {
+            Identity::Key
+        } else if self.integer_primary_key().is_some() && self.rowid_alias().is_some() {
+            Identity::Rowid
+        } else {
+            Identity::Image
+        }
+    }
+
+    /// The columns a replica writes, each with the image parameter it
+    /// binds: `(rowid, ?1)` only for [`Identity::Rowid`], then the captured
+    /// columns. Images always hold the rowid first for rowid tables, so a
+    /// parameter number is the image position plus one.
+    fn written(&self) -> Vec<(String, usize)> {
+        let shift = usize::from(!self.without_rowid);
+        let rowid = match self.identity() {
+            Identity::Rowid => self.rowid_alias().map(|a| (a.to_string(), 1)),
+            _ => None,
+        };
+        rowid
+            .into_iter()
+            .chain(self.captured().enumerate().map(|(i, c)| (quote_ident(&c.name), i + 1 + shift)))
+            .collect()
+    }
+
+    /// `WHERE` clause finding the row of a before image whose identity
+    /// values are bound from parameter `first` (in [`Self::identity_positions`] order).
+    fn identity_predicate(&self, first: usize) -> String {
+        let table = quote_ident(&self.name);
+        match self.identity() {
+            Identity::Rowid => format!("{} = ?{first}", self.rowid_alias().unwrap_or("rowid")),
+            Identity::Key => self
+                .key_columns()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("{} = ?{}", quote_ident(&c.name), first + i))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            Identity::Image => {
+                let alias = self.rowid_alias().unwrap_or("rowid");
+                let terms: Vec<String> = self
+                    .captured()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let (col, p) = (quote_ident(&c.name), first + i);
+                        format!("{col} IS ?{p} AND typeof({col}) = typeof(?{p})")
+                    })
+                    .collect();
+                format!("{alias} = (SELECT {alias} FROM {table} WHERE {} LIMIT 1)", terms.join(" AND "))
+            }
+        }
+    }
+
+    /// Upsert of one image (parameters in image order). `OR REPLACE`
+    /// mirrors the source exactly when the source itself used `INSERT OR
+    /// REPLACE` and evicted rows by any unique constraint without a delete
+    /// trigger.
+    pub fn upsert_sql(&self) -> String {
+        let (cols, params): (Vec<String>, Vec<String>) =
+            self.written().into_iter().map(|(c, p)| (c, format!("?{p}"))).unzip();
+        format!("INSERT OR REPLACE INTO {}({}) VALUES({})", quote_ident(&self.name), cols.join(", "), params.join(", "))
+    }
+
+    /// Update to the after image (parameters `?1..?n` in image order) of
+    /// the row identified by the before image (its identity values from
+    /// `?n+1`). Handles key changes; `OR REPLACE` as for [`Self::upsert_sql`].
+    pub fn update_sql(&self) -> String {
+        let sets: Vec<String> = self.written().into_iter().map(|(c, p)| format!("{c} = ?{p}")).collect();
+        format!(
+            "UPDATE OR REPLACE {} SET {} WHERE {}",
+            quote_ident(&self.name),
+            sets.join(", "),
+            self.identity_predicate(self.image_len() + 1)
+        )
+    }
+
+    /// Idempotent delete of the row identified by a before image (its
+    /// identity values from `?1`).
+    pub fn delete_sql(&self) -> String {
+        format!("DELETE FROM {} WHERE {}", quote_ident(&self.name), self.identity_predicate(1))
+    }
+
+    /// Positions within an image of the identity values that
+    /// [`Self::update_sql`] and [`Self::delete_sql`] bind, in order.
+    pub fn identity_positions(&self) -> Vec<usize> {
+        let shift = usize::from(!self.without_rowid);
+        match self.identity() {
+            Identity::Rowid => vec![0],
+            Identity::Key => self.key_positions(),
+            Identity::Image => (0..self.captured_len()).map(|i| i + shift).collect(),
+        }
+    }
+
+    /// An index a replica adds to find rows by image fast when the table
+    /// has no key at all (`None` otherwise: the key's own index serves).
+    /// It covers the first columns only: enough to narrow the search, and
+    /// within SQLite's column limits however wide the table.
+    pub fn replica_index_sql(&self) -> Option<String> {
+        if self.identity() != Identity::Image || !self.key_columns().is_empty() {
+            return None;
+        }
+        let cols: Vec<String> = self.captured().take(8).map(|c| quote_ident(&c.name)).collect();
+        if cols.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {}({})",
+            quote_ident(&format!("_cdc_identity_{}", self.name)),
+            quote_ident(&self.name),
+            cols.join(", ")
+        ))
+    }
+
+    /// Removes every row (bootstrap purge).
+    pub fn purge_sql(&self) -> String {
+        format!("DELETE FROM {}", quote_ident(&self.name))
+    }
+
+    /// Reads every row as images, in rowid or key order (bootstrap snapshot).
+    pub fn snapshot_sql(&self) -> String {
+        let order = match self.rowid_alias() {
+            Some(alias) => alias.to_string(),
+            None => self.key_columns().iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", "),
+        };
+        format!("SELECT {} FROM {} ORDER BY {order}", self.image_columns().join(", "), quote_ident(&self.name))
+    }
+
     /// Column list of one image: `rowid, "a", "b"`.
     fn image_columns(&self) -> Vec<String> {
         self.rowid_alias()
@@ -15,66 +171,22 @@ impl TableDesc {
             .collect()
     }
 
-    /// `WHERE` clause matching an image's identity, parameters from `first`.
-    fn identity_predicate(&self, first: usize) -> String {
-        match self.rowid_alias() {
-            Some(alias) => format!("{alias} = ?{first}"),
-            None => self
-                .key_columns()
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{} = ?{}", quote_ident(&c.name), first + i))
-                .collect::<Vec<_>>()
-                .join(" AND "),
-        }
-    }
-
-    /// Upsert of one image (`?1..?n` in image order). `OR REPLACE` mirrors
-    /// the source exactly when the source itself used `INSERT OR REPLACE`
-    /// and evicted rows by any unique constraint without a delete trigger.
-    pub fn upsert_sql(&self) -> String {
-        let cols = self.image_columns();
-        let params: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-        format!("INSERT OR REPLACE INTO {}({}) VALUES({})", quote_ident(&self.name), cols.join(", "), params.join(", "))
-    }
-
-    /// Update to the after image (`?1..?n`) of the row identified by the
-    /// before image's identity (rowid, or key values in key order, from
-    /// `?n+1`). Handles key changes; `OR REPLACE` as for [`Self::upsert_sql`].
-    pub fn update_sql(&self) -> String {
-        let cols = self.image_columns();
-        let sets: Vec<String> = cols.iter().enumerate().map(|(i, c)| format!("{c} = ?{}", i + 1)).collect();
-        format!(
-            "UPDATE OR REPLACE {} SET {} WHERE {}",
-            quote_ident(&self.name),
-            sets.join(", "),
-            self.identity_predicate(cols.len() + 1)
-        )
-    }
-
-    /// Idempotent delete by identity (rowid, or key values in key order, from `?1`).
-    pub fn delete_sql(&self) -> String {
-        format!("DELETE FROM {} WHERE {}", quote_ident(&self.name), self.identity_predicate(1))
-    }
-
-    /// Positions within an image of the identity values that
-    /// [`Self::update_sql`] and [`Self::delete_sql`] bind.
-    pub fn identity_positions(&self) -> Vec<usize> {
-        if self.rowid_alias().is_some() { vec![0] } else { self.key_positions() }
-    }
-
-    /// Removes every row (bootstrap purge).
-    pub fn purge_sql(&self) -> String {
-        format!("DELETE FROM {}", quote_ident(&self.name))
-    }
-
-    /// Reads every row as images, in identity order (bootstrap snapshot).
-    pub fn snapshot_sql(&self) -> String {
-        let order = match self.rowid_alias() {
-            Some(alias) => alias.to_string(),
-            None => self.key_columns().iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", "),
+    /// Reads every row as a replica must hold it, in an order that depends
+    /// only on the values: the rowid is included only where it is the
+    /// identity ([`Identity::Rowid`]); rows are ordered by their identity,
+    /// or by every column. Comparing this from source and replica tells
+    /// whether they hold the same rows.
+    pub fn comparable_sql(&self) -> String {
+        let cols: Vec<String> = match self.identity() {
+            Identity::Rowid => self.image_columns(),
+            _ => self.captured().map(|c| quote_ident(&c.name)).collect(),
         };
-        format!("SELECT {} FROM {} ORDER BY {order}", self.image_columns().join(", "), quote_ident(&self.name))
+        let order = match self.identity() {
+            Identity::Key => self.key_columns().iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>(),
+            _ => cols.clone(),
+        };
+        let order = if order.is_empty() { "1".to_string() } else { order.join(", ") };
+        format!("SELECT {} FROM {} ORDER BY {order}", cols.join(", "), quote_ident(&self.name))
     }
 }
 
@@ -111,5 +223,35 @@ mod tests {
         assert_eq!(t.identity_positions(), vec![2, 0]);
         assert!(t.update_sql().ends_with("WHERE \"a\" = ?4 AND \"b\" = ?5"));
         assert!(t.snapshot_sql().ends_with("ORDER BY \"a\", \"b\""));
+    }
+
+    #[test]
+    fn tables_without_an_integer_primary_key_are_found_by_their_values() {
+        let t = TableDesc {
+            name: "nokey".into(),
+            columns: vec![ColumnDesc::new("x", ""), ColumnDesc::new("y", "TEXT")].into(),
+            without_rowid: false,
+        };
+        assert_eq!(t.identity(), crate::Identity::Image);
+        // The rowid (parameter 1 of an image) is never written: SQLite may renumber it.
+        assert_eq!(t.upsert_sql(), "INSERT OR REPLACE INTO \"nokey\"(\"x\", \"y\") VALUES(?2, ?3)");
+        assert_eq!(
+            t.delete_sql(),
+            "DELETE FROM \"nokey\" WHERE rowid = (SELECT rowid FROM \"nokey\" WHERE \"x\" IS ?1 AND typeof(\"x\") = typeof(?1) \
+             AND \"y\" IS ?2 AND typeof(\"y\") = typeof(?2) LIMIT 1)"
+        );
+        assert!(
+            t.update_sql().starts_with("UPDATE OR REPLACE \"nokey\" SET \"x\" = ?2, \"y\" = ?3 WHERE rowid = (SELECT")
+        );
+        assert!(t.update_sql().contains("\"x\" IS ?4"));
+        assert_eq!(t.identity_positions(), vec![1, 2]);
+        assert!(t.replica_index_sql().unwrap().contains("ON \"nokey\"(\"x\", \"y\")"));
+        assert_eq!(t.comparable_sql(), "SELECT \"x\", \"y\" FROM \"nokey\" ORDER BY \"x\", \"y\"");
+        // A declared key that is not an INTEGER PRIMARY KEY: still by values
+        // (its index makes that fast), and no extra index.
+        let mut keyed = t.clone();
+        keyed.columns.to_mut()[1].primary_key = 1;
+        assert_eq!(keyed.identity(), crate::Identity::Image);
+        assert_eq!(keyed.replica_index_sql(), None);
     }
 }

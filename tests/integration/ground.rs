@@ -651,3 +651,68 @@ mod prop {
         }
     }
 }
+
+#[test]
+fn rowids_that_sqlite_renumbers_do_not_mislead_the_replica() {
+    // Rowid tables without an INTEGER PRIMARY KEY: no key at all (VACUUM
+    // renumbers it), duplicates included, and a TEXT primary key.
+    let db = TempDb::with_schema(
+        "CREATE TABLE plain(x, y);
+         CREATE TABLE tk(k TEXT PRIMARY KEY, v);
+         CREATE TABLE ipk(id INTEGER PRIMARY KEY, v);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 60)
+         INSERT INTO plain SELECT i % 20, CASE i % 4 WHEN 0 THEN NULL WHEN 1 THEN i WHEN 2 THEN i * 1.0 ELSE 'v' || i END FROM n;
+         INSERT INTO tk SELECT 'k' || x || '-' || rowid, y FROM plain;
+         INSERT INTO ipk SELECT rowid * 3, y FROM plain;",
+    );
+    db.install(&["plain", "tk", "ipk"]);
+    let tables = ["plain", "tk", "ipk"];
+    let replica = db.dir.path().join("replica.db");
+    let (src, t) = (db.path.to_str().unwrap(), target(&replica));
+    // Holes in the rowids, replicated; then VACUUM closes them on the source.
+    sqlite3(&db.path, "DELETE FROM plain WHERE rowid % 3 = 0; DELETE FROM tk WHERE rowid % 4 = 0;");
+    assert_eq!(once(&["--db", src, "--target", &t]).0, 0);
+    let before: Vec<i64> = rusqlite::Connection::open(&db.path)
+        .unwrap()
+        .prepare("SELECT rowid FROM plain ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    sqlite3(&db.path, "VACUUM;");
+    let after: Vec<i64> = rusqlite::Connection::open(&db.path)
+        .unwrap()
+        .prepare("SELECT rowid FROM plain ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_ne!(before, after, "this SQLite renumbered the rowids (the case under test)");
+    // The application changes rows by content, duplicates and storage classes included.
+    sqlite3(
+        &db.path,
+        "UPDATE plain SET y = 'changed' WHERE x = 5; DELETE FROM plain WHERE x = 7;
+         UPDATE plain SET x = x + 100 WHERE y IS NULL; INSERT INTO plain VALUES(1, 1), (1, 1.0), (NULL, NULL);
+         DELETE FROM plain WHERE rowid IN (SELECT rowid FROM plain WHERE x = 1 AND typeof(y) = 'real' LIMIT 1);
+         UPDATE tk SET v = x'ff' WHERE k LIKE 'k3-%'; DELETE FROM tk WHERE k LIKE 'k4-%';
+         UPDATE ipk SET v = -0.0 WHERE id % 2 = 0;",
+    );
+    let (code, err) = once(&["--db", src, "--target", &t]);
+    assert_eq!(code, 0, "{err}");
+    assert_equal(&db.path, &replica, &tables);
+
+    // A `.dump` reload renumbers every such table; moved into place.
+    let reloaded = db.dir.path().join("reloaded.db");
+    let dump = sqlite3(&db.path, ".dump");
+    sqlite3(&reloaded, &format!("PRAGMA journal_mode=WAL;\n{dump}"));
+    std::fs::rename(&reloaded, &db.path).unwrap();
+    sqlite3(
+        &db.path,
+        "UPDATE plain SET y = 'after dump' WHERE x = 3; DELETE FROM plain WHERE x = 11; DELETE FROM tk WHERE k LIKE 'k2-%';",
+    );
+    let (code, err) = once(&["--db", src, "--target", &t]);
+    assert_eq!(code, 0, "{err}");
+    assert_equal(&db.path, &replica, &tables);
+}

@@ -314,6 +314,11 @@ impl SqliteTarget {
                     tx.execute(index, [])?;
                 }
             }
+            // A table without any key is found by its values: an index
+            // keeps that from scanning the table for every change.
+            if let Some(index) = t.desc.replica_index_sql() {
+                tx.execute(&index, [])?;
+            }
         }
         tx.commit().map_err(|e| classify(e, &self.path))?;
         self.conn.set_prepared_statement_cache_capacity(8 + 4 * source.tables.len());
@@ -397,10 +402,12 @@ fn same(a: rusqlite::types::ValueRef<'_>, b: rusqlite::types::ValueRef<'_>) -> b
 /// first difference, or `None` when they are equal.
 pub fn compare_table(source: &Connection, replica: &Connection, table: &str) -> Result<Option<String>> {
     let desc = describe(source, table)?;
-    let sql = desc.snapshot_sql();
+    // Rowids are compared only where they are the rows' identity (an
+    // INTEGER PRIMARY KEY): elsewhere SQLite itself may renumber them.
+    let sql = desc.comparable_sql();
     let (mut a, mut b) = (source.prepare(&sql)?, replica.prepare(&sql)?);
+    let width = a.column_count();
     let (mut ra, mut rb) = (a.query([])?, b.query([])?);
-    let width = desc.image_len();
     let mut n = 0u64;
     loop {
         match (ra.next()?, rb.next()?) {
