@@ -54,49 +54,100 @@ impl TableDesc {
         format!("_cdc_{}_{}", op.keyword().to_ascii_lowercase(), self.name)
     }
 
-    /// Value expressions of one image: `NEW.rowid, NEW."a", ...`.
-    fn image_exprs(&self, prefix: &str) -> Vec<String> {
-        let rowid = self.rowid_alias().map(|alias| format!("{prefix}.{alias}"));
-        rowid.into_iter().chain(self.captured().map(|c| format!("{prefix}.{}", quote_ident(&c.name)))).collect()
+    /// Value expressions of one image read from `from`: `NEW`, `OLD`, or
+    /// the table itself (`"t"`): `NEW.rowid, NEW."a", ...`.
+    fn image_exprs(&self, from: &str) -> Vec<String> {
+        let rowid = self.rowid_alias().map(|alias| format!("{from}.{alias}"));
+        rowid.into_iter().chain(self.captured().map(|c| format!("{from}.{}", quote_ident(&c.name)))).collect()
     }
 
     /// The values a change of `op` writes, in log order: the after image
-    /// for INSERT, the before image for DELETE, before then after for UPDATE.
-    pub fn change_exprs(&self, op: Op) -> Vec<String> {
+    /// for INSERT, the before image for DELETE, before then after for
+    /// UPDATE. After images are read from the table (`"t"."a"`), not from
+    /// `NEW`: see [`TableDesc::create_trigger`].
+    fn change_exprs(&self, op: Op) -> Vec<String> {
+        let table = quote_ident(&self.name);
         match op {
-            Op::Insert => self.image_exprs("NEW"),
+            Op::Insert => self.image_exprs(&table),
             Op::Delete => self.image_exprs("OLD"),
             Op::Update => {
                 let mut v = self.image_exprs("OLD");
-                v.extend(self.image_exprs("NEW"));
+                v.extend(self.image_exprs(&table));
                 v
             }
         }
     }
 
-    /// `CREATE TRIGGER` for `op`. Call [`TableDesc::validate`] first.
-    pub fn create_trigger(&self, op: Op) -> String {
-        let exprs = self.change_exprs(op);
+    /// `WHERE` terms finding the row `NEW` names, in the table itself: by
+    /// rowid, or by primary key for a `WITHOUT ROWID` table.
+    fn new_row_predicate(&self) -> String {
+        let table = quote_ident(&self.name);
+        match self.rowid_alias() {
+            Some(alias) => format!("{table}.{alias} = NEW.{alias}"),
+            None => self
+                .key_columns()
+                .iter()
+                .map(|c| {
+                    let col = quote_ident(&c.name);
+                    format!("{table}.{col} = NEW.{col}")
+                })
+                .collect::<Vec<_>>()
+                .join(" AND "),
+        }
+    }
+
+    /// `INSERT INTO _cdc_log ... SELECT ...` statements writing the values
+    /// `exprs` as one change of log op `code`, spilling into continuation
+    /// rows every [`CHUNK_WIDTH`] values; `tail` ends each `SELECT` (its
+    /// `FROM`/`WHERE`).
+    fn log_inserts(&self, code: i64, exprs: &[String], tail: &str) -> String {
         let mut body = String::new();
         for (part, chunk) in exprs.chunks(CHUNK_WIDTH).enumerate() {
             let cols: Vec<String> = (0..chunk.len()).map(value_column).collect();
             let (head_cols, head_vals) = if part == 0 {
-                ("tid, op, ts, ", format!("{}, {}, julianday('now'), ", self.capture_id(), op.code()))
+                ("tid, op, ts, ", format!("{}, {code}, julianday('now'), ", self.capture_id()))
             } else {
                 ("op, ", "0, ".to_string())
             };
             body.push_str(&format!(
-                "\n  INSERT INTO {}({head_cols}{}) VALUES({head_vals}{});",
+                "\n  INSERT INTO {}({head_cols}{}) SELECT {head_vals}{}{tail};",
                 quote_ident(LOG_TABLE),
                 cols.join(", "),
                 chunk.join(", ")
             ));
         }
+        body
+    }
+
+    /// `CREATE TRIGGER` for `op`. Call [`TableDesc::validate`] first.
+    ///
+    /// INSERT and UPDATE triggers log the row as it is in the table when
+    /// they run, not `NEW`: an application trigger that fires first (one
+    /// created after capture, or a TEMP trigger) may already have rewritten
+    /// the row (a slug, an `updated_at`), and its own write was logged
+    /// before this one. The log then ends, for every row, with its value as
+    /// the statement left it. A row that such a trigger deleted is logged
+    /// as deleted by an UPDATE (its `OLD` image), and not at all by an
+    /// INSERT (the delete was logged already).
+    pub fn create_trigger(&self, op: Op) -> String {
+        let exprs = self.change_exprs(op);
+        let table = quote_ident(&self.name);
+        let found = self.new_row_predicate();
+        let body = match op {
+            Op::Delete => self.log_inserts(op.code(), &exprs, ""),
+            Op::Insert => self.log_inserts(op.code(), &exprs, &format!(" FROM {table} WHERE {found}")),
+            Op::Update => {
+                let mut body = self.log_inserts(op.code(), &exprs, &format!(" FROM {table} WHERE {found}"));
+                let gone = format!(" WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {found})");
+                body.push_str(&self.log_inserts(Op::Delete.code(), &self.image_exprs("OLD"), &gone));
+                body
+            }
+        };
         format!(
             "CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW BEGIN{body}\nEND",
             quote_ident(&self.trigger_name(op)),
             op.keyword(),
-            quote_ident(&self.name)
+            table
         )
     }
 
@@ -125,9 +176,17 @@ mod tests {
             sql,
             format!(
                 "CREATE TRIGGER \"_cdc_insert_users\" AFTER INSERT ON \"users\" FOR EACH ROW BEGIN\n  \
-                 INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2) VALUES({id}, 1, julianday('now'), NEW.rowid, NEW.\"id\", NEW.\"name\");\nEND"
+                 INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2) SELECT {id}, 1, julianday('now'), \"users\".rowid, \"users\".\"id\", \"users\".\"name\" \
+                 FROM \"users\" WHERE \"users\".rowid = NEW.rowid;\nEND"
             )
         );
+        let update = t.create_trigger(Op::Update);
+        assert!(update.contains("OLD.rowid, OLD.\"id\", OLD.\"name\", \"users\".rowid"), "{update}");
+        assert!(update.contains(
+            "SELECT {id}, 3, julianday('now'), OLD.rowid, OLD.\"id\", OLD.\"name\" WHERE NOT EXISTS (SELECT 1 FROM \"users\" WHERE \"users\".rowid = NEW.rowid);"
+                .replace("{id}", &id.to_string())
+                .as_str()
+        ));
     }
 
     #[test]
@@ -136,9 +195,10 @@ mod tests {
             (0..40).map(|i| ColumnDesc { name: format!("c{i}").into(), ..ColumnDesc::new("", "TEXT") }).collect();
         let t = TableDesc { name: "wide".into(), columns: columns.into(), without_rowid: false };
         let sql = t.create_trigger(Op::Update);
-        // 2 images of 41 values = 82 values = 3 rows of at most 32.
-        assert_eq!(sql.matches("INSERT INTO").count(), 3);
-        assert_eq!(sql.matches("VALUES(0, ").count(), 2);
+        // 2 images of 41 values = 82 values = 3 rows of at most 32, then
+        // the delete branch: 41 values = 2 rows.
+        assert_eq!(sql.matches("INSERT INTO").count(), 5);
+        assert_eq!(sql.matches("SELECT 0, ").count(), 3);
     }
 
     #[test]

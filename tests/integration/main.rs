@@ -3,6 +3,7 @@
 //! programs this project did not write: the `sqlite3` shell and Python's
 //! `sqlite3` module, each in its own process.
 
+mod apply;
 mod capture;
 mod engine;
 mod ground;
