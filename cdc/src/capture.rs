@@ -88,7 +88,7 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
     let desc = describe(conn, name)?;
     desc.validate()?;
     let table = desc.name.to_string();
-    let (tid, fingerprint) = (desc.capture_id(), desc.fingerprint());
+    let (tid, fingerprint) = (desc.capture_id(), crate::schema::fingerprint(conn, &desc)?);
     let registered = registry(conn)?;
     let previous = registered.iter().find(|r| r.active && r.desc.name.eq_ignore_ascii_case(&table));
     if let Some(prev) = previous
@@ -286,6 +286,23 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>, force: bool) 
 /// ([`Error::UnknownTables`], [`Error::NotCapturedIn`]); a virtual table
 /// or a view is refused as such; drift is [`Error::SchemaDrift`].
 pub fn verify(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
+    let selected = select(conn, tables)?;
+    for r in &selected {
+        if let Some(what) = drift(conn, r)? {
+            return Err(Error::SchemaDrift {
+                table: r.desc.name.to_string(),
+                what,
+                db: path_of(conn).display().to_string(),
+            });
+        }
+    }
+    Ok(selected)
+}
+
+/// The active registrations of `tables` (all active ones when empty),
+/// not checked for drift; unknown and uncaptured names are errors as in
+/// [`verify`].
+pub fn select(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
     let active: Vec<Registered> = registry(conn)?.into_iter().filter(|r| r.active).collect();
     let selected: Vec<Registered> = if tables.is_empty() {
         active
@@ -316,16 +333,121 @@ pub fn verify(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
         }
         selected
     };
-    for r in &selected {
-        if let Some(what) = drift(conn, r)? {
-            return Err(Error::SchemaDrift {
-                table: r.desc.name.to_string(),
-                what,
-                db: path_of(conn).display().to_string(),
-            });
+    Ok(selected)
+}
+
+/// Removes capture from a table that no longer exists under its name
+/// (dropped, or renamed: a rename carries the triggers along): its
+/// triggers and its registration. Unlike [`uninstall`], never drops the
+/// internal tables, so the log and its consumers stay.
+pub fn detach(conn: &mut Connection, table: &str) -> Result<()> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    detach_in(&tx, table)?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(())
+}
+
+fn detach_in(conn: &Connection, table: &str) -> Result<()> {
+    for r in registry(conn)?.into_iter().filter(|r| r.active && r.desc.name.eq_ignore_ascii_case(table)) {
+        for sql in r.desc.drop_triggers() {
+            conn.execute(&sql, [])?;
+        }
+        conn.execute(&format!("UPDATE {} SET active = 0 WHERE tid = ?1", quote_ident(TABLES_TABLE)), [r.tid])?;
+    }
+    Ok(())
+}
+
+/// The `_cdc_meta` key that marks a migration window.
+const MIGRATION_KEY: &str = "migration";
+
+/// A migration window that is open: when it began and the tables whose
+/// capture it paused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Migration {
+    pub started: String,
+    pub tables: Vec<String>,
+}
+
+/// The open migration window, if any.
+pub fn migration(conn: &Connection) -> Result<Option<Migration>> {
+    if !is_initialised(conn)? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT value FROM {} WHERE key = ?1", quote_ident(META_TABLE));
+    let text: Option<String> = conn.query_row(&sql, [MIGRATION_KEY], |r| r.get(0)).optional()?;
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+}
+
+/// Opens a migration window: drops every capture trigger, so that the
+/// application's own DDL runs as if capture were not there (`ALTER TABLE
+/// ... DROP COLUMN` fails while a trigger names the column), and records
+/// which tables were captured. Writes made during the window are not
+/// logged; [`finish_migration`] makes every consumer reseed those tables.
+pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    if let Some(open) = migration(&tx)? {
+        return Err(Error::Config(format!(
+            "{}: a migration window is already open (since {}); end it with: cdc-setup migrate --db {} --finish",
+            path.display(),
+            open.started,
+            crate::error::shell_word(&path.display().to_string())
+        )));
+    }
+    let active: Vec<Registered> = registry(&tx)?.into_iter().filter(|r| r.active).collect();
+    if active.is_empty() {
+        return Err(Error::NothingCaptured(path.clone()));
+    }
+    for r in &active {
+        for sql in r.desc.drop_triggers() {
+            tx.execute(&sql, [])?;
         }
     }
-    Ok(selected)
+    let started: String = tx.query_row("SELECT datetime('now')", [], |r| r.get(0))?;
+    let window = Migration { started, tables: active.iter().map(|r| r.desc.name.to_string()).collect() };
+    tx.execute(
+        &format!("INSERT INTO {}(key, value) VALUES(?1, ?2)", quote_ident(META_TABLE)),
+        params![MIGRATION_KEY, serde_json::to_string(&window)?],
+    )?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(window)
+}
+
+/// What closing a migration window did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finished {
+    /// Tables captured again (each reseeded by every consumer).
+    pub attached: Vec<Installed>,
+    /// Tables that no longer exist under their name (dropped or renamed):
+    /// capture was removed from them.
+    pub gone: Vec<String>,
+}
+
+/// Closes the migration window: re-attaches capture to every table it
+/// paused that still exists (with its new layout; a marker in the log
+/// makes every consumer reseed it, so nothing written during the window
+/// is lost), and removes capture from the ones that are gone.
+pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    let Some(window) = migration(&tx)? else {
+        return Err(Error::Config(format!("{}: no migration window is open", path.display())));
+    };
+    let mut done = Finished { attached: Vec::new(), gone: Vec::new() };
+    for table in &window.tables {
+        match describe(&tx, table) {
+            Ok(_) => done.attached.push(install_one(&tx, table)?),
+            Err(Error::UnknownTable(_)) => {
+                detach_in(&tx, table)?;
+                done.gone.push(table.clone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.execute(&format!("DELETE FROM {} WHERE key = ?1", quote_ident(META_TABLE)), [MIGRATION_KEY])?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(done)
 }
 
 /// What changed about a registered table since install, if anything.
@@ -335,9 +457,13 @@ pub fn drift(conn: &Connection, r: &Registered) -> Result<Option<String>> {
         Err(Error::UnknownTable(_)) => return Ok(Some("the table was dropped or renamed".into())),
         Err(e) => return Err(e),
     };
-    if live.fingerprint() != r.fingerprint {
+    if crate::schema::fingerprint(conn, &live)? != r.fingerprint {
         let what = describe_difference(&r.desc, &live);
-        return Ok(Some(if what.is_empty() { "its definition changed".into() } else { what }));
+        return Ok(Some(if what.is_empty() {
+            "its CREATE TABLE text or its unique indexes changed".into()
+        } else {
+            what
+        }));
     }
     if !triggers_in_place(conn, &r.desc)? {
         return Ok(Some("its capture triggers were dropped or modified".into()));

@@ -93,6 +93,11 @@ pub enum Error {
     /// A replica table that does not match its source table.
     #[error("replica {}: table {table:?} is incompatible with the source: {}", .path.display(), .problems.join("; "))]
     ReplicaMismatch { path: PathBuf, table: String, problems: Vec<String> },
+    /// A replica refused to apply a change or a snapshot row of one table
+    /// (a constraint the source did not enforce when it stored the row, a
+    /// schema the replica cannot hold): that table is reseeded.
+    #[error("replica {}: table {table:?} refused a change: {message}", .path.display())]
+    ReplicaRefused { path: PathBuf, table: String, message: String },
     /// A captured table was altered, renamed or dropped after install.
     #[error(
         "table {table:?} changed since capture was installed: {what}; re-attach it with: cdc-setup install --db {} --table {}",
@@ -129,6 +134,7 @@ impl Error {
             self,
             Error::Config(_)
                 | Error::ReplicaMismatch { .. }
+                | Error::ReplicaRefused { .. }
                 | Error::Schema(_)
                 | Error::AlreadyRunning { .. }
                 | Error::NotADatabase(_)

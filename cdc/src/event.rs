@@ -55,6 +55,11 @@ pub enum Event {
     BootstrapEnd {
         table: Arc<str>,
         rows: u64,
+        /// The table's `AUTOINCREMENT` counter (its `sqlite_sequence` entry)
+        /// at the snapshot, when it has one: it may be above every id the
+        /// table still holds, and a replica promoted to primary must never
+        /// hand out an id the source already gave.
+        sequence: Option<i64>,
     },
 }
 

@@ -93,10 +93,13 @@ impl Serialize for JsonEvent<'_> {
                 m.serialize_entry("table", &**table)?;
                 m.serialize_entry("row", &Image(columns, row))?;
             }
-            Event::BootstrapEnd { table, rows } => {
+            Event::BootstrapEnd { table, rows, sequence } => {
                 m.serialize_entry("kind", "bootstrap_end")?;
                 m.serialize_entry("table", &**table)?;
                 m.serialize_entry("rows", rows)?;
+                if let Some(sequence) = sequence {
+                    m.serialize_entry("sequence", sequence)?;
+                }
             }
         }
         m.end()
@@ -169,9 +172,14 @@ pub fn event_from_json(line: &str) -> Result<Event> {
             let (columns, row) = image_from_json(field("row")?)?;
             Event::Bootstrap { table, columns: columns.into(), row }
         }
-        Some("bootstrap_end") => {
-            Event::BootstrapEnd { table, rows: field("rows")?.as_u64().ok_or_else(|| bad("rows"))? }
-        }
+        Some("bootstrap_end") => Event::BootstrapEnd {
+            table,
+            rows: field("rows")?.as_u64().ok_or_else(|| bad("rows"))?,
+            sequence: match json.get("sequence") {
+                None => None,
+                Some(s) => Some(s.as_i64().ok_or_else(|| bad("sequence"))?),
+            },
+        },
         other => return Err(bad(format!("kind {other:?}"))),
     })
 }

@@ -83,3 +83,47 @@ pub fn describe_difference(then: &TableDesc, now: &TableDesc) -> String {
     }
     parts.join(", ")
 }
+
+/// An explicit index of a table (`CREATE INDEX`, not one SQLite made for
+/// a constraint), as the source stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexSql {
+    pub name: String,
+    /// `CREATE [UNIQUE] INDEX ...` exactly as stored in `sqlite_master`.
+    pub sql: String,
+    /// A unique index (partial or on expressions included): it decides
+    /// which rows the table can hold, and `OR REPLACE` evicts through it.
+    pub unique: bool,
+}
+
+/// `CREATE TABLE` text of `table` as stored in `sqlite_master`.
+pub fn table_sql(conn: &Connection, table: &str) -> Result<String> {
+    conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::UnknownTable(table.to_string()))
+}
+
+/// The explicit indexes of `table`, by name; this project's own (`_cdc_`)
+/// are left out.
+pub fn indexes(conn: &Connection, table: &str) -> Result<Vec<IndexSql>> {
+    let mut stmt = conn.prepare(
+        "SELECT m.name, m.sql, il.\"unique\" FROM sqlite_master AS m JOIN pragma_index_list(?1) AS il ON il.name = m.name \
+         WHERE m.type = 'index' AND m.tbl_name = ?1 AND m.sql IS NOT NULL \
+         AND m.name NOT LIKE '\\_cdc\\_%' ESCAPE '\\' ORDER BY m.name",
+    )?;
+    let rows = stmt.query_map([table], |r| Ok(IndexSql { name: r.get(0)?, sql: r.get(1)?, unique: r.get(2)? }))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// What capture records at install and compares on every schema change:
+/// the table model's fingerprint, its `CREATE TABLE` text (CHECK
+/// constraints, collations, defaults) and its unique indexes, which
+/// decide which rows it can hold. Plain indexes are left out: they change
+/// no row, and a replica copies them without a reseed.
+pub fn fingerprint(conn: &Connection, desc: &TableDesc) -> Result<String> {
+    let sql = table_sql(conn, &desc.name)?;
+    let unique: Vec<String> = indexes(conn, &desc.name)?.into_iter().filter(|i| i.unique).map(|i| i.sql).collect();
+    let model = desc.fingerprint();
+    let parts = [model.as_bytes(), sql.as_bytes()].into_iter().chain(unique.iter().map(|s| s.as_bytes()));
+    Ok(format!("{:016x}", cdc_schema::fnv1a64(parts)))
+}

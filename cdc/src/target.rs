@@ -19,6 +19,9 @@ pub struct Source {
     pub upstream_log_ids: Vec<String>,
     /// The tables this consumer follows.
     pub tables: Vec<SourceTable>,
+    /// Tables this consumer followed that the source has dropped (schema
+    /// following on): a target that keeps a copy of them drops it.
+    pub dropped: Vec<String>,
 }
 
 /// One followed table, with the SQL that created it (replicas create
@@ -28,8 +31,8 @@ pub struct SourceTable {
     pub desc: TableDesc,
     /// `CREATE TABLE` as stored in the source's `sqlite_master`.
     pub create_sql: String,
-    /// `CREATE INDEX` statements of the table's explicit indexes.
-    pub index_sql: Vec<String>,
+    /// The table's explicit indexes (`CREATE INDEX`).
+    pub indexes: Vec<crate::schema::IndexSql>,
 }
 
 /// A destination for events.

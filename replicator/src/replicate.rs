@@ -51,6 +51,13 @@ pub struct Cli {
     /// Process everything visible now (bootstrapping first if needed), then exit.
     #[arg(long)]
     pub once: bool,
+    /// Follow schema changes: a table altered, remade by a migration or
+    /// given new unique indexes is captured again and reseeded with its new
+    /// schema; a dropped table is dropped from the target; with every table
+    /// followed, new tables are captured. Without it, such a table's
+    /// delivery stops with one line saying how to resume it.
+    #[arg(long)]
+    pub follow_schema: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +85,7 @@ struct Settings {
     signal: SignalKind,
     poll_interval: Duration,
     batch_size: usize,
+    follow_schema: bool,
     once: bool,
 }
 
@@ -110,6 +118,7 @@ impl Settings {
             poll_interval: duration(&cli.poll_interval, "poll interval")?,
             batch_size,
             once: cli.once,
+            follow_schema: cli.follow_schema,
         })
     }
 }
@@ -161,6 +170,7 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         .batch_size(s.batch_size)
         .bootstrap(s.bootstrap)
         .on_rewind(s.on_rewind)
+        .follow_schema(s.follow_schema)
         .on_progress(progress_bars())
         .open()?;
     let mut target = s.target.open(&s.db)?;
@@ -188,6 +198,15 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
     signal_handle.close();
     let _ = watcher.join();
     let drained = result?;
+    // `--once` promises the target holds everything visible: a table whose
+    // delivery is stopped breaks that promise, said in the exit status.
+    if s.once
+        && let Some((_, line)) = engine.halted().first()
+    {
+        let more = engine.halted().len() - 1;
+        let more = if more > 0 { format!(" (and {more} more table(s), listed above)") } else { String::new() };
+        return Err(Error::Config(format!("{line}{more}")));
+    }
     tracing::info!(
         changes = drained.changes,
         bootstrapped_rows = drained.bootstrapped_rows,

@@ -54,6 +54,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a schema migration with capture paused: drop the capture
+    /// triggers (which would block ALTER TABLE ... DROP COLUMN), run
+    /// COMMAND, then attach capture again to every table that still exists.
+    /// Replicators reseed those tables, so nothing written meanwhile is
+    /// lost. --start and --finish do the two halves when the migration
+    /// cannot be wrapped (or to end a window whose command was killed).
+    Migrate {
+        #[command(flatten)]
+        db: DbArg,
+        /// Only pause capture (open the migration window).
+        #[arg(long, conflicts_with_all = ["finish", "command"])]
+        start: bool,
+        /// Only attach capture again (close the migration window).
+        #[arg(long, conflicts_with = "command")]
+        finish: bool,
+        /// The migration command and its arguments, after `--`.
+        #[arg(last = true, value_name = "COMMAND", required_unless_present_any = ["start", "finish"])]
+        command: Vec<String>,
+    },
     /// Show captured tables, log size, consumers and schema drift.
     Status {
         #[command(flatten)]
@@ -130,6 +149,45 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
             };
             writeln!(out, "{text}").map_err(|e| io_error("stdout", e))?;
         }
+        Command::Migrate { db, start, finish, command } => {
+            let mut conn = db::open(&db.path, Access::ReadWrite)?;
+            if !finish {
+                let window = capture::start_migration(&mut conn)?;
+                let say = format!("capture paused on {} table(s): {}", window.tables.len(), window.tables.join(", "));
+                writeln!(out, "{say}").map_err(|e| io_error("stdout", e))?;
+                if start {
+                    let db_word = cdc::shell_word(&db.path.display().to_string());
+                    writeln!(out, "migrate now, then: cdc-setup migrate --db {db_word} --finish")
+                        .map_err(|e| io_error("stdout", e))?;
+                    return Ok(());
+                }
+            }
+            let status = (!command.is_empty()).then(|| run_migration(&command));
+            let finished = capture::finish_migration(&mut conn)?;
+            for outcome in finished.attached {
+                let table = match outcome {
+                    Installed::New { table } | Installed::Unchanged { table } | Installed::Reattached { table, .. } => {
+                        table
+                    }
+                };
+                writeln!(out, "capture attached again to {table:?} (replicators reseed it)")
+                    .map_err(|e| io_error("stdout", e))?;
+            }
+            for table in finished.gone {
+                writeln!(out, "{table:?} no longer exists (dropped or renamed): capture removed from it")
+                    .map_err(|e| io_error("stdout", e))?;
+            }
+            match status {
+                Some(Err(e)) => return Err(e),
+                Some(Ok(code)) if code != 0 => {
+                    return Err(cdc::Error::Config(format!(
+                        "the migration command {:?} exited with status {code}; capture was attached again anyway",
+                        command.join(" ")
+                    )));
+                }
+                _ => {}
+            }
+        }
         Command::Status { db, json } => {
             let conn = db::open(&db.path, Access::ReadOnly)?;
             let status = capture::status(&conn)?;
@@ -142,6 +200,21 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs the migration command with this process's stdio; returns its exit
+/// status. Ctrl-C and SIGTERM reach the command (same process group) but
+/// do not stop this process, which still attaches capture again after it.
+fn run_migration(command: &[String]) -> cdc::Result<i32> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, flag.clone()).map_err(|e| io_error("installing signal handlers", e))?;
+    }
+    let status = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .status()
+        .map_err(|e| io_error(&format!("running the migration command {:?}", command[0]), e))?;
+    Ok(status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
 }
 
 fn io_error(what: &str, e: std::io::Error) -> cdc::Error {

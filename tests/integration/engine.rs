@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cdc::signal::{AnySignal, FsSignal, Signal, SignalKind, TimerSignal, Waker};
-use cdc::{BootstrapMode, Engine, Event, Retry, Target};
+use cdc::{BootstrapMode, Engine, Event, Retry, Target, Value};
 
 use crate::support::{Model, Seed, TempDb, apply_events, python, snapshot, sqlite3, wait_until};
 
@@ -269,13 +269,37 @@ fn a_failing_target_is_retried_then_gives_up_without_acknowledging() {
 }
 
 #[test]
-fn schema_drift_stops_the_engine_with_the_fix() {
-    let db = db_with_table();
+fn schema_drift_halts_that_table_only_and_the_printed_fix_resumes_it() {
+    let db =
+        TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v); CREATE TABLE u(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t", "u"]);
     let mut engine = Engine::builder(&db.path).open().unwrap();
-    engine.drain(&mut Recorder::default()).unwrap();
-    sqlite3(&db.path, "ALTER TABLE t ADD COLUMN w;");
-    let err = engine.drain(&mut Recorder::default()).unwrap_err().to_string();
-    assert!(err.contains("table \"t\" changed") && err.contains("cdc-setup install --db"), "{err}");
+    let mut target = Recorder::default();
+    engine.drain(&mut target).unwrap();
+    sqlite3(
+        &db.path,
+        "ALTER TABLE t ADD COLUMN w; INSERT INTO t VALUES(1, 'a', 'lost?'); INSERT INTO u VALUES(1, 'b');",
+    );
+    let drained = engine.drain(&mut target).unwrap();
+    assert_eq!(drained.changes, 1, "u flows on");
+    let halted = engine.halted().to_vec();
+    assert_eq!(halted.len(), 1);
+    let (table, line) = &halted[0];
+    assert_eq!(table, "t");
+    assert!(line.contains("column \"w\" was added") && line.contains("cdc-setup install --db"), "{line}");
+    assert!(!line.contains('\n'));
+    // What the line says to run: t is reseeded, the value written to the
+    // new column before the fix included.
+    cdc::capture::install(&mut db.conn(), &["t".to_string()]).unwrap();
+    target.events.clear();
+    let drained = engine.drain(&mut target).unwrap();
+    assert_eq!(drained.bootstrapped_rows, 1);
+    assert!(engine.halted().is_empty());
+    let row = target.events.iter().find_map(|e| match e {
+        Event::Bootstrap { row, .. } => Some(row.values.clone()),
+        _ => None,
+    });
+    assert_eq!(row.unwrap()[2], Value::Text("lost?".into()));
 }
 
 #[test]

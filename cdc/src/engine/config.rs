@@ -127,6 +127,7 @@ pub(crate) struct Settings {
     pub bootstrap: BootstrapMode,
     pub on_rewind: OnRewind,
     pub retry: Retry,
+    pub follow_schema: bool,
 }
 
 /// Configures and opens an [`Engine`](super::Engine).
@@ -149,6 +150,7 @@ impl EngineBuilder {
                 bootstrap: BootstrapMode::Auto,
                 on_rewind: OnRewind::Reseed,
                 retry: Retry::default(),
+                follow_schema: false,
             },
             progress: None,
         }
@@ -189,6 +191,20 @@ impl EngineBuilder {
     /// (default [`OnRewind::Reseed`]).
     pub fn on_rewind(mut self, policy: OnRewind) -> Self {
         self.settings.on_rewind = policy;
+        self
+    }
+
+    /// Follow schema changes of the source (default off). On a table whose
+    /// schema changed (columns, constraints, unique indexes; a table
+    /// remade by an ORM migration), capture is re-attached and the table
+    /// reseeded on the target with its new schema; a table dropped from
+    /// the source is dropped from the target; when following every table,
+    /// new tables are captured. Off, such a table's delivery stops with
+    /// one line naming the change and the command that resumes it, and the
+    /// other tables go on. Either way, plain indexes are copied as they
+    /// come and go.
+    pub fn follow_schema(mut self, on: bool) -> Self {
+        self.settings.follow_schema = on;
         self
     }
 

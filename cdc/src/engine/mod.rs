@@ -14,6 +14,7 @@ mod plan;
 mod snapshot;
 mod source;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -83,6 +84,8 @@ pub struct Engine {
     target: Option<Connected>,
     /// `BootstrapMode::Always` has done its one reseed.
     always_done: bool,
+    /// Tables the target refused a change of, to reseed, with why.
+    refused: HashMap<String, String>,
     _lock: OwnerLock,
 }
 
@@ -97,7 +100,10 @@ impl EngineBuilder {
         if self.consumer.is_empty() {
             return Err(Error::Config("consumer name must not be empty".into()));
         }
-        let source = SourceDb::open(&self.db, &self.tables)?;
+        let source = SourceDb::open(&self.db, &self.tables, self.settings.follow_schema)?;
+        for (_, line) in &source.halted {
+            tracing::error!("{line}");
+        }
         if log::position(&source.conn, &self.consumer).map_err(|e| named(e, &self.db))?.is_none() {
             source.quick_check()?;
         }
@@ -112,6 +118,7 @@ impl EngineBuilder {
             waker: Waker::new(),
             target: None,
             always_done: false,
+            refused: HashMap::new(),
             _lock: lock,
         })
     }
@@ -132,6 +139,13 @@ impl Engine {
     /// The tables this engine follows.
     pub fn tables(&self) -> impl Iterator<Item = &str> {
         self.source.followed.iter().map(|r| r.desc.name.as_ref())
+    }
+
+    /// Tables whose delivery is stopped because their schema changed (and
+    /// schema following is off, or a migration window is open), each with
+    /// the line that says why and how to resume it.
+    pub fn halted(&self) -> &[(String, String)] {
+        &self.source.halted
     }
 
     /// The commit point the target holds, once connected.
@@ -202,6 +216,7 @@ impl Engine {
         }
         let description = self.source.describe()?;
         let stored = target.open(&description)?;
+        self.source.dropped.clear();
         let conn = &self.source.conn;
         let (state, owned) = match stored {
             Some(state) => (state, true),
@@ -227,6 +242,16 @@ impl Engine {
                 Err(Failure::Source(e)) => {
                     let _ = target.rollback();
                     return Err(named(e, &self.source.path));
+                }
+                // The replica refused one table's change (a constraint the
+                // source did not enforce, say): reseed that table, once;
+                // the others keep flowing.
+                Err(Failure::Target(Error::ReplicaRefused { table, message, .. }))
+                    if !self.refused.contains_key(&table) =>
+                {
+                    let _ = target.rollback();
+                    tracing::warn!(table = %table, "the target refused a change ({message}); reseeding just that table");
+                    self.refused.insert(table, message);
                 }
                 Err(Failure::Target(e)) if e.is_permanent() => {
                     let _ = target.rollback();
@@ -257,10 +282,11 @@ impl Engine {
 
     fn drain_attempt(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
         match self.source.refresh()? {
-            Refresh::Same | Refresh::SchemaChanged(false) => {}
-            // Another file, or other tables: the target learns the new
-            // description (and, for a replica, creates what is missing).
-            Refresh::Reopened | Refresh::SchemaChanged(true) => self.target = None,
+            Refresh::Same => {}
+            // Another file, other tables, other indexes: the target learns
+            // the new description (a replica creates what is missing,
+            // rebuilds what changed, copies plain indexes).
+            Refresh::Reopened | Refresh::SchemaChanged(_) => self.target = None,
         }
         self.connect(target)?;
         let conn = &self.source.conn;
@@ -270,6 +296,7 @@ impl Engine {
             &self.target.as_ref().expect("connected above").state,
             self.settings.bootstrap,
             !self.always_done,
+            &self.refused,
         )?;
         let connected = self.target.as_ref().expect("connected above");
         let mut state = connected.state.clone();
@@ -295,8 +322,13 @@ impl Engine {
         } else {
             self.bootstrap(target, state, &plan)?
         };
-        if self.settings.bootstrap == BootstrapMode::Always && !drained.stopped {
-            self.always_done = true;
+        if !drained.stopped {
+            if self.settings.bootstrap == BootstrapMode::Always {
+                self.always_done = true;
+            }
+            for (table, _) in &plan.bootstrap {
+                self.refused.remove(table.desc.name.as_ref());
+            }
         }
         Ok(drained)
     }

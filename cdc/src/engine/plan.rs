@@ -4,6 +4,8 @@
 //! target followed. Every way state goes missing ends here with a reason
 //! that is logged in one line.
 
+use std::collections::HashMap;
+
 use rusqlite::Connection;
 
 use crate::capture::{Registered, captured_since};
@@ -68,6 +70,7 @@ pub(crate) fn make(
     state: &DeliveryState,
     mode: BootstrapMode,
     always_pending: bool,
+    refused: &HashMap<String, String>,
 ) -> Result<Plan> {
     let high_water = log::high_water(conn)?;
     let low = log::low_water(conn)?;
@@ -97,7 +100,9 @@ pub(crate) fn make(
             Some(TableState::Seeding) => "its previous bootstrap was interrupted".to_string(),
             Some(TableState::Live { position: p }) => {
                 let since = captured_since(conn, name)?;
-                if mode == BootstrapMode::Always && always_pending {
+                if let Some(why) = refused.get(name) {
+                    format!("the target refused a change of it ({why})")
+                } else if mode == BootstrapMode::Always && always_pending {
                     "bootstrap is set to always".to_string()
                 } else if low.is_some_and(|l| l > p + 1) {
                     format!("the log no longer holds the changes after seq {p} (pruned)")

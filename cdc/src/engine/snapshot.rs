@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use cdc_schema::quote_ident;
 
@@ -93,8 +93,23 @@ pub(crate) fn table(
             report(count, false);
         }
     }
-    events.push(Event::BootstrapEnd { table: table.clone(), rows: count });
+    let sequence = autoincrement_sequence(conn, &desc.name)?;
+    events.push(Event::BootstrapEnd { table: table.clone(), rows: count, sequence });
     target.apply(&events).map_err(Failure::Target)?;
     report(count, true);
     Ok(Some(count))
+}
+
+/// `table`'s entry in `sqlite_sequence` (its AUTOINCREMENT counter), if any.
+fn autoincrement_sequence(conn: &Connection, table: &str) -> rusqlite::Result<Option<i64>> {
+    let exists = conn
+        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'", [], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !exists {
+        return Ok(None);
+    }
+    conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| r.get(0))
+        .optional()
+        .map(Option::flatten)
 }

@@ -1,7 +1,13 @@
 //! The source database as delivery sees it: which file, which log, which
 //! tables. Re-identified on every wake-up with a `stat` (a replaced file is
 //! reopened) and `PRAGMA schema_version` (a schema change re-reads the
-//! followed tables and checks them for drift).
+//! followed tables and checks each for drift).
+//!
+//! A table whose schema changed is either followed through the change
+//! (schema following on: capture re-attached, the table reseeded; a table
+//! dropped is dropped on the target too; under "every table", new tables
+//! are captured) or halted: its delivery stops, with one line saying what
+//! changed and the command that resumes it, and the other tables flow on.
 
 use std::path::{Path, PathBuf};
 
@@ -10,10 +16,12 @@ use rusqlite::{Connection, OptionalExtension};
 use cdc_schema::log::META_TABLE;
 use cdc_schema::quote_ident;
 
-use crate::capture::{Registered, verify};
+use crate::capture::{self, Registered, drift, select};
 use crate::db::{self, Access, classify};
+use crate::error::shell_word;
 use crate::error::{Error, Result};
 use crate::lock::FileId;
+use crate::schema::describe;
 use crate::target::{Source, SourceTable};
 
 /// What [`SourceDb::refresh`] found.
@@ -36,7 +44,15 @@ pub(crate) struct SourceDb {
     schema_version: i64,
     /// Tables asked for (empty: every captured table).
     requested: Vec<String>,
+    follow_schema: bool,
+    /// The tables delivered.
     pub followed: Vec<Registered>,
+    /// Tables whose delivery is stopped, each with the line that says why
+    /// and how to resume it.
+    pub halted: Vec<(String, String)>,
+    /// Tables the source dropped (schema following on), for the target to
+    /// drop too; cleared once the target was told.
+    pub dropped: Vec<String>,
 }
 
 fn pragma(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
@@ -46,11 +62,11 @@ fn pragma(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
 impl SourceDb {
     /// Opens and validates the source: a SQLite file, capture installed,
     /// the tables captured and unchanged, the log readable. Writes nothing.
-    pub fn open(path: &Path, requested: &[String]) -> Result<SourceDb> {
+    pub fn open(path: &Path, requested: &[String], follow_schema: bool) -> Result<SourceDb> {
         let conn = db::open(path, Access::ReadWrite)?;
         let file = FileId::of(path).map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
-        let followed = verify(&conn, requested).map_err(|e| named(e, path))?;
-        if followed.is_empty() {
+        let selected = select(&conn, requested).map_err(|e| named(e, path))?;
+        if selected.is_empty() && !follow_schema {
             return Err(Error::NothingCaptured(path.to_path_buf()));
         }
         let log_id: Option<String> = conn
@@ -66,15 +82,110 @@ impl SourceDb {
         crate::log::high_water(&conn).map_err(|e| named(e, path))?;
         crate::log::low_water(&conn).map_err(|e| named(e, path))?;
         let schema_version = pragma(&conn, "schema_version").map_err(|e| classify(e, path))?;
-        Ok(SourceDb {
+        let mut source = SourceDb {
             path: path.to_path_buf(),
             conn,
             file,
             log_id,
             schema_version,
             requested: requested.to_vec(),
-            followed: dedup(followed),
-        })
+            follow_schema,
+            followed: Vec::new(),
+            halted: Vec::new(),
+            dropped: Vec::new(),
+        };
+        source.sort_out(selected)?;
+        Ok(source)
+    }
+
+    /// Splits the selected registrations into followed and halted tables,
+    /// following schema changes first when asked to.
+    fn sort_out(&mut self, selected: Vec<Registered>) -> Result<()> {
+        let path = self.path.clone();
+        let mut selected = dedup(selected);
+        if self.follow_schema
+            && capture::migration(&self.conn).map_err(|e| named(e, &path))?.is_none()
+            && self.follow(&selected).map_err(|e| named(e, &path))?
+        {
+            selected = dedup(select(&self.conn, &self.requested).map_err(|e| named(e, &path))?);
+        }
+        let window = capture::migration(&self.conn).map_err(|e| named(e, &path))?;
+        let (mut followed, mut halted) = (Vec::new(), Vec::new());
+        for r in selected {
+            let name = r.desc.name.to_string();
+            match drift(&self.conn, &r).map_err(|e| named(e, &path))? {
+                None => followed.push(r),
+                Some(_) if window.as_ref().is_some_and(|w| w.tables.contains(&name)) => {
+                    let db = shell_word(&path.display().to_string());
+                    halted.push((
+                        name.clone(),
+                        format!(
+                            "table {name:?}: capture is paused by a migration window (cdc-setup migrate); \
+                         delivery resumes with a reseed when it ends (cdc-setup migrate --db {db} --finish)"
+                        ),
+                    ));
+                }
+                Some(what) => {
+                    let line = halt_line(&path, &name, &what, describe(&self.conn, &name).is_ok());
+                    halted.push((name, line));
+                }
+            }
+        }
+        self.followed = followed;
+        self.halted = halted;
+        Ok(())
+    }
+
+    /// Schema following: re-attaches capture to each selected table that
+    /// drifted and still exists (its new registration makes the target
+    /// reseed it), removes capture from each that is gone (the target drops
+    /// it), and under "every table" captures new tables. Returns whether
+    /// anything was changed.
+    fn follow(&mut self, selected: &[Registered]) -> Result<bool> {
+        let mut changed = false;
+        for r in selected {
+            let name = r.desc.name.to_string();
+            let Some(what) = drift(&self.conn, r)? else { continue };
+            if describe(&self.conn, &name).is_ok() {
+                match capture::install(&mut self.conn, std::slice::from_ref(&name)) {
+                    Ok(_) => {
+                        tracing::warn!(db = %self.path.display(), table = %name, "the table changed ({what}); capture re-attached, reseeding it (--follow-schema)")
+                    }
+                    // Left drifted: it is halted with its own line.
+                    Err(e) => {
+                        tracing::warn!(db = %self.path.display(), table = %name, "the table changed ({what}) and cannot be captured again: {e}")
+                    }
+                }
+            } else {
+                tracing::warn!(db = %self.path.display(), table = %name, "the table is gone ({what}); removing its capture and dropping it from the target (--follow-schema)");
+                capture::detach(&mut self.conn, &name)?;
+                self.dropped.push(name);
+            }
+            changed = true;
+        }
+        if self.requested.is_empty() {
+            let captured: Vec<String> = capture::registry(&self.conn)?
+                .into_iter()
+                .filter(|r| r.active)
+                .map(|r| r.desc.name.to_string())
+                .collect();
+            let new: Vec<String> = crate::schema::capturable_tables(&self.conn)?
+                .into_iter()
+                .filter(|t| !captured.iter().any(|c| c.eq_ignore_ascii_case(t)))
+                .collect();
+            for table in new {
+                match capture::install(&mut self.conn, std::slice::from_ref(&table)) {
+                    Ok(_) => {
+                        tracing::info!(db = %self.path.display(), table = %table, "a new table; capturing and replicating it (--follow-schema)");
+                        changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(db = %self.path.display(), table = %table, "a new table that cannot be captured: {e}")
+                    }
+                }
+            }
+        }
+        Ok(changed)
     }
 
     /// Checks the followed tables and the log page by page (`PRAGMA
@@ -111,7 +222,7 @@ impl SourceDb {
             let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
             let _ = old.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
             drop(old);
-            *self = SourceDb::open(&self.path, &self.requested)?;
+            *self = SourceDb::open(&self.path, &self.requested, self.follow_schema)?;
             tracing::warn!(db = %self.path.display(), same_log = old_log == self.log_id,
                 "the source file was replaced (a new file at the same path); reopened it");
             return Ok(Refresh::Reopened);
@@ -120,16 +231,20 @@ impl SourceDb {
         if version == self.schema_version {
             return Ok(Refresh::Same);
         }
-        let followed = dedup(verify(&self.conn, &self.requested).map_err(|e| named(e, &self.path))?);
-        if followed.is_empty() {
-            return Err(Error::NothingCaptured(self.path.clone()));
-        }
-        let changed = names(&followed) != names(&self.followed);
+        let selected = select(&self.conn, &self.requested).map_err(|e| named(e, &self.path))?;
+        let before = (self.followed.iter().map(|r| r.tid).collect::<Vec<_>>(), self.halted.clone());
+        self.sort_out(selected)?;
+        // Schema following writes to the schema itself: read the version after it.
+        self.schema_version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &self.path))?;
+        let changed = before.0 != self.followed.iter().map(|r| r.tid).collect::<Vec<_>>() || !self.dropped.is_empty();
         if changed {
-            tracing::info!(tables = ?names(&followed), "the set of followed tables changed");
+            tracing::info!(tables = ?names(&self.followed), "the set of followed tables changed");
         }
-        self.followed = followed;
-        self.schema_version = version;
+        if before.1 != self.halted {
+            for (_, line) in &self.halted {
+                tracing::error!("{line}");
+            }
+        }
         Ok(Refresh::SchemaChanged(changed))
     }
 
@@ -137,23 +252,16 @@ impl SourceDb {
     pub fn describe(&self) -> Result<Source> {
         let mut tables = Vec::new();
         for r in &self.followed {
-            let create_sql: String = self.conn.query_row(
-                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [r.desc.name.as_ref()],
-                |row| row.get(0),
-            )?;
-            let mut stmt = self.conn.prepare(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1 AND sql IS NOT NULL ORDER BY name",
-            )?;
-            let index_sql =
-                stmt.query_map([r.desc.name.as_ref()], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
-            tables.push(SourceTable { desc: r.desc.clone(), create_sql, index_sql });
+            let create_sql = crate::schema::table_sql(&self.conn, &r.desc.name)?;
+            let indexes = crate::schema::indexes(&self.conn, &r.desc.name)?;
+            tables.push(SourceTable { desc: r.desc.clone(), create_sql, indexes });
         }
         Ok(Source {
             log_id: self.log_id.clone(),
             path: self.path.clone(),
             upstream_log_ids: crate::targets::sqlite::followed_log_ids(&self.conn)?,
             tables,
+            dropped: self.dropped.clone(),
         })
     }
 
@@ -190,5 +298,23 @@ fn named(e: Error, path: &Path) -> Error {
     match e {
         Error::Sqlite(e) => classify(e, path),
         other => other,
+    }
+}
+
+/// The one line said when a table's delivery stops, with the command that
+/// resumes it: re-attaching capture (the replicator then reseeds it), or
+/// for a table that is gone, removing its capture.
+fn halt_line(db: &Path, table: &str, what: &str, exists: bool) -> String {
+    let (db_word, t) = (shell_word(&db.display().to_string()), shell_word(table));
+    if exists {
+        format!(
+            "table {table:?} changed on the source ({what}); its delivery is stopped, the other tables go on. \
+             Resume it (it is then reseeded) with: cdc-setup install --db {db_word} --table {t}"
+        )
+    } else {
+        format!(
+            "table {table:?} is gone from the source ({what}); its delivery is stopped and the target keeps its last copy. \
+             Stop capturing it with: cdc-setup uninstall --db {db_word} --table {t}"
+        )
     }
 }

@@ -14,9 +14,9 @@ use crate::db::{DEFAULT_BUSY_TIMEOUT, classify};
 use crate::error::{Error, Result};
 use crate::event::{Event, Row};
 use crate::lock::{FileId, OwnerLock, target_lock_path};
-use crate::schema::describe;
+use crate::schema::{IndexSql, describe};
 use crate::state::{DeliveryState, TableState};
-use crate::target::{Source, Target};
+use crate::target::{Source, SourceTable, Target};
 
 /// The replica's own bookkeeping table: one row with the delivery state
 /// (which source log, and per table: seeding or live from a position),
@@ -59,6 +59,8 @@ struct TableSql {
     /// Image positions of the identity (rowid, or key columns in key order).
     identity: Vec<usize>,
     has_rowid: bool,
+    /// Rows have a key (rowid alias or primary key), not only values.
+    keyed: bool,
 }
 
 impl TableSql {
@@ -111,6 +113,11 @@ pub struct SqliteTarget {
     /// Tables purged by a `BootstrapBegin` in the open transaction: the
     /// only ones whose position may go back.
     purged: HashSet<String>,
+    /// Tables this replica made whose schema no longer matches the
+    /// source's (columns, constraints, indexes): their `BootstrapBegin`
+    /// drops and recreates them from the source's SQL, in the bootstrap's
+    /// transaction, so a reader sees the old table until the new one is full.
+    rebuild: HashMap<String, SourceTable>,
     in_tx: bool,
     _lock: OwnerLock,
 }
@@ -145,6 +152,7 @@ impl SqliteTarget {
             tables: HashMap::new(),
             stored: DeliveryState::default(),
             purged: HashSet::new(),
+            rebuild: HashMap::new(),
             in_tx: false,
             _lock: lock,
         })
@@ -185,9 +193,13 @@ impl SqliteTarget {
                     let mut stmt = self.conn.prepare_cached(&sql.update)?;
                     let next = sql.bind_image(&mut stmt, after, 1)?;
                     sql.bind_identity(&mut stmt, before, next)?;
-                    if stmt.raw_execute()? == 0 {
-                        // The row is not here (it never can be once caught
-                        // up; be robust anyway): the after image wins.
+                    if stmt.raw_execute()? == 0 && sql.keyed {
+                        // Not here: an application trigger rewrote a row
+                        // its statement had just inserted, or changed a
+                        // key, and the statement's own change, logged
+                        // after it, carries the row as it ended up. With a
+                        // key, the after image is the row; without one,
+                        // inserting it would add a second copy.
                         self.upsert(sql, after)?;
                     }
                 }
@@ -198,13 +210,24 @@ impl SqliteTarget {
                     stmt.raw_execute()?;
                 }
             },
-            Event::BootstrapBegin { .. } => {
-                self.conn.prepare_cached(&sql.purge)?.execute([])?;
-            }
+            Event::BootstrapBegin { table, .. } => match self.rebuild.get(table.as_ref()) {
+                Some(t) => {
+                    tracing::info!(replica = %self.path.display(), table = %table, "recreating the table with the source's schema");
+                    self.conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)), [])?;
+                    create_table(&self.conn, t)?;
+                }
+                None => {
+                    self.conn.prepare_cached(&sql.purge)?.execute([])?;
+                }
+            },
             Event::Bootstrap { row, .. } => {
                 self.upsert(sql, row)?;
             }
-            Event::BootstrapEnd { .. } => {}
+            Event::BootstrapEnd { sequence, .. } => {
+                if let Some(seq) = sequence {
+                    self.set_sequence(event.table(), *seq)?;
+                }
+            }
         }
         Ok(())
     }
@@ -277,19 +300,27 @@ impl SqliteTarget {
     fn open_source(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
         Target::rollback(self)?;
         self.refuse_loops(source)?;
+        let mut stored = self.read_state()?;
         // Check every existing table before writing anything, so a refused
-        // replica is left exactly as it was.
+        // replica is left exactly as it was. A table this replica made
+        // (its state names it) follows the source's schema: when that
+        // changed, it is rebuilt and reseeded. Any other table is the
+        // user's: it is used when compatible, never dropped.
+        self.rebuild.clear();
         for t in &source.tables {
-            if table_exists(&self.conn, &t.desc.name)? {
-                let live = describe(&self.conn, &t.desc.name)?;
-                let problems = mismatches(&t.desc, &live, Against::Source);
-                if !problems.is_empty() {
-                    return Err(Error::ReplicaMismatch {
-                        path: self.path.clone(),
-                        table: t.desc.name.to_string(),
-                        problems,
-                    });
-                }
+            let name = t.desc.name.as_ref();
+            if !table_exists(&self.conn, name)? || same_schema(&self.conn, t)? {
+                continue;
+            }
+            if stored.table(name).is_some() {
+                stored.forget(name);
+                self.rebuild.insert(name.to_string(), t.clone());
+                continue;
+            }
+            let live = describe(&self.conn, name)?;
+            let problems = mismatches(&t.desc, &live, Against::Source);
+            if !problems.is_empty() {
+                return Err(Error::ReplicaMismatch { path: self.path.clone(), table: name.to_string(), problems });
             }
         }
         let wal: String =
@@ -297,7 +328,10 @@ impl SqliteTarget {
         if !wal.eq_ignore_ascii_case("wal") {
             tracing::warn!(replica = %self.path.display(), mode = %wal, "replica is not in WAL mode; its readers will block replication");
         }
-        self.conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;")?;
+        // The replica is a copy, not a validator: a row the source stored
+        // with its CHECK constraints off (an import, say) is stored here too.
+        self.conn
+            .execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA ignore_check_constraints=ON;")?;
         let tx = self.conn.transaction().map_err(|e| classify(e, &self.path))?;
         tx.execute(
             &format!(
@@ -309,15 +343,20 @@ impl SqliteTarget {
         )?;
         for t in &source.tables {
             if !table_exists(&tx, &t.desc.name)? {
-                tx.execute(&t.create_sql, [])?;
-                for index in &t.index_sql {
-                    tx.execute(index, [])?;
-                }
+                create_table(&tx, t)?;
+            } else if stored.table(&t.desc.name).is_some() {
+                // This replica's own table (a user's table is left alone).
+                sync_plain_indexes(&tx, t)?;
             }
-            // A table without any key is found by its values: an index
-            // keeps that from scanning the table for every change.
-            if let Some(index) = t.desc.replica_index_sql() {
-                tx.execute(&index, [])?;
+        }
+        // Tables the source dropped (schema following): this replica's
+        // copies go too.
+        for table in &source.dropped {
+            if stored.table(table).is_some() {
+                tracing::info!(replica = %self.path.display(), table = %table, "the source dropped the table; dropping it here");
+                tx.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)), [])?;
+                stored.forget(table);
+                write_state(&tx, &stored)?;
             }
         }
         tx.commit().map_err(|e| classify(e, &self.path))?;
@@ -334,17 +373,23 @@ impl SqliteTarget {
                     purge: d.purge_sql(),
                     identity: d.identity_positions(),
                     has_rowid: !d.without_rowid,
+                    keyed: d.identity() != cdc_schema::Identity::Image,
                 };
                 (d.name.to_string(), sql)
             })
             .collect();
+        self.stored = stored;
+        Ok(Some(self.stored.clone()))
+    }
+
+    /// The delivery state this replica stores (empty when none yet).
+    fn read_state(&self) -> Result<DeliveryState> {
+        if !table_exists(&self.conn, STATE_TABLE)? {
+            return Ok(DeliveryState::default());
+        }
         let sql = format!("SELECT state FROM {} WHERE id = 1", quote_ident(STATE_TABLE));
         let text: Option<String> = self.conn.query_row(&sql, [], |r| r.get(0)).optional()?;
-        self.stored = match text {
-            Some(text) => DeliveryState::from_json(&text)?,
-            None => DeliveryState::default(),
-        };
-        Ok(Some(self.stored.clone()))
+        text.map_or_else(|| Ok(DeliveryState::default()), |t| DeliveryState::from_json(&t))
     }
 
     fn apply_events(&mut self, events: &[Event]) -> Result<()> {
@@ -353,7 +398,40 @@ impl SqliteTarget {
             if let Event::BootstrapBegin { table, .. } = e {
                 self.purged.insert(table.to_string());
             }
-            self.apply_one(e)?;
+            self.apply_one(e).map_err(|err| self.refused(err, e.table()))?;
+        }
+        Ok(())
+    }
+
+    /// An error applying an event of `table`: when retrying cannot help
+    /// (a constraint, a type, a schema SQLite refuses), the replica
+    /// refused that table's change and the engine reseeds just that table.
+    fn refused(&self, err: Error, table: &str) -> Error {
+        use rusqlite::ErrorCode::{ConstraintViolation, TooBig, TypeMismatch, Unknown};
+        match err {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(f, msg))
+                if matches!(f.code, ConstraintViolation | TypeMismatch | TooBig | Unknown) =>
+            {
+                let message = msg.unwrap_or_else(|| f.to_string());
+                Error::ReplicaRefused { path: self.path.clone(), table: table.to_string(), message }
+            }
+            other => other,
+        }
+    }
+
+    /// Sets `table`'s AUTOINCREMENT counter to the source's.
+    fn set_sequence(&self, table: &str, seq: i64) -> Result<()> {
+        if !table_exists(&self.conn, "sqlite_sequence")? {
+            return Ok(());
+        }
+        let n = self
+            .conn
+            .prepare_cached("UPDATE sqlite_sequence SET seq = ?2 WHERE name = ?1")?
+            .execute(params![table, seq])?;
+        if n == 0 {
+            self.conn
+                .prepare_cached("INSERT INTO sqlite_sequence(name, seq) VALUES(?1, ?2)")?
+                .execute(params![table, seq])?;
         }
         Ok(())
     }
@@ -374,18 +452,71 @@ impl SqliteTarget {
             }
         }
         self.begin()?;
-        let sql = format!(
-            "INSERT INTO {}(id, log_id, position, state) VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
-             log_id = excluded.log_id, position = excluded.position, state = excluded.state, updated_at = CURRENT_TIMESTAMP",
-            quote_ident(STATE_TABLE)
-        );
-        self.conn.prepare_cached(&sql)?.execute(params![state.log_id, state.position, state.to_json()])?;
+        write_state(&self.conn, state)?;
         self.conn.execute_batch("COMMIT").map_err(|e| self.sql_error(e))?;
         self.in_tx = false;
-        self.purged.clear();
+        for table in self.purged.drain() {
+            self.rebuild.remove(&table);
+        }
         self.stored = state.clone();
         Ok(())
     }
+}
+
+/// Writes the delivery state row (inside the caller's transaction).
+fn write_state(conn: &Connection, state: &DeliveryState) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {}(id, log_id, position, state) VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
+         log_id = excluded.log_id, position = excluded.position, state = excluded.state, updated_at = CURRENT_TIMESTAMP",
+        quote_ident(STATE_TABLE)
+    );
+    conn.prepare_cached(&sql)?.execute(params![state.log_id, state.position, state.to_json()])?;
+    Ok(())
+}
+
+/// Creates a replica table from the source's SQL: the table, its indexes
+/// (unique, partial and expression indexes decide which rows a table can
+/// hold, and `INSERT OR REPLACE` evicts through them as on the source),
+/// and for a table without any key an index to find rows by value. Never
+/// the source's triggers: their effects arrive as changes.
+fn create_table(conn: &Connection, t: &SourceTable) -> Result<()> {
+    conn.execute(&t.create_sql, [])?;
+    for index in &t.indexes {
+        conn.execute(&index.sql, [])?;
+    }
+    if let Some(index) = t.desc.replica_index_sql() {
+        conn.execute(&index, [])?;
+    }
+    Ok(())
+}
+
+/// Whether the replica's table holds the same rows the source's can: the
+/// same `CREATE TABLE` text and the same unique indexes. (Plain indexes
+/// change no row: [`sync_plain_indexes`] copies them.)
+fn same_schema(conn: &Connection, t: &SourceTable) -> Result<bool> {
+    if crate::schema::table_sql(conn, &t.desc.name)? != t.create_sql {
+        return Ok(false);
+    }
+    let unique = |v: Vec<IndexSql>| -> Vec<String> { v.into_iter().filter(|i| i.unique).map(|i| i.sql).collect() };
+    Ok(unique(crate::schema::indexes(conn, &t.desc.name)?) == unique(t.indexes.clone()))
+}
+
+/// Makes the replica table's plain (non-unique) indexes the source's: an
+/// index created or dropped on the source is created or dropped here.
+fn sync_plain_indexes(conn: &Connection, t: &SourceTable) -> Result<()> {
+    let here = crate::schema::indexes(conn, &t.desc.name)?;
+    let wanted: Vec<&IndexSql> = t.indexes.iter().filter(|i| !i.unique).collect();
+    for index in here.iter().filter(|i| !i.unique) {
+        if !wanted.iter().any(|w| w.sql == index.sql) {
+            conn.execute(&format!("DROP INDEX {}", quote_ident(&index.name)), [])?;
+        }
+    }
+    for index in wanted {
+        if !here.iter().any(|h| h.sql == index.sql) {
+            conn.execute(&index.sql, [])?;
+        }
+    }
+    Ok(())
 }
 
 /// Exact equality: same storage class, REALs bit for bit (`-0.0 != 0.0`).
