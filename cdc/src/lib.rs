@@ -166,7 +166,7 @@ mod value;
 
 pub use cdc_derive::Cdc;
 pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
-pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, OnRewind, Progress, Retry, StopHandle};
+pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, Halted, OnRewind, Progress, Retry, StopHandle};
 pub use error::{Error, Result, shell_word};
 pub use event::{Cdc, Change, Event, Row, TypedChange};
 pub use rusqlite;

@@ -201,7 +201,7 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
     // `--once` promises the target holds everything visible: a table whose
     // delivery is stopped breaks that promise, said in the exit status.
     if s.once
-        && let Some((_, line)) = engine.halted().first()
+        && let Some(cdc::Halted { line, .. }) = engine.halted().first()
     {
         let more = engine.halted().len() - 1;
         let more = if more > 0 { format!(" (and {more} more table(s), listed above)") } else { String::new() };

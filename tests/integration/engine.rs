@@ -284,7 +284,8 @@ fn schema_drift_halts_that_table_only_and_the_printed_fix_resumes_it() {
     assert_eq!(drained.changes, 1, "u flows on");
     let halted = engine.halted().to_vec();
     assert_eq!(halted.len(), 1);
-    let (table, line) = &halted[0];
+    let cdc::Halted { table, line, migrating } = &halted[0];
+    assert!(!migrating);
     assert_eq!(table, "t");
     assert!(line.contains("column \"w\" was added") && line.contains("cdc-setup install --db"), "{line}");
     assert!(!line.contains('\n'));

@@ -8,5 +8,6 @@ mod capture;
 mod engine;
 mod ground;
 mod replicator;
+mod schema;
 mod setup_cli;
 mod support;

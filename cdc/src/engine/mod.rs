@@ -22,6 +22,7 @@ use rusqlite::TransactionBehavior;
 
 pub use config::{BootstrapMode, Drained, EngineBuilder, OnRewind, Retry, StopHandle};
 pub use snapshot::Progress;
+pub use source::Halted;
 
 use crate::db::classify;
 use crate::error::{Error, Result};
@@ -101,9 +102,7 @@ impl EngineBuilder {
             return Err(Error::Config("consumer name must not be empty".into()));
         }
         let source = SourceDb::open(&self.db, &self.tables, self.settings.follow_schema)?;
-        for (_, line) in &source.halted {
-            tracing::error!("{line}");
-        }
+        source.halted.iter().for_each(source::Halted::announce);
         if log::position(&source.conn, &self.consumer).map_err(|e| named(e, &self.db))?.is_none() {
             source.quick_check()?;
         }
@@ -144,7 +143,7 @@ impl Engine {
     /// Tables whose delivery is stopped because their schema changed (and
     /// schema following is off, or a migration window is open), each with
     /// the line that says why and how to resume it.
-    pub fn halted(&self) -> &[(String, String)] {
+    pub fn halted(&self) -> &[Halted] {
         &self.source.halted
     }
 

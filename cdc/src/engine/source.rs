@@ -36,6 +36,29 @@ pub(crate) enum Refresh {
     Reopened,
 }
 
+/// A followed table whose delivery is stopped because its schema changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Halted {
+    pub table: String,
+    /// One line: what changed, and the command that resumes delivery.
+    pub line: String,
+    /// Capture is paused by an open migration window (`cdc-setup
+    /// migrate`): delivery resumes by itself when the window closes.
+    pub migrating: bool,
+}
+
+impl Halted {
+    /// Says the line, at a level that matches: an open migration window is
+    /// expected, a table stopped by a schema change needs an operator.
+    pub(crate) fn announce(&self) {
+        if self.migrating {
+            tracing::warn!("{}", self.line);
+        } else {
+            tracing::error!("{}", self.line);
+        }
+    }
+}
+
 pub(crate) struct SourceDb {
     pub path: PathBuf,
     pub conn: Connection,
@@ -47,9 +70,8 @@ pub(crate) struct SourceDb {
     follow_schema: bool,
     /// The tables delivered.
     pub followed: Vec<Registered>,
-    /// Tables whose delivery is stopped, each with the line that says why
-    /// and how to resume it.
-    pub halted: Vec<(String, String)>,
+    /// Tables whose delivery is stopped.
+    pub halted: Vec<Halted>,
     /// Tables the source dropped (schema following on), for the target to
     /// drop too; cleared once the target was told.
     pub dropped: Vec<String>,
@@ -117,17 +139,18 @@ impl SourceDb {
                 None => followed.push(r),
                 Some(_) if window.as_ref().is_some_and(|w| w.tables.contains(&name)) => {
                     let db = shell_word(&path.display().to_string());
-                    halted.push((
-                        name.clone(),
-                        format!(
+                    halted.push(Halted {
+                        table: name.clone(),
+                        migrating: true,
+                        line: format!(
                             "table {name:?}: capture is paused by a migration window (cdc-setup migrate); \
                          delivery resumes with a reseed when it ends (cdc-setup migrate --db {db} --finish)"
                         ),
-                    ));
+                    });
                 }
                 Some(what) => {
                     let line = halt_line(&path, &name, &what, describe(&self.conn, &name).is_ok());
-                    halted.push((name, line));
+                    halted.push(Halted { table: name, line, migrating: false });
                 }
             }
         }
@@ -241,9 +264,7 @@ impl SourceDb {
             tracing::info!(tables = ?names(&self.followed), "the set of followed tables changed");
         }
         if before.1 != self.halted {
-            for (_, line) in &self.halted {
-                tracing::error!("{line}");
-            }
+            self.halted.iter().for_each(Halted::announce);
         }
         Ok(Refresh::SchemaChanged(changed))
     }
