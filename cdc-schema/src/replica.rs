@@ -8,18 +8,24 @@ use crate::table::TableDesc;
 /// How a replica finds the row a change is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Identity {
-    /// By rowid: the table has an `INTEGER PRIMARY KEY`, which aliases the
-    /// rowid, so SQLite never renumbers it (not by `VACUUM`, not by a
-    /// `.dump` reload) and the replica keeps the same one.
+    /// By rowid. Either the table has an `INTEGER PRIMARY KEY`, which
+    /// aliases the rowid, so SQLite never renumbers it (not by `VACUUM`,
+    /// not by a `.dump` reload); or it has no key at all, where the rowid
+    /// is the only thing that tells two equal rows apart (an application
+    /// trigger may rewrite one of them in the middle of a statement). SQLite
+    /// renumbers such rowids only when it rewrites the file (`VACUUM`, a
+    /// reload), which the engine notices (see
+    /// [`TableDesc::rowids_may_be_renumbered`]) and answers by reseeding
+    /// the table.
     Rowid,
     /// By the primary key of a `WITHOUT ROWID` table (NOT NULL by rule).
     Key,
     /// By the whole before image: every captured column equal, NULL-safe
-    /// and storage class for storage class, one row. For rowid tables
-    /// without an `INTEGER PRIMARY KEY`: their rowids are not persistent in
-    /// SQLite itself (`VACUUM` and `.dump` renumber them), so the replica
-    /// never relies on them. A declared key or UNIQUE index still makes
-    /// the lookup fast: SQLite's planner uses it for the `IS` terms.
+    /// and storage class for storage class, one row. For rowid tables with
+    /// a declared primary key that is not an `INTEGER PRIMARY KEY`: their
+    /// rowids are not persistent in SQLite itself (`VACUUM` and `.dump`
+    /// renumber them), and the key's index makes the lookup fast (SQLite's
+    /// planner uses it for the `IS` terms).
     Image,
 }
 
@@ -37,11 +43,20 @@ impl TableDesc {
     pub fn identity(&self) -> Identity {
         if self.without_rowid {
             Identity::Key
-        } else if self.integer_primary_key().is_some() && self.rowid_alias().is_some() {
+        } else if self.rowid_alias().is_some()
+            && (self.integer_primary_key().is_some() || self.key_columns().is_empty())
+        {
             Identity::Rowid
         } else {
             Identity::Image
         }
+    }
+
+    /// Whether the replica identifies rows by a rowid that SQLite may
+    /// renumber when it rewrites the file (a table without any key): the
+    /// engine then reseeds the table after a `VACUUM` or a reload.
+    pub fn rowids_may_be_renumbered(&self) -> bool {
+        self.identity() == Identity::Rowid && self.integer_primary_key().is_none()
     }
 
     /// The columns a replica writes, each with the image parameter it
@@ -128,26 +143,6 @@ impl TableDesc {
         }
     }
 
-    /// An index a replica adds to find rows by image fast when the table
-    /// has no key at all (`None` otherwise: the key's own index serves).
-    /// It covers the first columns only: enough to narrow the search, and
-    /// within SQLite's column limits however wide the table.
-    pub fn replica_index_sql(&self) -> Option<String> {
-        if self.identity() != Identity::Image || !self.key_columns().is_empty() {
-            return None;
-        }
-        let cols: Vec<String> = self.captured().take(8).map(|c| quote_ident(&c.name)).collect();
-        if cols.is_empty() {
-            return None;
-        }
-        Some(format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {}({})",
-            quote_ident(&format!("_cdc_identity_{}", self.name)),
-            quote_ident(&self.name),
-            cols.join(", ")
-        ))
-    }
-
     /// Removes every row (bootstrap purge).
     pub fn purge_sql(&self) -> String {
         format!("DELETE FROM {}", quote_ident(&self.name))
@@ -172,14 +167,14 @@ impl TableDesc {
     }
 
     /// Reads every row as a replica must hold it, in an order that depends
-    /// only on the values: the rowid is included only where it is the
-    /// identity ([`Identity::Rowid`]); rows are ordered by their identity,
-    /// or by every column. Comparing this from source and replica tells
+    /// only on the values: the rowid is included only where an `INTEGER
+    /// PRIMARY KEY` makes it part of the row; rows are ordered by their
+    /// key, or by every column. Comparing this from source and replica tells
     /// whether they hold the same rows.
     pub fn comparable_sql(&self) -> String {
-        let cols: Vec<String> = match self.identity() {
-            Identity::Rowid => self.image_columns(),
-            _ => self.captured().map(|c| quote_ident(&c.name)).collect(),
+        let cols: Vec<String> = match self.integer_primary_key() {
+            Some(_) => self.image_columns(),
+            None => self.captured().map(|c| quote_ident(&c.name)).collect(),
         };
         let order = match self.identity() {
             Identity::Key => self.key_columns().iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>(),
@@ -226,32 +221,32 @@ mod tests {
     }
 
     #[test]
-    fn tables_without_an_integer_primary_key_are_found_by_their_values() {
+    fn rowid_tables_without_an_integer_primary_key() {
+        // No key at all: by rowid (the only thing telling equal rows
+        // apart), renumbered only by a rewrite of the file.
         let t = TableDesc {
             name: "nokey".into(),
             columns: vec![ColumnDesc::new("x", ""), ColumnDesc::new("y", "TEXT")].into(),
             without_rowid: false,
         };
-        assert_eq!(t.identity(), crate::Identity::Image);
-        // The rowid (parameter 1 of an image) is never written: SQLite may renumber it.
-        assert_eq!(t.upsert_sql(), "INSERT OR REPLACE INTO \"nokey\"(\"x\", \"y\") VALUES(?2, ?3)");
-        assert_eq!(
-            t.delete_sql(),
-            "DELETE FROM \"nokey\" WHERE rowid = (SELECT rowid FROM \"nokey\" WHERE \"x\" IS ?1 AND typeof(\"x\") = typeof(?1) \
-             AND \"y\" IS ?2 AND typeof(\"y\") = typeof(?2) LIMIT 1)"
-        );
-        assert!(
-            t.update_sql().starts_with("UPDATE OR REPLACE \"nokey\" SET \"x\" = ?2, \"y\" = ?3 WHERE rowid = (SELECT")
-        );
-        assert!(t.update_sql().contains("\"x\" IS ?4"));
-        assert_eq!(t.identity_positions(), vec![1, 2]);
-        assert!(t.replica_index_sql().unwrap().contains("ON \"nokey\"(\"x\", \"y\")"));
+        assert_eq!(t.identity(), crate::Identity::Rowid);
+        assert!(t.rowids_may_be_renumbered());
+        assert_eq!(t.upsert_sql(), "INSERT OR REPLACE INTO \"nokey\"(rowid, \"x\", \"y\") VALUES(?1, ?2, ?3)");
+        assert_eq!(t.delete_sql(), "DELETE FROM \"nokey\" WHERE rowid = ?1");
         assert_eq!(t.comparable_sql(), "SELECT \"x\", \"y\" FROM \"nokey\" ORDER BY \"x\", \"y\"");
-        // A declared key that is not an INTEGER PRIMARY KEY: still by values
-        // (its index makes that fast), and no extra index.
+        // A declared key that is not an INTEGER PRIMARY KEY: by values (its
+        // index makes that fast), never by a rowid.
         let mut keyed = t.clone();
         keyed.columns.to_mut()[1].primary_key = 1;
         assert_eq!(keyed.identity(), crate::Identity::Image);
-        assert_eq!(keyed.replica_index_sql(), None);
+        assert!(!keyed.rowids_may_be_renumbered());
+        assert_eq!(keyed.upsert_sql(), "INSERT OR REPLACE INTO \"nokey\"(\"x\", \"y\") VALUES(?2, ?3)");
+        assert_eq!(
+            keyed.delete_sql(),
+            "DELETE FROM \"nokey\" WHERE rowid = (SELECT rowid FROM \"nokey\" WHERE \"x\" IS ?1 AND typeof(\"x\") = typeof(?1) \
+             AND \"y\" IS ?2 AND typeof(\"y\") = typeof(?2) LIMIT 1)"
+        );
+        assert!(keyed.update_sql().contains("\"x\" IS ?4"));
+        assert_eq!(keyed.identity_positions(), vec![1, 2]);
     }
 }

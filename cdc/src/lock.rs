@@ -112,6 +112,13 @@ impl FileId {
     }
 }
 
+impl std::fmt::Display for FileId {
+    /// `dev:ino`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.dev, self.ino)
+    }
+}
+
 /// Refuses `target` when it is the source database (through any path:
 /// symbolic or hard link, relative path) or one of its companion files.
 pub fn refuse_source_as_target(source: &Path, target: &Path) -> Result<()> {

@@ -40,6 +40,13 @@ pub struct DeliveryState {
     pub anchor: Option<u64>,
     /// Per table: seeding, or live from a position.
     pub tables: BTreeMap<String, TableState>,
+    /// The source file's layout when this state was committed: its
+    /// identity (device, inode) and schema cookie. A table without any key
+    /// is followed by rowid, and SQLite renumbers those rowids only when it
+    /// rewrites the file (`VACUUM`, which bumps the cookie; a reload into a
+    /// new file): another layout, or none recorded, reseeds such tables.
+    #[serde(default)]
+    pub layout: Option<String>,
 }
 
 impl DeliveryState {

@@ -111,3 +111,88 @@ c.execute("COMMIT")
         .unwrap();
     assert_eq!(triggers, 0);
 }
+
+#[test]
+fn rows_the_source_stored_without_its_checks_reach_the_replica() {
+    let db = TempDb::with_schema(
+        "CREATE TABLE account(id INTEGER PRIMARY KEY, balance INTEGER CHECK (balance >= 0), owner INTEGER REFERENCES person(id));
+         CREATE TABLE person(id INTEGER PRIMARY KEY, name TEXT);",
+    );
+    db.install(&["account", "person"]);
+    let replica = db.dir.path().join("replica.db");
+    once(&db, &replica, &[]);
+    // An import that turned the checks off, as SQLite documents for bulk loads,
+    // and a row pointing at a person that does not exist (foreign keys off).
+    python(
+        &db.path,
+        r#"
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("PRAGMA ignore_check_constraints = ON")
+c.execute("INSERT INTO account VALUES(1, -50, 99)")
+c.execute("INSERT INTO account VALUES(2, 10, NULL)")
+c.execute("UPDATE account SET balance = -1 WHERE id = 2")
+"#,
+    );
+    once(&db, &replica, &[]);
+    assert_equal(&db.path, &replica, &["account", "person"]);
+}
+
+#[test]
+fn a_change_the_replica_refuses_reseeds_just_that_table_with_one_line() {
+    let db = TempDb::with_schema(
+        "CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT); CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO a VALUES(1, 'one'); INSERT INTO b VALUES(1, 'one');",
+    );
+    db.install(&["a", "b"]);
+    let replica = db.dir.path().join("replica.db");
+    once(&db, &replica, &[]);
+    // Someone adds a trigger to the replica that refuses updates of a:
+    // a change can no longer be applied there, a snapshot still can.
+    sqlite3(
+        &replica,
+        "CREATE TRIGGER no_updates BEFORE UPDATE ON a BEGIN SELECT RAISE(ABORT, 'no updates here'); END;",
+    );
+    sqlite3(&db.path, "UPDATE a SET v = 'uno' WHERE id = 1; INSERT INTO b VALUES(2, 'two');");
+    let err = once(&db, &replica, &[]);
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("refused a change")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("no updates here") && lines[0].contains("the other tables go on; bootstrapping it"),
+        "{err}"
+    );
+    assert_equal(&db.path, &replica, &["a", "b"]);
+}
+
+#[test]
+fn autoincrement_counters_reach_the_replica_so_a_promoted_one_never_reuses_an_id() {
+    let db = TempDb::with_schema(
+        "CREATE TABLE ticket(id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)
+         INSERT INTO ticket(what) SELECT 'ticket ' || i FROM n;
+         DELETE FROM ticket WHERE id > 7;",
+    );
+    db.install(&["ticket"]);
+    let replica = db.dir.path().join("replica.db");
+    let sequence = |p: &Path| -> i64 {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'ticket'", [], |r| r.get(0))
+            .unwrap()
+    };
+    // A bootstrap: the ids 8..=10 were handed out and deleted before it.
+    once(&db, &replica, &[]);
+    assert_eq!(sequence(&replica), 10);
+    // Streamed: an id handed out and deleted again.
+    sqlite3(&db.path, "INSERT INTO ticket(what) VALUES('eleven'); DELETE FROM ticket WHERE id = 11;");
+    once(&db, &replica, &[]);
+    assert_equal(&db.path, &replica, &["ticket"]);
+    assert_eq!(sequence(&replica), sequence(&db.path));
+    // Promoted: the replica hands out 12, as the source would.
+    sqlite3(&replica, "INSERT INTO ticket(what) VALUES('on the replica');");
+    let id: i64 = rusqlite::Connection::open(&replica)
+        .unwrap()
+        .query_row("SELECT max(id) FROM ticket", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, 12);
+}

@@ -48,10 +48,17 @@ const RECHECKS: [Duration; 5] = [
     Duration::from_millis(250),
 ];
 
-/// Where a failure came from: target failures are retried, source ones not.
+/// How many times in a row a drain is planned again because the source's
+/// schema changed under it, before its error counts.
+const SCHEMA_RACES: u32 = 20;
+
+/// Where a failure came from: target failures are retried, source ones
+/// not; `Moved`: the source's file or schema moved during the drain, which
+/// is planned again.
 pub(crate) enum Failure {
     Source(Error),
     Target(Error),
+    Moved(&'static str),
 }
 
 impl From<Error> for Failure {
@@ -240,7 +247,27 @@ impl Engine {
                 Ok(drained) => return Ok(drained),
                 Err(Failure::Source(e)) => {
                     let _ = target.rollback();
+                    // A table renamed or dropped between the plan and its
+                    // read (a migration's temporary table, say): the schema
+                    // moved, not the file broke. Plan again.
+                    if attempt < SCHEMA_RACES && self.source.schema_moved() {
+                        attempt += 1;
+                        tracing::debug!(error = %e, "the schema changed during the drain; planning again");
+                        continue;
+                    }
                     return Err(named(e, &self.source.path));
+                }
+                Err(Failure::Moved(what)) if attempt < SCHEMA_RACES => {
+                    let _ = target.rollback();
+                    attempt += 1;
+                    tracing::debug!("{what}; planning again");
+                }
+                Err(Failure::Moved(what)) => {
+                    let _ = target.rollback();
+                    return Err(Error::Config(format!(
+                        "{}: {what}, {SCHEMA_RACES} times in a row; stopping",
+                        self.source.path.display()
+                    )));
                 }
                 // The replica refused one table's change (a constraint the
                 // source did not enforce, say): reseed that table, once;
@@ -248,8 +275,8 @@ impl Engine {
                 Err(Failure::Target(Error::ReplicaRefused { table, message, .. }))
                     if !self.refused.contains_key(&table) =>
                 {
+                    // Said in one line by the bootstrap that follows.
                     let _ = target.rollback();
-                    tracing::warn!(table = %table, "the target refused a change ({message}); reseeding just that table");
                     self.refused.insert(table, message);
                 }
                 Err(Failure::Target(e)) if e.is_permanent() => {
@@ -289,6 +316,7 @@ impl Engine {
         }
         self.connect(target)?;
         let conn = &self.source.conn;
+        let layout = self.source.layout(conn)?;
         let plan = plan::make(
             conn,
             &self.source,
@@ -296,6 +324,7 @@ impl Engine {
             self.settings.bootstrap,
             !self.always_done,
             &self.refused,
+            &layout,
         )?;
         let connected = self.target.as_ref().expect("connected above");
         let mut state = connected.state.clone();
@@ -317,6 +346,7 @@ impl Engine {
             state.set_live(table, *position);
         }
         let drained = if plan.bootstrap.is_empty() {
+            state.layout = Some(layout);
             self.deliver_changes(target, state, plan.high_water)?
         } else {
             self.bootstrap(target, state, &plan)?
@@ -373,6 +403,11 @@ impl Engine {
             target.rollback().map_err(Failure::Target)?;
             return Ok(drained);
         }
+        // A VACUUM while the log was read renumbers rowids the changes
+        // name: never commit across one.
+        if state.layout.as_deref() != Some(self.source.layout(&self.source.conn)?.as_str()) {
+            return Err(Failure::Moved("the source file was rewritten while its log was read"));
+        }
         for table in positions.keys() {
             state.set_live(table, high_water);
         }
@@ -401,6 +436,7 @@ impl Engine {
         // mark S are one consistent cut.
         let tx = self.source.conn.unchecked_transaction()?;
         let cut = log::high_water(&tx)?;
+        let layout = self.source.layout(&tx)?;
         let mut rows = 0;
         for (table, _) in &plan.bootstrap {
             match snapshot::table(&tx, table, self.settings.batch_size, &self.waker, &mut self.progress, target)? {
@@ -434,6 +470,7 @@ impl Engine {
             state.set_live(&r.desc.name, cut);
         }
         state.advance(cut, log::anchor(&tx, cut)?);
+        state.layout = Some(layout);
         tx.commit()?;
         self.commit(target, state)?;
         Ok(Drained { changes, bootstrapped_rows: rows, position: cut, stopped: false })

@@ -71,6 +71,7 @@ pub(crate) fn make(
     mode: BootstrapMode,
     always_pending: bool,
     refused: &HashMap<String, String>,
+    layout: &str,
 ) -> Result<Plan> {
     let high_water = log::high_water(conn)?;
     let low = log::low_water(conn)?;
@@ -101,7 +102,11 @@ pub(crate) fn make(
             Some(TableState::Live { position: p }) => {
                 let since = captured_since(conn, name)?;
                 if let Some(why) = refused.get(name) {
-                    format!("the target refused a change of it ({why})")
+                    format!("the target refused a change of it ({why}); the other tables go on")
+                } else if r.desc.rowids_may_be_renumbered() && state.layout.as_deref() != Some(layout) {
+                    "it has no key, so rows are followed by rowid, and the source file was rewritten \
+                     since the target's last commit (VACUUM or a reload renumbers such rowids)"
+                        .to_string()
                 } else if mode == BootstrapMode::Always && always_pending {
                     "bootstrap is set to always".to_string()
                 } else if low.is_some_and(|l| l > p + 1) {

@@ -116,21 +116,42 @@ impl SourceDb {
             halted: Vec::new(),
             dropped: Vec::new(),
         };
-        source.sort_out(selected)?;
+        source.sort_out()?;
         Ok(source)
     }
 
-    /// Splits the selected registrations into followed and halted tables,
-    /// following schema changes first when asked to.
-    fn sort_out(&mut self, selected: Vec<Registered>) -> Result<()> {
+    /// Selects the tables, follows schema changes when asked to, and
+    /// splits the tables into followed and halted. The schema cookie is
+    /// recorded from a pass during which nothing moved it (the
+    /// application's migration may still be running: a table renamed away
+    /// between two reads), so that anything racing this is sorted out on
+    /// the next wake-up.
+    fn sort_out(&mut self) -> Result<()> {
+        const PASSES: usize = 8;
         let path = self.path.clone();
-        let mut selected = dedup(selected);
-        if self.follow_schema
-            && capture::migration(&self.conn).map_err(|e| named(e, &path))?.is_none()
-            && self.follow(&selected).map_err(|e| named(e, &path))?
-        {
-            selected = dedup(select(&self.conn, &self.requested).map_err(|e| named(e, &path))?);
+        for pass in 1..=PASSES {
+            let version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &path))?;
+            let selected = dedup(select(&self.conn, &self.requested).map_err(|e| named(e, &path))?);
+            let following = self.follow_schema
+                && pass < PASSES
+                && capture::migration(&self.conn).map_err(|e| named(e, &path))?.is_none();
+            if following && self.follow(&selected).map_err(|e| named(e, &path))? {
+                // Capture changed: look again from the new schema.
+                continue;
+            }
+            self.split(selected)?;
+            let now = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &path))?;
+            if now == version || pass == PASSES {
+                self.schema_version = version;
+                return Ok(());
+            }
         }
+        Ok(())
+    }
+
+    /// Splits `selected` into followed and halted tables by their drift.
+    fn split(&mut self, selected: Vec<Registered>) -> Result<()> {
+        let path = self.path.clone();
         let window = capture::migration(&self.conn).map_err(|e| named(e, &path))?;
         let (mut followed, mut halted) = (Vec::new(), Vec::new());
         for r in selected {
@@ -202,6 +223,8 @@ impl SourceDb {
                         tracing::info!(db = %self.path.display(), table = %table, "a new table; capturing and replicating it (--follow-schema)");
                         changed = true;
                     }
+                    // Gone already: a migration's temporary table.
+                    Err(Error::UnknownTable(_)) => {}
                     Err(e) => {
                         tracing::warn!(db = %self.path.display(), table = %table, "a new table that cannot be captured: {e}")
                     }
@@ -254,11 +277,8 @@ impl SourceDb {
         if version == self.schema_version {
             return Ok(Refresh::Same);
         }
-        let selected = select(&self.conn, &self.requested).map_err(|e| named(e, &self.path))?;
         let before = (self.followed.iter().map(|r| r.tid).collect::<Vec<_>>(), self.halted.clone());
-        self.sort_out(selected)?;
-        // Schema following writes to the schema itself: read the version after it.
-        self.schema_version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &self.path))?;
+        self.sort_out()?;
         let changed = before.0 != self.followed.iter().map(|r| r.tid).collect::<Vec<_>>() || !self.dropped.is_empty();
         if changed {
             tracing::info!(tables = ?names(&self.followed), "the set of followed tables changed");
@@ -267,6 +287,20 @@ impl SourceDb {
             self.halted.iter().for_each(Halted::announce);
         }
         Ok(Refresh::SchemaChanged(changed))
+    }
+
+    /// The file's layout as `conn` (this source's connection, or a
+    /// transaction on it) sees it: file identity and schema cookie. See
+    /// [`crate::DeliveryState::layout`].
+    pub fn layout(&self, conn: &Connection) -> Result<String> {
+        let cookie = pragma(conn, "schema_version").map_err(|e| classify(e, &self.path))?;
+        Ok(format!("{}:{cookie}", self.file))
+    }
+
+    /// Whether the schema changed since it was last read (a table of the
+    /// plan may be gone).
+    pub fn schema_moved(&self) -> bool {
+        pragma(&self.conn, "schema_version").is_ok_and(|v| v != self.schema_version)
     }
 
     /// The description a target is opened with.

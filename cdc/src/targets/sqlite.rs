@@ -476,16 +476,12 @@ fn write_state(conn: &Connection, state: &DeliveryState) -> Result<()> {
 
 /// Creates a replica table from the source's SQL: the table, its indexes
 /// (unique, partial and expression indexes decide which rows a table can
-/// hold, and `INSERT OR REPLACE` evicts through them as on the source),
-/// and for a table without any key an index to find rows by value. Never
-/// the source's triggers: their effects arrive as changes.
+/// hold, and `INSERT OR REPLACE` evicts through them as on the source).
+/// Never the source's triggers: their effects arrive as changes.
 fn create_table(conn: &Connection, t: &SourceTable) -> Result<()> {
     conn.execute(&t.create_sql, [])?;
     for index in &t.indexes {
         conn.execute(&index.sql, [])?;
-    }
-    if let Some(index) = t.desc.replica_index_sql() {
-        conn.execute(&index, [])?;
     }
     Ok(())
 }
