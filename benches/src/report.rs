@@ -35,18 +35,19 @@ fn ratio(results: &BTreeMap<String, f64>, ours: &str, baseline: &str) -> String 
 pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> String {
     let mut out = String::new();
     out.push_str(
-        "| capture: group | µs per row, no capture | cdc / no capture | cdc / json_object | cdc / app-writes-log |\n",
+        "| capture: group | µs per row, no capture | cdc / no capture | cdc / json_object | cdc / app-writes-log | cdc / new-image trigger |\n",
     );
-    out.push_str("| --- | --- | --- | --- | --- |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- |\n");
     for (group, r) in results.iter().filter(|(g, _)| g.starts_with("capture/")) {
         let rows = if group.ends_with("one-txn") { 2000.0 } else { 200.0 };
         let base = r.get("none").map_or("–".into(), |ns| format!("{:.2}", ns / rows / 1e3));
         out.push_str(&format!(
-            "| {} | {base} | {} | {} | {} |\n",
+            "| {} | {base} | {} | {} | {} | {} |\n",
             group.trim_start_matches("capture/"),
             ratio(r, "cdc", "none"),
             ratio(r, "cdc", "json_object"),
             ratio(r, "cdc", "app-writes-log"),
+            ratio(r, "cdc", "new-image-trigger"),
         ));
     }
     for (prefix, baseline, what) in [

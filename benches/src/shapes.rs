@@ -87,10 +87,14 @@ pub enum Variant {
     /// No trigger: the application appends the same log row this
     /// project's trigger would, in the same transaction (the floor).
     AppLog,
+    /// This project's log rows written from `NEW` by `INSERT … VALUES`,
+    /// as capture did before it read the row from the table (which an
+    /// application trigger may have rewritten): what that correctness costs.
+    NewImage,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 4] = [Variant::None, Variant::Cdc, Variant::Json, Variant::AppLog];
+    pub const ALL: [Variant; 5] = [Variant::None, Variant::Cdc, Variant::Json, Variant::AppLog, Variant::NewImage];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -98,6 +102,7 @@ impl Variant {
             Variant::Cdc => "cdc",
             Variant::Json => "json_object",
             Variant::AppLog => "app-writes-log",
+            Variant::NewImage => "new-image-trigger",
         }
     }
 }
@@ -124,6 +129,16 @@ pub fn install(conn: &mut Connection, shape: &Shape, variant: Variant) {
                 conn.execute(&sql, []).unwrap();
             }
         }
+        Variant::NewImage => {
+            cdc::capture::install(conn, &["t".into()]).unwrap();
+            let desc = shape.desc(conn);
+            for sql in desc.drop_triggers() {
+                conn.execute(&sql, []).unwrap();
+            }
+            for op in cdc::Op::ALL {
+                conn.execute(&new_image_trigger(&desc, op), []).unwrap();
+            }
+        }
         Variant::Json => {
             let (new, old) = (json_image(shape, "NEW"), json_image(shape, "OLD"));
             conn.execute_batch(&format!(
@@ -138,6 +153,31 @@ pub fn install(conn: &mut Connection, shape: &Shape, variant: Variant) {
             .unwrap();
         }
     }
+}
+
+/// A trigger writing this project's log rows with `INSERT … VALUES` from
+/// `NEW`/`OLD` (capture's shape before it read after images from the table).
+fn new_image_trigger(desc: &TableDesc, op: cdc::Op) -> String {
+    let image = |p: &str| -> Vec<String> {
+        std::iter::once(format!("{p}.rowid")).chain(desc.captured().map(|c| format!("{p}.\"{}\"", c.name))).collect()
+    };
+    let exprs = match op {
+        cdc::Op::Insert => image("NEW"),
+        cdc::Op::Delete => image("OLD"),
+        cdc::Op::Update => [image("OLD"), image("NEW")].concat(),
+    };
+    let body: String = app_log_sql(desc, op, exprs.len())
+        .into_iter()
+        .scan(0, |at, (sql, n)| {
+            let mut sql = sql;
+            for (i, e) in exprs[*at..*at + n].iter().enumerate() {
+                sql = sql.replacen(&format!("?{}", i + 1), e, 1);
+            }
+            *at += n;
+            Some(format!("{sql}; "))
+        })
+        .collect();
+    format!("CREATE TRIGGER old_shape_{} AFTER {} ON t BEGIN {body}END", op.code(), op.keyword())
 }
 
 /// The log-row inserts the application issues itself for one change of

@@ -560,13 +560,23 @@ pub struct Status {
     pub oldest_seq: Option<i64>,
     pub newest_seq: Option<i64>,
     pub consumers: Vec<ConsumerStatus>,
+    /// An open migration window (`cdc-setup migrate`), if any.
+    pub migration: Option<Migration>,
 }
 
 /// Reads the capture status of a database (read-only).
 pub fn status(conn: &Connection) -> Result<Status> {
     let wal = crate::db::is_wal(conn)?;
     if !is_initialised(conn)? {
-        return Ok(Status { wal, tables: vec![], log_rows: 0, oldest_seq: None, newest_seq: None, consumers: vec![] });
+        return Ok(Status {
+            wal,
+            tables: vec![],
+            log_rows: 0,
+            oldest_seq: None,
+            newest_seq: None,
+            consumers: vec![],
+            migration: None,
+        });
     }
     let mut tables = Vec::new();
     for r in registry(conn)?.into_iter().filter(|r| r.active) {
@@ -583,5 +593,5 @@ pub fn status(conn: &Connection) -> Result<Status> {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     let consumers = consumers(conn)?;
-    Ok(Status { wal, tables, log_rows, oldest_seq, newest_seq, consumers })
+    Ok(Status { wal, tables, log_rows, oldest_seq, newest_seq, consumers, migration: migration(conn)? })
 }

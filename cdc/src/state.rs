@@ -40,11 +40,12 @@ pub struct DeliveryState {
     pub anchor: Option<u64>,
     /// Per table: seeding, or live from a position.
     pub tables: BTreeMap<String, TableState>,
-    /// The source file's layout when this state was committed: its
-    /// identity (device, inode) and schema cookie. A table without any key
-    /// is followed by rowid, and SQLite renumbers those rowids only when it
-    /// rewrites the file (`VACUUM`, which bumps the cookie; a reload into a
-    /// new file): another layout, or none recorded, reseeds such tables.
+    /// The source file's layout when this state was committed:
+    /// `dev:ino:schema_cookie`. Another file at the path (replaced, or
+    /// reloaded from a dump, which may alter values: the shell's `.dump`
+    /// cuts TEXT at a NUL) reseeds every table; another cookie (`VACUUM`
+    /// bumps it, and renumbers rowids no key aliases), or none recorded,
+    /// reseeds the tables followed by such rowids.
     #[serde(default)]
     pub layout: Option<String>,
 }

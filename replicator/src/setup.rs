@@ -250,6 +250,14 @@ pub fn render_status(path: &Path, s: &Status) -> String {
         };
         lines.push(format!("  {:?} (capture id {}, fingerprint {}): {health}", t.name, t.capture_id, t.fingerprint));
     }
+    if let Some(m) = &s.migration {
+        lines.push(format!(
+            "migration window open since {} (capture paused on {}); close it with: cdc-setup migrate --db {} --finish",
+            m.started,
+            m.tables.join(", "),
+            cdc::shell_word(&path.display().to_string())
+        ));
+    }
     lines.push(match (s.oldest_seq, s.newest_seq) {
         (Some(lo), Some(hi)) => format!("log: {} changes, seq {lo}..={hi}", s.log_rows),
         _ => "log: empty".into(),

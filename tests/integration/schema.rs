@@ -345,6 +345,8 @@ fn columns(db: &Path, table: &str) -> Vec<String> {
 /// `--follow-schema` sidecar that runs throughout; then the replica must
 /// converge to the source: rows, tables and indexes.
 fn schema_moves(seed: u64, moves: &[Ddl]) {
+    // Shown with a failure: what to replay.
+    println!("schema_moves: seed {seed}, moves {moves:?}");
     let db = TempDb::with_schema(
         "CREATE TABLE doc(id INTEGER PRIMARY KEY, title TEXT, body, n INTEGER DEFAULT 0);
          CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
@@ -492,9 +494,14 @@ mod prop {
 
     proptest! {
         // More cases with CDC_PROPTEST_CASES=N (default 2: CI stays fast).
-        #![proptest_config(ProptestConfig::with_cases(
-            std::env::var("CDC_PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2)
-        ))]
+        // A failing case waits out a convergence deadline, so it is not
+        // shrunk (its seed and moves are printed as they are) nor saved.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("CDC_PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(2),
+            max_shrink_iters: 0,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn random_schema_changes_under_a_running_sidecar_converge(
@@ -505,4 +512,42 @@ mod prop {
             super::schema_moves(seed, &moves);
         }
     }
+}
+
+#[test]
+fn schema_moves_regression_43348() {
+    use Ddl::*;
+    schema_moves(
+        43348,
+        &[
+            Remake,
+            TouchTrigger,
+            BagTrigger,
+            DropIndex,
+            Vacuum,
+            BagTrigger,
+            SlugTrigger,
+            TouchTrigger,
+            CreateUniqueIndex,
+            AddColumn,
+        ],
+    );
+}
+
+#[test]
+fn schema_moves_regression_71409() {
+    use Ddl::*;
+    schema_moves(
+        71409,
+        &[
+            SlugTrigger,
+            SlugTrigger,
+            BagTrigger,
+            CreateUniqueIndex,
+            DumpReload,
+            AddColumn,
+            DumpReload,
+            CreateUniqueIndex,
+        ],
+    );
 }

@@ -160,3 +160,42 @@ fn read_only_and_locked_databases_are_refused() {
     assert!(err.contains("database is locked"), "{err}");
     assert!(started.elapsed() >= std::time::Duration::from_secs(4), "waited with a busy timeout first");
 }
+
+#[test]
+fn migrate_pauses_capture_around_a_command_and_refuses_misuse() {
+    let db = TempDb::with_schema(SCHEMA);
+    let src = db.path.to_str().unwrap().to_string();
+    let (code, _, err) = setup(&db, &["install", "--all"]);
+    assert_eq!(code, 0, "{err}");
+    let installed = schema_dump(&db.path);
+    // Nothing to run: a usage error, nothing changed.
+    let (code, _, err) = setup(&db, &["migrate"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = setup(&db, &["migrate", "--finish"]);
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    assert!(err.contains("no migration window is open"), "{err}");
+    assert_eq!(schema_dump(&db.path), installed);
+    // A failing command: its status is reported, capture is back anyway.
+    let (code, out, err) = setup(&db, &["migrate", "--", "sqlite3", &src, "ALTER TABLE users DROP COLUMN nope"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("exited with status 1; capture was attached again anyway"), "{err}");
+    assert!(out.contains("capture attached again to \"users\""), "{out}");
+    let (_, status, _) = setup(&db, &["status"]);
+    assert!(!status.contains("CHANGED") && !status.contains("migration window"), "{status}");
+    // The two halves; a second --start names the way out.
+    let (code, out, _) = setup(&db, &["migrate", "--start"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("capture paused on 2 table(s)") && out.contains("--finish"), "{out}");
+    let (code, _, err) = setup(&db, &["migrate", "--start"]);
+    assert_eq!((code, err.lines().count()), (1, 1), "{err}");
+    assert!(err.contains("already open") && err.contains("cdc-setup migrate --db"), "{err}");
+    let (_, status, _) = setup(&db, &["status"]);
+    assert!(status.contains("migration window open since"), "{status}");
+    sqlite3(&db.path, "DROP VIEW names; DROP INDEX users_name; ALTER TABLE users DROP COLUMN name; DROP TABLE kv;");
+    let (code, out, err) = setup(&db, &["migrate", "--finish"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("capture attached again to \"users\""), "{out}");
+    assert!(out.contains("\"kv\" no longer exists (dropped or renamed): capture removed from it"), "{out}");
+    let (_, status, _) = setup(&db, &["status"]);
+    assert!(status.contains("\"users\"") && !status.contains("\"kv\"") && !status.contains("CHANGED"), "{status}");
+}

@@ -103,6 +103,10 @@ pub(crate) fn make(
                 let since = captured_since(conn, name)?;
                 if let Some(why) = refused.get(name) {
                     format!("the target refused a change of it ({why}); the other tables go on")
+                } else if state.layout.as_deref().is_some_and(|held| file_of(held) != file_of(layout)) {
+                    "the source is another file than at the target's last commit (replaced, or reloaded \
+                     from a dump): its rows may differ from what its log says"
+                        .to_string()
                 } else if r.desc.rowids_may_be_renumbered() && state.layout.as_deref() != Some(layout) {
                     "it has no key, so rows are followed by rowid, and the source file was rewritten \
                      since the target's last commit (VACUUM or a reload renumbers such rowids)"
@@ -127,6 +131,11 @@ pub(crate) fn make(
         plan.bootstrap.push((r.clone(), why));
     }
     Ok(plan)
+}
+
+/// The file part (`dev:ino`) of a layout (`dev:ino:schema_cookie`).
+fn file_of(layout: &str) -> &str {
+    layout.rsplit_once(':').map_or(layout, |(file, _)| file)
 }
 
 /// The followed tables that are live, with their positions.

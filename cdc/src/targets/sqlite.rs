@@ -23,6 +23,11 @@ use crate::target::{Source, SourceTable, Target};
 /// written in the same transaction as the rows it describes.
 pub const STATE_TABLE: &str = "_cdc_replica_state";
 
+/// The tables a replica created from its source's SQL, one name per row:
+/// those it rebuilds when the source's schema changes and drops when the
+/// source drops them. Any other table in the file is the user's.
+pub const OWNED_TABLE: &str = "_cdc_replica_tables";
+
 /// The source logs a database is a replica of (none when it is not one),
 /// read from its state table: a loop back into one of them is refused.
 pub fn followed_log_ids(conn: &Connection) -> Result<Vec<String>> {
@@ -303,16 +308,18 @@ impl SqliteTarget {
         let mut stored = self.read_state()?;
         // Check every existing table before writing anything, so a refused
         // replica is left exactly as it was. A table this replica made
-        // (its state names it) follows the source's schema: when that
-        // changed, it is rebuilt and reseeded. Any other table is the
-        // user's: it is used when compatible, never dropped.
+        // follows the source's schema: when that changed, it is rebuilt
+        // and reseeded. Any other table is the user's: it is used when
+        // compatible, never dropped.
+        let mut owned = self.owned_tables()?;
+        owned.extend(stored.tables.keys().cloned());
         self.rebuild.clear();
         for t in &source.tables {
             let name = t.desc.name.as_ref();
             if !table_exists(&self.conn, name)? || same_schema(&self.conn, t)? {
                 continue;
             }
-            if stored.table(name).is_some() {
+            if owned.contains(name) {
                 stored.forget(name);
                 self.rebuild.insert(name.to_string(), t.clone());
                 continue;
@@ -341,20 +348,28 @@ impl SqliteTarget {
             ),
             [],
         )?;
+        tx.execute(&format!("CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY)", quote_ident(OWNED_TABLE)), [])?;
+        let own = format!("INSERT OR IGNORE INTO {}(name) VALUES(?1)", quote_ident(OWNED_TABLE));
         for t in &source.tables {
-            if !table_exists(&tx, &t.desc.name)? {
+            let name = t.desc.name.as_ref();
+            if !table_exists(&tx, name)? {
                 create_table(&tx, t)?;
-            } else if stored.table(&t.desc.name).is_some() {
+                owned.insert(name.to_string());
+            } else if owned.contains(name) && !self.rebuild.contains_key(name) {
                 // This replica's own table (a user's table is left alone).
                 sync_plain_indexes(&tx, t)?;
             }
         }
+        for name in &owned {
+            tx.execute(&own, [name])?;
+        }
         // Tables the source dropped (schema following): this replica's
         // copies go too.
         for table in &source.dropped {
-            if stored.table(table).is_some() {
+            if owned.contains(table) {
                 tracing::info!(replica = %self.path.display(), table = %table, "the source dropped the table; dropping it here");
                 tx.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)), [])?;
+                tx.execute(&format!("DELETE FROM {} WHERE name = ?1", quote_ident(OWNED_TABLE)), [table])?;
                 stored.forget(table);
                 write_state(&tx, &stored)?;
             }
@@ -380,6 +395,16 @@ impl SqliteTarget {
             .collect();
         self.stored = stored;
         Ok(Some(self.stored.clone()))
+    }
+
+    /// The tables this replica created (and so may rebuild or drop).
+    fn owned_tables(&self) -> Result<HashSet<String>> {
+        if !table_exists(&self.conn, OWNED_TABLE)? {
+            return Ok(HashSet::new());
+        }
+        let mut stmt = self.conn.prepare(&format!("SELECT name FROM {}", quote_ident(OWNED_TABLE)))?;
+        let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(names)
     }
 
     /// The delivery state this replica stores (empty when none yet).
