@@ -451,7 +451,10 @@ fn schema_moves(seed: u64, moves: &[Ddl]) {
                         .args(["migrate", "--db", &s, "--", "sqlite3", "-cmd", ".timeout 30000", &s, &sql])
                         .output()
                         .unwrap();
-                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                    // SQLite may refuse the migration itself (an index on
+                    // the column): capture is back either way.
+                    let err = String::from_utf8_lossy(&out.stderr);
+                    assert!(out.status.success() || err.contains("capture was attached again anyway"), "{err}");
                 }
             }
         }
