@@ -109,7 +109,7 @@ pub fn internal_ddl() -> Vec<String> {
             quote_ident(TABLES_TABLE)
         ),
         format!(
-            "CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            "CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY, position INTEGER NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, state TEXT)",
             quote_ident(CONSUMERS_TABLE)
         ),
         format!("CREATE TABLE IF NOT EXISTS {}(key TEXT PRIMARY KEY, value)", quote_ident(META_TABLE)),

@@ -268,6 +268,8 @@ pub fn set_position(conn: &Connection, consumer: &str, seq: i64) -> Result<()> {
 /// be registered).
 pub fn set_consumer_state(conn: &Connection, consumer: &str, state: &DeliveryState) -> Result<()> {
     let table = quote_ident(CONSUMERS_TABLE);
+    // Files installed before the column was part of the table get it here
+    // (a schema change, once).
     if !has_state_column(conn)? {
         conn.execute(&format!("ALTER TABLE {table} ADD COLUMN state TEXT"), [])?;
     }

@@ -75,6 +75,19 @@ pub fn run_printed(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A `--follow-schema` sidecar on `db` into `replica.db` beside it, once
+/// its first bootstrap is done; with the replica's path and the source's.
+fn following_sidecar(db: &TempDb) -> (Sidecar, std::path::PathBuf, String) {
+    let replica = db.dir.path().join("replica.db");
+    let (src, t) = (db.path.to_str().unwrap().to_string(), target(&replica));
+    let sidecar = Sidecar::start(
+        &["--db", &src, "--target", &t, "--follow-schema", "--poll-interval", "100ms"],
+        &db.dir.path().join("sidecar.log"),
+    );
+    wait_converged(&db.path, &replica, "first bootstrap");
+    (sidecar, replica, src)
+}
+
 fn shop() -> TempDb {
     let db = TempDb::with_schema(
         "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
@@ -90,13 +103,7 @@ fn shop() -> TempDb {
 #[test]
 fn every_ddl_is_followed_with_follow_schema() {
     let db = shop();
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), target(&replica));
-    let mut sidecar = Sidecar::start(
-        &["--db", &src, "--target", &t, "--follow-schema", "--poll-interval", "100ms"],
-        &db.dir.path().join("sidecar.log"),
-    );
-    wait_converged(&db.path, &replica, "first bootstrap");
+    let (mut sidecar, replica, src) = following_sidecar(&db);
     let steps: &[(&str, &str)] = &[
         (
             "ADD COLUMN, and writes to it",
@@ -222,13 +229,7 @@ fn an_alembic_migration_on_a_captured_database() {
     db.install(&["customer"]);
     let script = db.dir.path().join("migrate.py");
     std::fs::write(&script, ALEMBIC).unwrap();
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), target(&replica));
-    let mut sidecar = Sidecar::start(
-        &["--db", &src, "--target", &t, "--follow-schema", "--poll-interval", "100ms"],
-        &db.dir.path().join("sidecar.log"),
-    );
-    wait_converged(&db.path, &replica, "first bootstrap");
+    let (mut sidecar, replica, src) = following_sidecar(&db);
     // Batch mode: the table is remade, which drops the capture triggers
     // with it; the sidecar sees it, captures the new table and reseeds it.
     let py = |step: &str| Command::new("python3").arg(&script).args([&src, step]).output().unwrap();
