@@ -340,12 +340,30 @@ pub fn select(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
 /// (dropped, or renamed: a rename carries the triggers along): its
 /// triggers and its registration. Unlike [`uninstall`], never drops the
 /// internal tables, so the log and its consumers stay.
-pub fn detach(conn: &mut Connection, table: &str) -> Result<()> {
+/// Returns `false`, having done nothing, while a migration window is open.
+pub fn detach(conn: &mut Connection, table: &str) -> Result<bool> {
     let path = path_of(conn);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    if migration(&tx)?.is_some() {
+        return Ok(false);
+    }
     detach_in(&tx, table)?;
     tx.commit().map_err(|e| classify(e, &path))?;
-    Ok(())
+    Ok(true)
+}
+
+/// Attaches (or re-attaches) capture to one table, as [`install`] does,
+/// unless a migration window is open (checked inside the same write
+/// transaction, so a window opened meanwhile is never undone): `None` then.
+pub fn reattach(conn: &mut Connection, table: &str) -> Result<Option<Installed>> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    if migration(&tx)?.is_some() {
+        return Ok(None);
+    }
+    let outcome = install_one(&tx, table)?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(Some(outcome))
 }
 
 fn detach_in(conn: &Connection, table: &str) -> Result<()> {
@@ -457,6 +475,13 @@ pub fn drift(conn: &Connection, r: &Registered) -> Result<Option<String>> {
         Err(Error::UnknownTable(_)) => return Ok(Some("the table was dropped or renamed".into())),
         Err(e) => return Err(e),
     };
+    if r.fingerprint == live.fingerprint() {
+        // The table model's fingerprint alone: recorded before install
+        // covered the table's SQL and unique indexes, with older triggers.
+        return Ok(Some(
+            "capture was attached by an older version of cdc (its triggers log NEW, not the row as it ended up)".into(),
+        ));
+    }
     if crate::schema::fingerprint(conn, &live)? != r.fingerprint {
         let what = describe_difference(&r.desc, &live);
         return Ok(Some(if what.is_empty() {

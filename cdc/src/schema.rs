@@ -98,9 +98,11 @@ pub struct IndexSql {
 
 /// `CREATE TABLE` text of `table` as stored in `sqlite_master`.
 pub fn table_sql(conn: &Connection, table: &str) -> Result<String> {
-    conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| Error::UnknownTable(table.to_string()))
+    conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE", [table], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .ok_or_else(|| Error::UnknownTable(table.to_string()))
 }
 
 /// The explicit indexes of `table`, by name; this project's own (`_cdc_`)

@@ -118,7 +118,11 @@ fn every_ddl_is_followed_with_follow_schema() {
         ("CREATE INDEX (plain, partial, on an expression)", "CREATE INDEX item_q ON item(quantity) WHERE quantity > 2;
             CREATE INDEX item_lower ON item(lower(name));"),
         ("DROP INDEX, then values it forbade", "DROP INDEX item_name; INSERT INTO item(id, name) VALUES(600, 'dup'), (601, 'dup');"),
-        ("CREATE TABLE", "CREATE TABLE tag(id INTEGER PRIMARY KEY, label TEXT UNIQUE); INSERT INTO tag VALUES(1, 'a'), (2, 'b');"),
+        (
+            "CREATE TABLE",
+            "CREATE TABLE tag(id INTEGER PRIMARY KEY, label TEXT UNIQUE); CREATE INDEX tag_l ON tag(lower(label));
+             INSERT INTO tag VALUES(1, 'a'), (2, 'b');",
+        ),
         ("RENAME TABLE", "ALTER TABLE tag RENAME TO label; INSERT INTO label VALUES(3, 'c'); UPDATE label SET label = 'B' WHERE id = 2;"),
         (
             "a table remade as ORMs do (create, copy, drop, rename)",
@@ -135,6 +139,9 @@ fn every_ddl_is_followed_with_follow_schema() {
         wait_converged(&db.path, &replica, step);
         assert!(sidecar.running(), "{step}: the sidecar stopped:\n{}", sidecar.log());
     }
+    // A table dropped inside a migration window goes from the replica too.
+    run_printed(&format!("cdc-setup migrate --db {src} -- sqlite3 {src} 'DROP TABLE label'"));
+    wait_converged(&db.path, &replica, "DROP TABLE in a migration window");
     // DROP COLUMN: refused by SQLite itself while a capture trigger names
     // the column; the documented path pauses capture around it.
     let refused = Command::new("sqlite3").args([&src, "ALTER TABLE item DROP COLUMN price"]).output().unwrap();
@@ -554,4 +561,34 @@ fn schema_moves_regression_71409() {
             CreateUniqueIndex,
         ],
     );
+}
+
+#[test]
+fn a_table_followed_by_name_that_vanishes_halts_alone_and_refused_runs_change_nothing() {
+    let db = shop();
+    let replica = db.dir.path().join("replica.db");
+    let (src, t) = (db.path.to_str().unwrap().to_string(), target(&replica));
+    let log = db.dir.path().join("sidecar.log");
+    let mut sidecar = Sidecar::start(
+        &["--db", &src, "--target", &t, "--table", "item", "--table", "note", "--poll-interval", "100ms"],
+        &log,
+    );
+    wait_converged(&db.path, &replica, "first bootstrap");
+    // A drifted table, and a second replicator (with schema following) for
+    // the same replica: refused, and the source is left as it was.
+    sqlite3(&db.path, "ALTER TABLE item ADD COLUMN extra;");
+    wait_until("the halt line", DEADLINE, || !lines_with(&sidecar.log(), "Resume it").is_empty());
+    let before = crate::support::schema_dump(&db.path);
+    let (code, _, err) = run_bin("replicator", &["--db", &src, "--target", &t, "--follow-schema", "--once"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already in use"), "{err}");
+    assert_eq!(crate::support::schema_dump(&db.path), before, "a refused run changed the source");
+    // note is dropped and its capture removed: it halts, item resumes.
+    sqlite3(&db.path, "DROP TABLE note;");
+    run_printed(&format!("cdc-setup uninstall --db {src} --table note"));
+    run_printed(&format!("cdc-setup install --db {src} --table item"));
+    sqlite3(&db.path, "INSERT INTO item(id, name, extra) VALUES(1000, 'after', x'01');");
+    wait_equal(&db.path, &replica, &["item"], DEADLINE);
+    wait_until("the note line", DEADLINE, || !lines_with(&sidecar.log(), "no longer captured").is_empty());
+    assert!(sidecar.running(), "{}", sidecar.log());
 }

@@ -109,7 +109,10 @@ impl EngineBuilder {
             return Err(Error::Config("consumer name must not be empty".into()));
         }
         let source = SourceDb::open(&self.db, &self.tables, self.settings.follow_schema)?;
-        source.halted.iter().for_each(source::Halted::announce);
+        // With schema following, the first drain follows these instead.
+        if !self.settings.follow_schema {
+            source.halted.iter().for_each(source::Halted::announce);
+        }
         if log::position(&source.conn, &self.consumer).map_err(|e| named(e, &self.db))?.is_none() {
             source.quick_check()?;
         }
@@ -220,9 +223,22 @@ impl Engine {
         if self.target.is_some() {
             return Ok(());
         }
-        let description = self.source.describe()?;
-        let stored = target.open(&description)?;
+        let mut description = self.source.describe()?;
+        let mut stored = target.open(&description)?;
+        // Schema following: tables the target holds that the source no
+        // longer has (dropped by this engine, another one, a migration
+        // window, or while none ran) go from the target too.
+        if self.settings.follow_schema
+            && let Some(state) = &stored
+        {
+            let gone = self.source.gone(state.tables.keys())?;
+            if gone.iter().any(|t| !description.dropped.contains(t)) {
+                description.dropped.extend(gone);
+                stored = target.open(&description)?;
+            }
+        }
         self.source.dropped.clear();
+        self.source.arm();
         let conn = &self.source.conn;
         let (state, owned) = match stored {
             Some(state) => (state, true),
@@ -349,7 +365,7 @@ impl Engine {
             state.layout = Some(layout);
             self.deliver_changes(target, state, plan.high_water)?
         } else {
-            self.bootstrap(target, state, &plan)?
+            self.bootstrap(target, state, &plan, &layout)?
         };
         if !drained.stopped {
             if self.settings.bootstrap == BootstrapMode::Always {
@@ -405,7 +421,8 @@ impl Engine {
         }
         // A VACUUM while the log was read renumbers rowids the changes
         // name: never commit across one.
-        if state.layout.as_deref() != Some(self.source.layout(&self.source.conn)?.as_str()) {
+        let now = self.source.layout(&self.source.conn)?;
+        if self.layout_breaks(state.layout.as_deref().unwrap_or_default(), &now, positions.keys()) {
             return Err(Failure::Moved("the source file was rewritten while its log was read"));
         }
         for table in positions.keys() {
@@ -420,7 +437,13 @@ impl Engine {
 
     /// Bootstraps the planned tables from one consistent cut, bringing the
     /// other followed tables to the same cut with their changes.
-    fn bootstrap(&mut self, target: &mut dyn Target, state: DeliveryState, plan: &Plan) -> Result<Drained, Failure> {
+    fn bootstrap(
+        &mut self,
+        target: &mut dyn Target,
+        state: DeliveryState,
+        plan: &Plan,
+        planned_layout: &str,
+    ) -> Result<Drained, Failure> {
         let held = state.position;
         // Say first that these tables are being reseeded: if this is cut
         // short, the next run knows what it finds is incomplete.
@@ -437,6 +460,13 @@ impl Engine {
         let tx = self.source.conn.unchecked_transaction()?;
         let cut = log::high_water(&tx)?;
         let layout = self.source.layout(&tx)?;
+        // Live tables get changes up to the cut by rowid: not across a
+        // VACUUM since the plan.
+        let live = plan::live_positions(&self.source, &seeding);
+        if self.layout_breaks(planned_layout, &layout, live.keys()) {
+            drop(tx);
+            return Err(Failure::Moved("the source file was rewritten before the snapshot"));
+        }
         let mut rows = 0;
         for (table, _) in &plan.bootstrap {
             match snapshot::table(&tx, table, self.settings.batch_size, &self.waker, &mut self.progress, target)? {
@@ -474,6 +504,24 @@ impl Engine {
         tx.commit()?;
         self.commit(target, state)?;
         Ok(Drained { changes, bootstrapped_rows: rows, position: cut, stopped: false })
+    }
+
+    /// Whether moving from layout `then` to `now` breaks delivery to
+    /// `tables`: another file, or another schema cookie (a `VACUUM`, maybe)
+    /// while one of them is followed by a rowid SQLite may renumber. Other
+    /// schema changes do not void changes already read.
+    fn layout_breaks<'a>(&self, then: &str, now: &str, tables: impl Iterator<Item = &'a std::sync::Arc<str>>) -> bool {
+        if then == now {
+            return false;
+        }
+        if plan::file_of(then) != plan::file_of(now) {
+            return true;
+        }
+        let renumbered: Vec<&str> = tables.map(|t| t.as_ref()).collect();
+        self.source
+            .followed
+            .iter()
+            .any(|r| r.desc.rowids_may_be_renumbered() && renumbered.contains(&r.desc.name.as_ref()))
     }
 
     /// Makes `state` the target's: the target commits it (with its data

@@ -98,7 +98,11 @@ pub(crate) fn make(
             }
             None if plan.reset.is_some() => "the target's data is void".to_string(),
             None => "the target holds nothing of it yet".to_string(),
-            Some(TableState::Seeding) => "its previous bootstrap was interrupted".to_string(),
+            Some(TableState::Seeding) => {
+                "the target does not hold it complete (its previous bootstrap was interrupted, or its \
+                 table must be rebuilt for a new schema)"
+                    .to_string()
+            }
             Some(TableState::Live { position: p }) => {
                 let since = captured_since(conn, name)?;
                 if let Some(why) = refused.get(name) {
@@ -134,7 +138,7 @@ pub(crate) fn make(
 }
 
 /// The file part (`dev:ino`) of a layout (`dev:ino:schema_cookie`).
-fn file_of(layout: &str) -> &str {
+pub(crate) fn file_of(layout: &str) -> &str {
     layout.rsplit_once(':').map_or(layout, |(file, _)| file)
 }
 

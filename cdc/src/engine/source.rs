@@ -68,6 +68,10 @@ pub(crate) struct SourceDb {
     /// Tables asked for (empty: every captured table).
     requested: Vec<String>,
     follow_schema: bool,
+    /// The engine holds its lock and its target accepted the source:
+    /// schema following may write, and tables asked for by name that
+    /// vanish halt instead of failing.
+    armed: bool,
     /// The tables delivered.
     pub followed: Vec<Registered>,
     /// Tables whose delivery is stopped.
@@ -112,6 +116,7 @@ impl SourceDb {
             schema_version,
             requested: requested.to_vec(),
             follow_schema,
+            armed: false,
             followed: Vec::new(),
             halted: Vec::new(),
             dropped: Vec::new(),
@@ -131,15 +136,16 @@ impl SourceDb {
         let path = self.path.clone();
         for pass in 1..=PASSES {
             let version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &path))?;
-            let selected = dedup(select(&self.conn, &self.requested).map_err(|e| named(e, &path))?);
+            let (selected, missing) = self.select_now()?;
             let following = self.follow_schema
+                && self.armed
                 && pass < PASSES
                 && capture::migration(&self.conn).map_err(|e| named(e, &path))?.is_none();
             if following && self.follow(&selected).map_err(|e| named(e, &path))? {
                 // Capture changed: look again from the new schema.
                 continue;
             }
-            self.split(selected)?;
+            self.split(selected, missing)?;
             let now = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &path))?;
             if now == version || pass == PASSES {
                 self.schema_version = version;
@@ -149,11 +155,62 @@ impl SourceDb {
         Ok(())
     }
 
-    /// Splits `selected` into followed and halted tables by their drift.
-    fn split(&mut self, selected: Vec<Registered>) -> Result<()> {
+    /// Lets schema following write, and makes tables asked for by name
+    /// halt when they vanish: called once the engine holds its lock and
+    /// its target accepted the source. The next refresh sorts the tables
+    /// again with it.
+    pub fn arm(&mut self) {
+        if !self.armed {
+            self.armed = true;
+            self.schema_version = -1;
+        }
+    }
+
+    /// The registrations of the tables asked for, and (once armed) the
+    /// names asked for that are no longer captured tables.
+    fn select_now(&self) -> Result<(Vec<Registered>, Vec<String>)> {
+        let mut requested = self.requested.clone();
+        let mut missing = Vec::new();
+        loop {
+            match select(&self.conn, &requested) {
+                Ok(selected) => return Ok((dedup(selected), missing)),
+                Err(Error::UnknownTables { tables, .. } | Error::NotCapturedIn { tables, .. }) if self.armed => {
+                    requested.retain(|r| !tables.iter().any(|t| t.eq_ignore_ascii_case(r)));
+                    missing.extend(tables);
+                    // An empty list would mean every table.
+                    if requested.is_empty() {
+                        return Ok((Vec::new(), missing));
+                    }
+                }
+                Err(e) => return Err(named(e, &self.path)),
+            }
+        }
+    }
+
+    /// Splits `selected` into followed and halted tables by their drift;
+    /// `missing` tables (asked for by name, no longer captured) halt.
+    fn split(&mut self, selected: Vec<Registered>, missing: Vec<String>) -> Result<()> {
         let path = self.path.clone();
         let window = capture::migration(&self.conn).map_err(|e| named(e, &path))?;
         let (mut followed, mut halted) = (Vec::new(), Vec::new());
+        for name in missing {
+            let exists = describe(&self.conn, &name).is_ok();
+            if self.follow_schema && !exists && !self.dropped.contains(&name) {
+                self.dropped.push(name.clone());
+            }
+            let line = format!(
+                "table {name:?} is no longer captured on the source ({}); its delivery is stopped{}. \
+                 To stop following it, leave --table {} out of the replicator's command",
+                if exists { "its capture was removed" } else { "it was dropped or renamed" },
+                if self.follow_schema && !exists {
+                    " and the target drops it"
+                } else {
+                    " and the target keeps its last copy"
+                },
+                shell_word(&name)
+            );
+            halted.push(Halted { table: name, line, migrating: false });
+        }
         for r in selected {
             let name = r.desc.name.to_string();
             match drift(&self.conn, &r).map_err(|e| named(e, &path))? {
@@ -191,8 +248,9 @@ impl SourceDb {
             let name = r.desc.name.to_string();
             let Some(what) = drift(&self.conn, r)? else { continue };
             if describe(&self.conn, &name).is_ok() {
-                match capture::install(&mut self.conn, std::slice::from_ref(&name)) {
-                    Ok(_) => {
+                match capture::reattach(&mut self.conn, &name) {
+                    Ok(None) => continue,
+                    Ok(Some(_)) => {
                         tracing::warn!(db = %self.path.display(), table = %name, "the table changed ({what}); capture re-attached, reseeding it (--follow-schema)")
                     }
                     // Left drifted: it is halted with its own line.
@@ -202,7 +260,9 @@ impl SourceDb {
                 }
             } else {
                 tracing::warn!(db = %self.path.display(), table = %name, "the table is gone ({what}); removing its capture and dropping it from the target (--follow-schema)");
-                capture::detach(&mut self.conn, &name)?;
+                if !capture::detach(&mut self.conn, &name)? {
+                    continue;
+                }
                 self.dropped.push(name);
             }
             changed = true;
@@ -218,8 +278,9 @@ impl SourceDb {
                 .filter(|t| !captured.iter().any(|c| c.eq_ignore_ascii_case(t)))
                 .collect();
             for table in new {
-                match capture::install(&mut self.conn, std::slice::from_ref(&table)) {
-                    Ok(_) => {
+                match capture::reattach(&mut self.conn, &table) {
+                    Ok(None) => {}
+                    Ok(Some(_)) => {
                         tracing::info!(db = %self.path.display(), table = %table, "a new table; capturing and replicating it (--follow-schema)");
                         changed = true;
                     }
@@ -301,6 +362,20 @@ impl SourceDb {
     /// plan may be gone).
     pub fn schema_moved(&self) -> bool {
         pragma(&self.conn, "schema_version").is_ok_and(|v| v != self.schema_version)
+    }
+
+    /// Of `tables`, those neither followed nor halted that are no longer
+    /// tables of the source at all.
+    pub fn gone<'a>(&self, tables: impl Iterator<Item = &'a String>) -> Result<Vec<String>> {
+        let mut gone = Vec::new();
+        for t in tables {
+            let known = self.followed.iter().any(|r| r.desc.name.eq_ignore_ascii_case(t))
+                || self.halted.iter().any(|h| h.table.eq_ignore_ascii_case(t));
+            if !known && matches!(describe(&self.conn, t), Err(Error::UnknownTable(_))) {
+                gone.push(t.clone());
+            }
+        }
+        Ok(gone)
     }
 
     /// The description a target is opened with.

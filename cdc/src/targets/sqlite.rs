@@ -50,7 +50,7 @@ fn own_log_id(conn: &Connection) -> Result<Option<String>> {
 
 /// Whether `conn` has an ordinary table named `table`.
 fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
-    let sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1";
+    let sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE";
     Ok(conn.query_row(sql, [table], |_| Ok(())).optional()?.is_some())
 }
 
@@ -311,8 +311,24 @@ impl SqliteTarget {
         // follows the source's schema: when that changed, it is rebuilt
         // and reseeded. Any other table is the user's: it is used when
         // compatible, never dropped.
-        let mut owned = self.owned_tables()?;
-        owned.extend(stored.tables.keys().cloned());
+        let mut owned = match self.owned_tables()? {
+            Some(owned) => owned,
+            // A replica made before this list existed: its tables made
+            // from the source's SQL are its own (a user's table with other
+            // SQL stays the user's).
+            None => {
+                let mut owned = HashSet::new();
+                for t in &source.tables {
+                    let name = t.desc.name.as_ref();
+                    if stored.table(name).is_some()
+                        && crate::schema::table_sql(&self.conn, name).ok() == Some(t.create_sql.clone())
+                    {
+                        owned.insert(name.to_string());
+                    }
+                }
+                owned
+            }
+        };
         self.rebuild.clear();
         for t in &source.tables {
             let name = t.desc.name.as_ref();
@@ -320,7 +336,9 @@ impl SqliteTarget {
                 continue;
             }
             if owned.contains(name) {
-                stored.forget(name);
+                // Not complete any more: bootstrapped (and rebuilt) again,
+                // or refused when bootstraps are off.
+                stored.set_seeding(name);
                 self.rebuild.insert(name.to_string(), t.clone());
                 continue;
             }
@@ -350,6 +368,20 @@ impl SqliteTarget {
         )?;
         tx.execute(&format!("CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY)", quote_ident(OWNED_TABLE)), [])?;
         let own = format!("INSERT OR IGNORE INTO {}(name) VALUES(?1)", quote_ident(OWNED_TABLE));
+        // Tables the source dropped (schema following) go first, so a
+        // table renamed on the source does not collide here with its old
+        // self's indexes; a name the source has again is kept.
+        for table in &source.dropped {
+            let again = source.tables.iter().any(|t| t.desc.name.eq_ignore_ascii_case(table));
+            if owned.contains(table) && !again {
+                tracing::info!(replica = %self.path.display(), table = %table, "the source dropped the table; dropping it here");
+                tx.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)), [])?;
+                tx.execute(&format!("DELETE FROM {} WHERE name = ?1", quote_ident(OWNED_TABLE)), [table])?;
+                owned.remove(table);
+                stored.forget(table);
+                write_state(&tx, &stored)?;
+            }
+        }
         for t in &source.tables {
             let name = t.desc.name.as_ref();
             if !table_exists(&tx, name)? {
@@ -362,17 +394,6 @@ impl SqliteTarget {
         }
         for name in &owned {
             tx.execute(&own, [name])?;
-        }
-        // Tables the source dropped (schema following): this replica's
-        // copies go too.
-        for table in &source.dropped {
-            if owned.contains(table) {
-                tracing::info!(replica = %self.path.display(), table = %table, "the source dropped the table; dropping it here");
-                tx.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)), [])?;
-                tx.execute(&format!("DELETE FROM {} WHERE name = ?1", quote_ident(OWNED_TABLE)), [table])?;
-                stored.forget(table);
-                write_state(&tx, &stored)?;
-            }
         }
         tx.commit().map_err(|e| classify(e, &self.path))?;
         self.conn.set_prepared_statement_cache_capacity(8 + 4 * source.tables.len());
@@ -398,13 +419,14 @@ impl SqliteTarget {
     }
 
     /// The tables this replica created (and so may rebuild or drop).
-    fn owned_tables(&self) -> Result<HashSet<String>> {
+    /// `None` for a replica made before the list existed.
+    fn owned_tables(&self) -> Result<Option<HashSet<String>>> {
         if !table_exists(&self.conn, OWNED_TABLE)? {
-            return Ok(HashSet::new());
+            return Ok(None);
         }
         let mut stmt = self.conn.prepare(&format!("SELECT name FROM {}", quote_ident(OWNED_TABLE)))?;
         let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-        Ok(names)
+        Ok(Some(names))
     }
 
     /// The delivery state this replica stores (empty when none yet).
