@@ -127,6 +127,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether waiting helps: another connection holds the database's
+    /// lock (a busy or locked database).
+    pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+        match self {
+            Error::Locked { .. } => true,
+            Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => {
+                matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked))
+            }
+            _ => false,
+        }
+    }
+
     /// Whether retrying cannot help (bad configuration, a replica that
     /// cannot follow): the engine stops at once instead of retrying.
     pub fn is_permanent(&self) -> bool {

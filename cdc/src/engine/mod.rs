@@ -48,6 +48,17 @@ const RECHECKS: [Duration; 5] = [
     Duration::from_millis(250),
 ];
 
+/// How long an acknowledgement waits for the source's write lock before it
+/// is deferred: the application's writers come first, and a target that
+/// keeps its own state needs no acknowledgement to make progress.
+const ACK_WAIT: Duration = Duration::from_millis(20);
+
+/// How often a deferred acknowledgement is tried again while idle.
+const ACK_RETRY: Duration = Duration::from_millis(250);
+
+/// The longest wait between two tries while the source stays locked.
+const LOCKED_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
 /// How many times in a row a drain is planned again because the source's
 /// schema changed under it, before its error counts.
 const SCHEMA_RACES: u32 = 20;
@@ -94,6 +105,10 @@ pub struct Engine {
     always_done: bool,
     /// Tables the target refused a change of, to reseed, with why.
     refused: HashMap<String, String>,
+    /// The last acknowledgement was deferred (the source's write lock was
+    /// busy): the source's pin and, for targets without state, the state
+    /// it keeps lag behind the target until it goes through.
+    ack_pending: bool,
     _lock: OwnerLock,
 }
 
@@ -128,6 +143,7 @@ impl EngineBuilder {
             target: None,
             always_done: false,
             refused: HashMap::new(),
+            ack_pending: false,
             _lock: lock,
         })
     }
@@ -189,8 +205,11 @@ impl Engine {
             // Read data_version before draining: a commit racing the drain
             // changes it again and is picked up on the next wake-up.
             let version = self.source.data_version()?;
+            if self.ack_pending && !replaced {
+                self.acknowledge(ACK_WAIT)?;
+            }
             if replaced || seen != Some(version) {
-                let drained = self.drain(target)?;
+                let drained = self.drain_with_retries(target)?;
                 total.add(drained);
                 // After a reopen, the version read belonged to the old file.
                 seen = (!replaced).then_some(version);
@@ -202,7 +221,11 @@ impl Engine {
             // visible: the writer writes WAL frames (an event), then
             // publishes the commit through shared memory (no event). So
             // after every ring, look again a few times shortly after.
-            let timeout = rechecks.next().copied();
+            let timeout = match (rechecks.next().copied(), self.ack_pending) {
+                (Some(t), _) => Some(t),
+                (None, true) => Some(ACK_RETRY),
+                (None, false) => None,
+            };
             match self.waker.wait(timeout) {
                 Wake::Stopped => {
                     total.stopped = true;
@@ -255,12 +278,44 @@ impl Engine {
     }
 
     /// Delivers everything visible now (bootstrapping first what the target
-    /// does not hold), retrying a failing target with backoff.
+    /// does not hold), retrying a failing target with backoff, and waiting
+    /// out a source locked by the application. An acknowledgement deferred
+    /// meanwhile is made before returning (waiting for the lock as an
+    /// application would).
     pub fn drain(&mut self, target: &mut dyn Target) -> Result<Drained> {
+        let drained = self.drain_with_retries(target)?;
+        if self.ack_pending && !self.acknowledge(crate::db::DEFAULT_BUSY_TIMEOUT)? {
+            tracing::warn!(db = %self.source.path.display(), "the source stayed locked; its record of this consumer lags until the next run");
+        }
+        Ok(drained)
+    }
+
+    fn drain_with_retries(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let mut attempt = 0;
+        let mut locked: u32 = 0;
         loop {
             match self.drain_attempt(target) {
-                Ok(drained) => return Ok(drained),
+                Ok(drained) => {
+                    if locked > 0 {
+                        tracing::warn!(db = %self.source.path.display(), tries = locked, "the source is free again; delivery resumed");
+                    }
+                    return Ok(drained);
+                }
+                // The application holds the source's write lock (a long
+                // transaction, a checkpoint): wait, without limit, saying
+                // so once; nothing is lost.
+                Err(Failure::Source(e)) if e.is_transient() => {
+                    let _ = target.rollback();
+                    if locked == 0 {
+                        tracing::warn!(db = %self.source.path.display(), error = %e, "the source is locked by another connection; waiting");
+                    }
+                    locked += 1;
+                    let delay = Duration::from_millis(50).saturating_mul(1 << locked.min(6)).min(LOCKED_BACKOFF_MAX);
+                    if !self.waker.sleep(delay) {
+                        let position = self.position().unwrap_or(0);
+                        return Ok(Drained { position, stopped: true, ..Drained::default() });
+                    }
+                }
                 Err(Failure::Source(e)) => {
                     let _ = target.rollback();
                     // A table renamed or dropped between the plan and its
@@ -529,14 +584,36 @@ impl Engine {
     /// updated: the state for targets that keep none, and the retention pin.
     fn commit(&mut self, target: &mut dyn Target, state: DeliveryState) -> Result<(), Failure> {
         target.commit(&state).map_err(Failure::Target)?;
-        let connected = self.target.as_mut().expect("connected");
-        connected.state = state;
+        self.target.as_mut().expect("connected").state = state;
+        // Never waits long for the source's write lock: deferred if busy.
+        self.acknowledge(ACK_WAIT)?;
+        Ok(())
+    }
+
+    /// Tells the source what the target holds (the pin, and the state for
+    /// a target that keeps none), waiting at most `wait` for its write
+    /// lock; deferred (`false`) when the application holds it longer.
+    fn acknowledge(&mut self, wait: Duration) -> Result<bool> {
+        let connected = self.target.as_ref().expect("connected");
         let state = &connected.state;
         // The pin: nothing a followed table still needs may be pruned.
         let pin = self.source.followed.iter().filter_map(|r| state.live_position(&r.desc.name)).min();
         let kept = (!connected.owned).then_some(state);
-        acknowledge(&mut self.source, &self.consumer, kept, pin, (state.position, state.anchor))?;
-        Ok(())
+        let _ = self.source.conn.busy_timeout(wait);
+        let done = acknowledge(&mut self.source, &self.consumer, kept, pin, (state.position, state.anchor));
+        let _ = self.source.conn.busy_timeout(crate::db::DEFAULT_BUSY_TIMEOUT);
+        match done {
+            Ok(()) => {
+                self.ack_pending = false;
+                Ok(true)
+            }
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "acknowledgement deferred: the source's write lock is busy");
+                self.ack_pending = true;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn named(&self, e: Error) -> Error {
