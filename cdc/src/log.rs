@@ -291,12 +291,24 @@ pub fn remove_consumer(conn: &Connection, consumer: &str) -> Result<bool> {
 /// rows were deleted. Does nothing while there is no consumer. Returns the
 /// rows deleted.
 pub fn prune(conn: &Connection) -> Result<usize> {
+    prune_at_most(conn, i64::MAX)
+}
+
+/// [`prune`], deleting at most about `rows` rows (the oldest): a sidecar
+/// prunes a large backlog over several short write transactions, so it
+/// never holds the source's write lock for long.
+pub fn prune_at_most(conn: &Connection, rows: i64) -> Result<usize> {
     let log = quote_ident(LOG_TABLE);
     let min: Option<i64> =
         conn.query_row(&format!("SELECT min(position) FROM {}", quote_ident(CONSUMERS_TABLE)), [], |r| r.get(0))?;
     let Some(min) = min else { return Ok(0) };
-    let deleted =
-        conn.execute(&format!("DELETE FROM {log} WHERE seq < ?1 AND seq < (SELECT max(seq) FROM {log})"), [min])?;
+    let deleted = conn.execute(
+        &format!(
+            "DELETE FROM {log} WHERE seq < ?1 AND seq < (SELECT max(seq) FROM {log}) \
+             AND seq <= (SELECT min(seq) FROM {log}) + ?2"
+        ),
+        params![min, rows.saturating_sub(1)],
+    )?;
     if deleted > 0 {
         // Layouts no longer active and no longer referenced can go.
         conn.execute(
