@@ -342,28 +342,27 @@ pub fn select(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
 /// internal tables, so the log and its consumers stay.
 /// Returns `false`, having done nothing, while a migration window is open.
 pub fn detach(conn: &mut Connection, table: &str) -> Result<bool> {
-    let path = path_of(conn);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
-    if migration(&tx)?.is_some() {
-        return Ok(false);
-    }
-    detach_in(&tx, table)?;
-    tx.commit().map_err(|e| classify(e, &path))?;
-    Ok(true)
+    Ok(unless_migrating(conn, |tx| detach_in(tx, table))?.is_some())
 }
 
 /// Attaches (or re-attaches) capture to one table, as [`install`] does,
 /// unless a migration window is open (checked inside the same write
 /// transaction, so a window opened meanwhile is never undone): `None` then.
 pub fn reattach(conn: &mut Connection, table: &str) -> Result<Option<Installed>> {
+    unless_migrating(conn, |tx| install_one(tx, table))
+}
+
+/// Runs `f` in one write transaction, unless a migration window is open
+/// (checked inside it): `None` then, and nothing written.
+fn unless_migrating<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<Option<T>> {
     let path = path_of(conn);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     if migration(&tx)?.is_some() {
         return Ok(None);
     }
-    let outcome = install_one(&tx, table)?;
+    let done = f(&tx)?;
     tx.commit().map_err(|e| classify(e, &path))?;
-    Ok(Some(outcome))
+    Ok(Some(done))
 }
 
 fn detach_in(conn: &Connection, table: &str) -> Result<()> {

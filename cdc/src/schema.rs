@@ -96,6 +96,18 @@ pub struct IndexSql {
     pub unique: bool,
 }
 
+/// Whether `conn` has an ordinary table named `table` (ignoring ASCII case,
+/// as SQLite matches names).
+pub fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
+    let sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE";
+    Ok(conn.query_row(sql, [table], |_| Ok(())).optional()?.is_some())
+}
+
+/// The SQL of the unique ones among `indexes`, in their order.
+pub fn unique_index_sql(indexes: &[IndexSql]) -> Vec<&str> {
+    indexes.iter().filter(|i| i.unique).map(|i| i.sql.as_str()).collect()
+}
+
 /// `CREATE TABLE` text of `table` as stored in `sqlite_master`.
 pub fn table_sql(conn: &Connection, table: &str) -> Result<String> {
     conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE", [table], |r| {
@@ -124,8 +136,9 @@ pub fn indexes(conn: &Connection, table: &str) -> Result<Vec<IndexSql>> {
 /// no row, and a replica copies them without a reseed.
 pub fn fingerprint(conn: &Connection, desc: &TableDesc) -> Result<String> {
     let sql = table_sql(conn, &desc.name)?;
-    let unique: Vec<String> = indexes(conn, &desc.name)?.into_iter().filter(|i| i.unique).map(|i| i.sql).collect();
+    let indexes = indexes(conn, &desc.name)?;
     let model = desc.fingerprint();
-    let parts = [model.as_bytes(), sql.as_bytes()].into_iter().chain(unique.iter().map(|s| s.as_bytes()));
+    let parts =
+        [model.as_bytes(), sql.as_bytes()].into_iter().chain(unique_index_sql(&indexes).into_iter().map(str::as_bytes));
     Ok(format!("{:016x}", cdc_schema::fnv1a64(parts)))
 }

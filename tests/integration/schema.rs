@@ -75,15 +75,14 @@ pub fn run_printed(command: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A `--follow-schema` sidecar on `db` into `replica.db` beside it, once
-/// its first bootstrap is done; with the replica's path and the source's.
-fn following_sidecar(db: &TempDb) -> (Sidecar, std::path::PathBuf, String) {
+/// A sidecar on `db` into `replica.db` beside it, with `extra` options,
+/// once its first bootstrap is done; with the replica's path and the
+/// source's.
+fn sidecar(db: &TempDb, extra: &[&str]) -> (Sidecar, std::path::PathBuf, String) {
     let replica = db.dir.path().join("replica.db");
     let (src, t) = (db.path.to_str().unwrap().to_string(), target(&replica));
-    let sidecar = Sidecar::start(
-        &["--db", &src, "--target", &t, "--follow-schema", "--poll-interval", "100ms"],
-        &db.dir.path().join("sidecar.log"),
-    );
+    let args = [&["--db", src.as_str(), "--target", &t, "--poll-interval", "100ms"][..], extra].concat();
+    let sidecar = Sidecar::start(&args, &db.dir.path().join("sidecar.log"));
     wait_converged(&db.path, &replica, "first bootstrap");
     (sidecar, replica, src)
 }
@@ -103,7 +102,7 @@ fn shop() -> TempDb {
 #[test]
 fn every_ddl_is_followed_with_follow_schema() {
     let db = shop();
-    let (mut sidecar, replica, src) = following_sidecar(&db);
+    let (mut sidecar, replica, src) = sidecar(&db, &["--follow-schema"]);
     let steps: &[(&str, &str)] = &[
         (
             "ADD COLUMN, and writes to it",
@@ -159,11 +158,7 @@ fn every_ddl_is_followed_with_follow_schema() {
 #[test]
 fn without_follow_schema_the_table_stops_and_the_printed_command_resumes_it() {
     let db = shop();
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), target(&replica));
-    let log = db.dir.path().join("sidecar.log");
-    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t, "--poll-interval", "100ms"], &log);
-    wait_converged(&db.path, &replica, "first bootstrap");
+    let (mut sidecar, replica, src) = sidecar(&db, &[]);
     sqlite3(&db.path, "ALTER TABLE item ADD COLUMN price REAL; UPDATE item SET price = 0.5 WHERE id < 10;");
     // note keeps flowing meanwhile.
     sqlite3(&db.path, "INSERT INTO note VALUES('still flowing', 3);");
@@ -236,7 +231,7 @@ fn an_alembic_migration_on_a_captured_database() {
     db.install(&["customer"]);
     let script = db.dir.path().join("migrate.py");
     std::fs::write(&script, ALEMBIC).unwrap();
-    let (mut sidecar, replica, src) = following_sidecar(&db);
+    let (mut sidecar, replica, src) = sidecar(&db, &["--follow-schema"]);
     // Batch mode: the table is remade, which drops the capture triggers
     // with it; the sidecar sees it, captures the new table and reseeds it.
     let py = |step: &str| Command::new("python3").arg(&script).args([&src, step]).output().unwrap();
@@ -566,14 +561,8 @@ fn schema_moves_regression_71409() {
 #[test]
 fn a_table_followed_by_name_that_vanishes_halts_alone_and_refused_runs_change_nothing() {
     let db = shop();
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), target(&replica));
-    let log = db.dir.path().join("sidecar.log");
-    let mut sidecar = Sidecar::start(
-        &["--db", &src, "--target", &t, "--table", "item", "--table", "note", "--poll-interval", "100ms"],
-        &log,
-    );
-    wait_converged(&db.path, &replica, "first bootstrap");
+    let (mut sidecar, replica, src) = sidecar(&db, &["--table", "item", "--table", "note"]);
+    let t = target(&replica);
     // A drifted table, and a second replicator (with schema following) for
     // the same replica: refused, and the source is left as it was.
     sqlite3(&db.path, "ALTER TABLE item ADD COLUMN extra;");

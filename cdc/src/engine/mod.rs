@@ -74,8 +74,9 @@ const PRUNE_CHUNK: i64 = 500;
 /// get the lock.
 const PRUNE_GAP: Duration = Duration::from_millis(2);
 
-/// The longest wait between two tries while the source stays locked.
-const LOCKED_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Waiting out a source the application keeps locked: without limit, from
+/// 100 ms doubling to at most 2 s between tries.
+const LOCKED: Retry = Retry { attempts: u32::MAX, initial: Duration::from_millis(100), max: Duration::from_secs(2) };
 
 /// How many times in a row a drain is planned again because the source's
 /// schema changed under it, before its error counts.
@@ -339,8 +340,7 @@ impl Engine {
                         tracing::warn!(db = %self.source.path.display(), error = %e, "the source is locked by another connection; waiting");
                     }
                     locked += 1;
-                    let delay = Duration::from_millis(50).saturating_mul(1 << locked.min(6)).min(LOCKED_BACKOFF_MAX);
-                    if !self.waker.sleep(delay) {
+                    if !self.waker.sleep(LOCKED.delay(locked)) {
                         let position = self.position().unwrap_or(0);
                         return Ok(Drained { position, stopped: true, ..Drained::default() });
                     }
@@ -412,7 +412,7 @@ impl Engine {
             // Another file, other tables, other indexes: the target learns
             // the new description (a replica creates what is missing,
             // rebuilds what changed, copies plain indexes).
-            Refresh::Reopened | Refresh::SchemaChanged(_) => self.target = None,
+            Refresh::Reopened | Refresh::SchemaChanged => self.target = None,
         }
         self.connect(target)?;
         let conn = &self.source.conn;

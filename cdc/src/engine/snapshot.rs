@@ -101,15 +101,9 @@ pub(crate) fn table(
 }
 
 /// `table`'s entry in `sqlite_sequence` (its AUTOINCREMENT counter), if any.
-fn autoincrement_sequence(conn: &Connection, table: &str) -> rusqlite::Result<Option<i64>> {
-    let exists = conn
-        .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'", [], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if !exists {
+fn autoincrement_sequence(conn: &Connection, table: &str) -> crate::Result<Option<i64>> {
+    if !crate::schema::table_exists(conn, "sqlite_sequence")? {
         return Ok(None);
     }
-    conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| r.get(0))
-        .optional()
-        .map(Option::flatten)
+    Ok(conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [table], |r| r.get(0)).optional()?.flatten())
 }

@@ -29,9 +29,8 @@ use crate::target::{Source, SourceTable};
 pub(crate) enum Refresh {
     /// Same file, same schema.
     Same,
-    /// The schema changed; the followed tables are re-checked (`true`:
-    /// the set of followed tables changed).
-    SchemaChanged(bool),
+    /// The schema changed; the tables were sorted out again.
+    SchemaChanged,
     /// The path names another file now; it was opened instead.
     Reopened,
 }
@@ -347,7 +346,7 @@ impl SourceDb {
         if before.1 != self.halted {
             self.halted.iter().for_each(Halted::announce);
         }
-        Ok(Refresh::SchemaChanged(changed))
+        Ok(Refresh::SchemaChanged)
     }
 
     /// The file's layout as `conn` (this source's connection, or a

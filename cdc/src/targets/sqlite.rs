@@ -14,7 +14,7 @@ use crate::db::{DEFAULT_BUSY_TIMEOUT, classify};
 use crate::error::{Error, Result};
 use crate::event::{Event, Row};
 use crate::lock::{FileId, OwnerLock, target_lock_path};
-use crate::schema::{IndexSql, describe};
+use crate::schema::{IndexSql, describe, table_exists, unique_index_sql};
 use crate::state::{DeliveryState, TableState};
 use crate::target::{Source, SourceTable, Target};
 
@@ -46,12 +46,6 @@ fn own_log_id(conn: &Connection) -> Result<Option<String>> {
     }
     let sql = format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(cdc_schema::log::META_TABLE));
     Ok(conn.query_row(&sql, [], |r| r.get(0)).optional()?)
-}
-
-/// Whether `conn` has an ordinary table named `table`.
-fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
-    let sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE";
-    Ok(conn.query_row(sql, [table], |_| Ok(())).optional()?.is_some())
 }
 
 /// Per-table SQL, generated once at open by `cdc-schema` (no per-row SQL
@@ -371,6 +365,7 @@ impl SqliteTarget {
         // Tables the source dropped (schema following) go first, so a
         // table renamed on the source does not collide here with its old
         // self's indexes; a name the source has again is kept.
+        let mut forgot = false;
         for table in &source.dropped {
             let again = source.tables.iter().any(|t| t.desc.name.eq_ignore_ascii_case(table));
             if owned.contains(table) && !again {
@@ -379,8 +374,11 @@ impl SqliteTarget {
                 tx.execute(&format!("DELETE FROM {} WHERE name = ?1", quote_ident(OWNED_TABLE)), [table])?;
                 owned.remove(table);
                 stored.forget(table);
-                write_state(&tx, &stored)?;
+                forgot = true;
             }
+        }
+        if forgot {
+            write_state(&tx, &stored)?;
         }
         for t in &source.tables {
             let name = t.desc.name.as_ref();
@@ -540,8 +538,7 @@ fn same_schema(conn: &Connection, t: &SourceTable) -> Result<bool> {
     if crate::schema::table_sql(conn, &t.desc.name)? != t.create_sql {
         return Ok(false);
     }
-    let unique = |v: Vec<IndexSql>| -> Vec<String> { v.into_iter().filter(|i| i.unique).map(|i| i.sql).collect() };
-    Ok(unique(crate::schema::indexes(conn, &t.desc.name)?) == unique(t.indexes.clone()))
+    Ok(unique_index_sql(&crate::schema::indexes(conn, &t.desc.name)?) == unique_index_sql(&t.indexes))
 }
 
 /// Makes the replica table's plain (non-unique) indexes the source's: an
