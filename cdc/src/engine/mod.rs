@@ -56,10 +56,6 @@ const ACK_WAIT: Duration = Duration::from_millis(20);
 /// How often a deferred acknowledgement is tried again while idle.
 const ACK_RETRY: Duration = Duration::from_millis(250);
 
-/// Acknowledgements are batched: at most one per interval while running
-/// (each takes the source's write lock for a moment).
-const ACK_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Log rows pruned per acknowledgement at most: a backlog is pruned over
 /// several short write transactions.
 /// Measured per acknowledgement transaction, from `BEGIN IMMEDIATE` to the
@@ -69,10 +65,6 @@ const ACK_INTERVAL: Duration = Duration::from_secs(1);
 /// large WAL); 0.5–5.6 ms beside a writer of small transactions, of which
 /// 0.1–0.8 ms before the commit (release build, shared 2-core VM).
 const PRUNE_CHUNK: i64 = 500;
-
-/// The gap between two prune chunks, in which the application's writers
-/// get the lock.
-const PRUNE_GAP: Duration = Duration::from_millis(2);
 
 /// Waiting out a source the application keeps locked: without limit, from
 /// 100 ms doubling to at most 2 s between tries.
@@ -128,8 +120,6 @@ pub struct Engine {
     /// busy): the source's pin and, for targets without state, the state
     /// it keeps lag behind the target until it goes through.
     ack_pending: bool,
-    /// When the last acknowledgement went through.
-    last_ack: Option<std::time::Instant>,
     /// The last acknowledgement left log rows to prune.
     prune_more: bool,
     _lock: OwnerLock,
@@ -167,7 +157,6 @@ impl EngineBuilder {
             always_done: false,
             refused: HashMap::new(),
             ack_pending: false,
-            last_ack: None,
             prune_more: false,
             _lock: lock,
         })
@@ -230,7 +219,7 @@ impl Engine {
             // Read data_version before draining: a commit racing the drain
             // changes it again and is picked up on the next wake-up.
             let version = self.source.data_version()?;
-            if self.ack_pending && !replaced && self.ack_due() {
+            if self.ack_pending && !replaced {
                 self.acknowledge(ACK_WAIT)?;
             }
             if replaced || seen != Some(version) {
@@ -247,7 +236,6 @@ impl Engine {
             // publishes the commit through shared memory (no event). So
             // after every ring, look again a few times shortly after.
             let timeout = match (rechecks.next().copied(), self.ack_pending) {
-                (_, true) if self.prune_more => Some(PRUNE_GAP),
                 (Some(t), _) => Some(t),
                 (None, true) => Some(ACK_RETRY),
                 (None, false) => None,
@@ -310,8 +298,9 @@ impl Engine {
     /// application would).
     pub fn drain(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let drained = self.drain_with_retries(target)?;
-        // Each round prunes a bounded chunk: rounds until done.
-        while self.ack_pending {
+        // Deferred because the source was busy: made now, waiting for the
+        // lock as an application would.
+        while self.ack_pending || self.prune_more {
             if !self.acknowledge(crate::db::DEFAULT_BUSY_TIMEOUT)? {
                 tracing::warn!(db = %self.source.path.display(), "the source stayed locked; its record of this consumer lags until the next run");
                 break;
@@ -614,19 +603,12 @@ impl Engine {
     fn commit(&mut self, target: &mut dyn Target, state: DeliveryState) -> Result<(), Failure> {
         target.commit(&state).map_err(Failure::Target)?;
         self.target.as_mut().expect("connected").state = state;
-        // Never waits long for the source's write lock (deferred if busy),
-        // and at most once per interval.
-        if self.ack_due() {
-            self.acknowledge(ACK_WAIT)?;
-        } else {
-            self.ack_pending = true;
-        }
+        // Right after the target's commit, and only then (or retried when
+        // the lock was busy): a sidecar writes to the source only while it
+        // delivers. Never waits long for the source's write lock; prunes
+        // in short transactions, so pruning keeps up with the log.
+        while self.acknowledge(ACK_WAIT)? && self.prune_more {}
         Ok(())
-    }
-
-    /// Whether the interval since the last acknowledgement has passed.
-    fn ack_due(&self) -> bool {
-        self.last_ack.is_none_or(|at| at.elapsed() >= ACK_INTERVAL)
     }
 
     /// Tells the source what the target holds (the pin, and the state for
@@ -643,13 +625,8 @@ impl Engine {
         let _ = self.source.conn.busy_timeout(crate::db::DEFAULT_BUSY_TIMEOUT);
         match done {
             Ok(more) => {
-                // More to prune: the next chunk goes at the next chance,
-                // so pruning keeps up with a writer at full speed.
-                self.ack_pending = more;
+                self.ack_pending = false;
                 self.prune_more = more;
-                if !more {
-                    self.last_ack = Some(std::time::Instant::now());
-                }
                 Ok(true)
             }
             Err(e) if e.is_transient() => {
