@@ -121,15 +121,35 @@ pub enum Error {
     /// A target failed to apply or commit (after retries, when retried).
     #[error("target {target}: {message}")]
     Target { target: String, message: String },
+    /// A target that cannot be reached for now (a timeout, a refused
+    /// connection, a 5xx answer): transient, retried without limit.
+    #[error("target {target} is unavailable: {message}")]
+    Unavailable { target: String, message: String },
     /// A JSON (de)serialisation error in the registry or a target.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }
 
 impl Error {
-    /// Whether waiting helps: another connection holds the database's
-    /// lock (a busy or locked database).
+    /// Whether waiting helps, so the engine retries without limit: another
+    /// connection holds a database's lock (busy, locked), a short I/O
+    /// error or a full disk, a target that cannot be reached for now.
     pub fn is_transient(&self) -> bool {
+        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+        match self {
+            Error::Locked { .. } | Error::Unavailable { .. } => true,
+            Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => {
+                matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull))
+            }
+            Error::Io { source, .. } => io_is_transient(source),
+            _ => false,
+        }
+    }
+
+    /// Whether this is the source's lock held by another connection (the
+    /// application's long transaction, a checkpoint), as opposed to a
+    /// target's outage: said differently in the log.
+    pub(crate) fn is_locked(&self) -> bool {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
         match self {
             Error::Locked { .. } => true,
@@ -155,6 +175,29 @@ impl Error {
                 | Error::ReadOnly(_)
         )
     }
+}
+
+/// I/O errors that waiting can cure (a full disk being freed, a peer
+/// restarting); a missing folder or a denied permission cannot.
+fn io_is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        Interrupted
+            | TimedOut
+            | WouldBlock
+            | ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | BrokenPipe
+            | UnexpectedEof
+            | StorageFull
+            | ResourceBusy
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+    )
 }
 
 /// Names joined for a message: `"a", "b"`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cdc::targets::sqlite::compare_table;
 
-use crate::support::{Seed, TempDb, python, run_bin, sqlite3, wait_until};
+use crate::support::{Seed, TempDb, lines_with, python, run_bin, sqlite3, wait_until};
 
 /// The tricky schemas of the capture tests, as a replicated application.
 pub const APP_SCHEMA: &str = r#"
@@ -363,14 +363,18 @@ fn bincode_frames_read_back_exactly() {
     assert!(err.contains("is truncated"), "{err}");
 }
 
-/// A real HTTP server on loopback that answers 503 to the first
-/// `failures` requests, then 200, recording the bodies it accepted.
-fn http_server(failures: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/events", listener.local_addr().unwrap());
-    let handle = std::thread::spawn(move || {
+/// A real HTTP server on `listener` that answers `answer(n)` to the n-th
+/// request (from 0), recording the bodies it answered 200 to; it stops
+/// after accepting a body that contains `"stop"`, or after answering
+/// `limit` requests.
+fn http_server_on(
+    listener: std::net::TcpListener,
+    limit: usize,
+    answer: fn(usize) -> &'static str,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
         let mut accepted = Vec::new();
-        listener.set_nonblocking(false).unwrap();
+        let mut answered = 0;
         for (n, stream) in listener.incoming().enumerate() {
             let mut stream = stream.unwrap();
             stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -394,21 +398,37 @@ fn http_server(failures: usize) -> (String, std::thread::JoinHandle<Vec<String>>
                 }
                 assert!(got > 0, "connection closed before the headers ended");
             };
-            let (status, last) = if n < failures { ("503 Service Unavailable", false) } else { ("200 OK", true) };
+            let status = answer(n);
             stream
                 .write_all(format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes())
                 .unwrap();
-            if last {
+            answered += 1;
+            if status.starts_with("200") {
                 let stop = body.contains("\"stop\"");
                 accepted.push(body);
                 if stop {
                     break;
                 }
             }
+            if answered >= limit {
+                break;
+            }
         }
-        accepted
-    });
-    (url, handle)
+        (answered, accepted)
+    })
+}
+
+/// A real HTTP server on loopback that answers 503 to the first
+/// `failures` requests, then 200.
+fn http_server(failures: usize) -> (String, std::thread::JoinHandle<(usize, Vec<String>)>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let answer: fn(usize) -> &'static str = match failures {
+        0 => |_| "200 OK",
+        2 => |n| if n < 2 { "503 Service Unavailable" } else { "200 OK" },
+        _ => unimplemented!("answers for {failures} failures"),
+    };
+    (url, http_server_on(listener, usize::MAX, answer))
 }
 
 #[test]
@@ -420,15 +440,74 @@ fn http_target_retries_then_delivers() {
     let (code, _, err) =
         replicator(&["--db", db.path.to_str().unwrap(), "--target", &url, "--once", "--bootstrap", "never"]);
     assert_eq!(code, 0, "{err}");
-    let accepted = server.join().unwrap();
-    assert_eq!(accepted.len(), 1);
+    let (answered, accepted) = server.join().unwrap();
+    assert_eq!((answered, accepted.len()), (3, 1), "one retry layer: two 503s, then the 200");
     let body: serde_json::Value = serde_json::from_str(&accepted[0]).unwrap();
     assert_eq!(body["events"].as_array().unwrap().len(), 3);
     assert_eq!(body["events"][1]["after"]["values"]["v"]["blob"], "AQ==");
-    assert!(err.contains("POST failed"), "the failures were logged: {err}");
+    assert_eq!(lines_with(&err, "is unavailable: HTTP 503").len(), 1, "said once when it starts: {err}");
+    assert_eq!(lines_with(&err, "recovered").len(), 1, "and once when it ends: {err}");
     // Acknowledged only after the 2xx: the consumer's position moved.
     let status = cdc::capture::status(&db.conn()).unwrap();
     assert_eq!(status.consumers[0].pending, 0);
+}
+
+/// A server that is down (connections refused) is waited for without
+/// limit, said once; one that refuses the requests themselves (404) is a
+/// configuration to fix: the sidecar stops at once, naming the URL without
+/// its credentials, and nothing is acknowledged.
+#[test]
+fn http_outage_is_waited_out_and_a_refusal_stops_at_once() {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    sqlite3(&db.path, "INSERT INTO t VALUES(1, 'a'); INSERT INTO t VALUES(2, 'stop');");
+    // A free port nobody listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://user:s3cret@127.0.0.1:{port}/events");
+    let log = db.dir.path().join("sidecar.log");
+    let mut sidecar = crate::support::Sidecar::start(
+        &["--db", db.path.to_str().unwrap(), "--target", &url, "--once", "--bootstrap", "never"],
+        &log,
+    );
+    wait_until("the outage is reported", Duration::from_secs(60), || sidecar.log().contains("is unavailable"));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let server = http_server_on(listener, usize::MAX, |_| "200 OK");
+    let end = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = sidecar.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < end, "still waiting after the server came up: {}", sidecar.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = sidecar.log();
+    assert!(status.success(), "{text}");
+    assert_eq!(server.join().unwrap().1.len(), 1);
+    assert_eq!(lines_with(&text, "is unavailable").len(), 1, "one warning for the whole outage: {text}");
+    assert_eq!(lines_with(&text, "recovered").len(), 1, "{text}");
+    assert!(!text.contains("s3cret"), "credentials never logged: {text}");
+    assert!(!text.contains("ERROR"), "{text}");
+
+    // A 404: permanent.
+    sqlite3(&db.path, "INSERT INTO t VALUES(3, 'b');");
+    let before = cdc::capture::status(&db.conn()).unwrap().consumers;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://user:s3cret@{}/nowhere", listener.local_addr().unwrap());
+    let server = http_server_on(listener, 1, |_| "404 Not Found");
+    let (code, _, err) =
+        replicator(&["--db", db.path.to_str().unwrap(), "--target", &url, "--once", "--bootstrap", "never"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(server.join().unwrap().0, 1, "a refusal is not retried");
+    assert!(err.contains("answered HTTP 404") && err.contains("user:***@127.0.0.1"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| l.contains("ERROR") || l.starts_with("replicator:")).count(), 1, "{err}");
+    let after = cdc::capture::status(&db.conn()).unwrap().consumers;
+    let (refused, others): (Vec<_>, Vec<_>) = after.into_iter().partition(|c| c.name.contains("nowhere"));
+    assert!(refused.iter().all(|c| c.pending >= 1), "nothing acknowledged for the refused target: {refused:?}");
+    assert_eq!(
+        others.iter().map(|c| (&c.name, c.position)).collect::<Vec<_>>(),
+        before.iter().map(|c| (&c.name, c.position)).collect::<Vec<_>>()
+    );
 }
 
 fn dir_state(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
@@ -466,6 +545,11 @@ fn bad_input_is_refused_with_one_line_and_no_change() {
             1,
         ),
         (vec!["--db".into(), src.into(), "--target".into(), "ftp://x".into()], "bad target \"ftp://x\"", 1),
+        (
+            vec!["--db".into(), src.into(), "--target".into(), "http://u:pw@h:port/x".into()],
+            "bad target URL \"http://u:***@h:port/x\"",
+            1,
+        ),
         (vec!["--db".into(), src.into(), "--target".into(), "sqlite:".into()], "the path is empty", 1),
         (
             vec!["--db".into(), src.into(), "--target".into(), good.clone(), "--batch-size".into(), "0".into()],

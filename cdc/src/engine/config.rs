@@ -61,11 +61,15 @@ impl std::str::FromStr for OnRewind {
     }
 }
 
-/// Retries of a failing target: `attempts` retries after the first try,
-/// waiting `initial`, then twice as long each time, at most `max`.
+/// Retries of a failing target, waiting `initial`, then twice as long each
+/// time, at most `max` (less up to half, at random). A transient failure
+/// (a timeout, a refused connection, a 5xx answer, a full disk) is retried
+/// without limit; `attempts` bounds the retries of a failure not known to
+/// be transient (a custom target's own error); a permanent one (bad
+/// configuration, a replica that cannot follow) is not retried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retry {
-    /// Retries after the first try.
+    /// Retries after the first try, for a failure not known to be transient.
     pub attempts: u32,
     /// The first wait.
     pub initial: Duration,

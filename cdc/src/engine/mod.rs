@@ -74,7 +74,8 @@ const LOCKED: Retry = Retry { attempts: u32::MAX, initial: Duration::from_millis
 /// schema changed under it, before its error counts.
 const SCHEMA_RACES: u32 = 20;
 
-/// Where a failure came from: target failures are retried, source ones
+/// Where a failure came from: transient ones are retried without limit,
+/// other target failures a bounded number of times, other source ones
 /// not; `Moved`: the source's file or schema moved during the drain, which
 /// is planned again.
 pub(crate) enum Failure {
@@ -311,31 +312,29 @@ impl Engine {
 
     fn drain_with_retries(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let mut attempt = 0;
-        let mut locked: u32 = 0;
+        let mut outage: Option<Outage> = None;
         loop {
-            match self.drain_attempt(target) {
+            let failure = match self.drain_attempt(target) {
                 Ok(drained) => {
-                    if locked > 0 {
-                        tracing::warn!(db = %self.source.path.display(), tries = locked, "the source is free again; delivery resumed");
+                    if let Some(outage) = outage {
+                        outage.end(&self.source.path);
                     }
                     return Ok(drained);
                 }
+                Err(failure) => failure,
+            };
+            let _ = target.rollback();
+            let delay = match failure {
                 // The application holds the source's write lock (a long
-                // transaction, a checkpoint): wait, without limit, saying
-                // so once; nothing is lost.
-                Err(Failure::Source(e)) if e.is_transient() => {
-                    let _ = target.rollback();
-                    if locked == 0 {
-                        tracing::warn!(db = %self.source.path.display(), error = %e, "the source is locked by another connection; waiting");
-                    }
-                    locked += 1;
-                    if !self.waker.sleep(LOCKED.delay(locked)) {
-                        let position = self.position().unwrap_or(0);
-                        return Ok(Drained { position, stopped: true, ..Drained::default() });
-                    }
+                // transaction, a checkpoint), a target is down, a disk is
+                // full: wait, without limit, saying so once; nothing is lost.
+                Failure::Source(e) | Failure::Target(e) if e.is_transient() => {
+                    let outage = outage.get_or_insert_with(|| Outage::start(&e, &self.source.path));
+                    outage.tries += 1;
+                    let backoff = if e.is_locked() { LOCKED } else { self.settings.retry };
+                    jittered(backoff.delay(outage.tries))
                 }
-                Err(Failure::Source(e)) => {
-                    let _ = target.rollback();
+                Failure::Source(e) => {
                     // A table renamed or dropped between the plan and its
                     // read (a migration's temporary table, say): the schema
                     // moved, not the file broke. Plan again.
@@ -346,13 +345,12 @@ impl Engine {
                     }
                     return Err(named(e, &self.source.path));
                 }
-                Err(Failure::Moved(what)) if attempt < SCHEMA_RACES => {
-                    let _ = target.rollback();
+                Failure::Moved(what) if attempt < SCHEMA_RACES => {
                     attempt += 1;
                     tracing::debug!("{what}; planning again");
+                    continue;
                 }
-                Err(Failure::Moved(what)) => {
-                    let _ = target.rollback();
+                Failure::Moved(what) => {
                     return Err(Error::Config(format!(
                         "{}: {what}, {SCHEMA_RACES} times in a row; stopping",
                         self.source.path.display()
@@ -360,20 +358,16 @@ impl Engine {
                 }
                 // The replica refused one table's change (a constraint the
                 // source did not enforce, say): reseed that table, once;
-                // the others keep flowing.
-                Err(Failure::Target(Error::ReplicaRefused { table, message, .. }))
-                    if !self.refused.contains_key(&table) =>
-                {
-                    // Said in one line by the bootstrap that follows.
-                    let _ = target.rollback();
+                // the others keep flowing. Said in one line by the
+                // bootstrap that follows.
+                Failure::Target(Error::ReplicaRefused { table, message, .. }) if !self.refused.contains_key(&table) => {
                     self.refused.insert(table, message);
+                    continue;
                 }
-                Err(Failure::Target(e)) if e.is_permanent() => {
-                    let _ = target.rollback();
-                    return Err(e);
-                }
-                Err(Failure::Target(e)) => {
-                    let _ = target.rollback();
+                Failure::Target(e) if e.is_permanent() => return Err(e),
+                // Neither known to pass nor known to last (a custom
+                // target's own error): retried a bounded number of times.
+                Failure::Target(e) => {
                     attempt += 1;
                     let retry = self.settings.retry;
                     if attempt > retry.attempts {
@@ -384,13 +378,14 @@ impl Engine {
                             ),
                         });
                     }
-                    let delay = retry.delay(attempt);
+                    let delay = jittered(retry.delay(attempt));
                     tracing::warn!(attempt, ?delay, error = %e, "target failed; retrying from the last commit");
-                    if !self.waker.sleep(delay) {
-                        let position = self.position().unwrap_or(0);
-                        return Ok(Drained { position, stopped: true, ..Drained::default() });
-                    }
+                    delay
                 }
+            };
+            if !self.waker.sleep(delay) {
+                let position = self.position().unwrap_or(0);
+                return Ok(Drained { position, stopped: true, ..Drained::default() });
             }
         }
     }
@@ -641,6 +636,41 @@ impl Engine {
     fn named(&self, e: Error) -> Error {
         named(e, &self.source.path)
     }
+}
+
+/// A run of transient failures (a locked source, a target that cannot be
+/// reached): one warning when it starts, one when it ends, none between.
+struct Outage {
+    locked: bool,
+    tries: u32,
+    since: std::time::Instant,
+}
+
+impl Outage {
+    fn start(e: &Error, db: &Path) -> Outage {
+        let locked = e.is_locked();
+        if locked {
+            tracing::warn!(db = %db.display(), error = %e, "the source is locked by another connection; waiting");
+        } else {
+            tracing::warn!(error = %e, "transient failure; retrying without limit from the last commit");
+        }
+        Outage { locked, tries: 0, since: std::time::Instant::now() }
+    }
+
+    fn end(self, db: &Path) {
+        let waited = format!("{:.1?}", self.since.elapsed());
+        if self.locked {
+            tracing::warn!(db = %db.display(), tries = self.tries, waited, "the source is free again; delivery resumed");
+        } else {
+            tracing::warn!(tries = self.tries, waited, "recovered; delivery resumed");
+        }
+    }
+}
+
+/// `delay` less up to half of it, at random: engines retrying the same
+/// server do not hit it in step.
+fn jittered(delay: Duration) -> Duration {
+    delay.mul_f64(1.0 - fastrand::f64() / 2.0)
 }
 
 /// An SQLite error about the source file, naming it.

@@ -1,8 +1,8 @@
 //! `http://URL` and `https://URL`: each batch is POSTed as
 //! `{"events": [...]}` (events in the JSON form of [`crate::json`]); a 2xx
-//! response acknowledges it. Failed posts are retried with backoff within
-//! the call, each bounded by a timeout, before the engine's own retries.
-//! At-least-once: a batch may be posted again after a failure or a crash.
+//! response acknowledges it. A failed post is not retried here: the
+//! engine is the one retry layer, and it retries transient failures
+//! without limit. At-least-once: a batch may be posted again after a failure or a crash.
 
 use std::time::Duration;
 
@@ -15,9 +15,12 @@ use crate::target::Target;
 
 pub struct HttpTarget {
     url: String,
+    /// The URL as it may be shown: credentials replaced by `***`.
+    shown: String,
     agent: ureq::Agent,
-    attempts: u32,
-    backoff: Duration,
+    /// A request got an answer once: from then on, a host that does not
+    /// resolve is an outage, not a typo.
+    answered: bool,
 }
 
 struct Body<'a>(&'a [Event]);
@@ -42,49 +45,109 @@ impl serde::Serialize for Body<'_> {
 }
 
 impl HttpTarget {
-    /// Posts to `url` with a 30 s timeout per request and 3 attempts.
-    pub fn new(url: &str) -> HttpTarget {
-        HttpTarget::with(url, Duration::from_secs(30), 3, Duration::from_millis(200))
+    /// Posts to `url` with a 30 s timeout per request.
+    pub fn new(url: &str) -> Result<HttpTarget> {
+        HttpTarget::with_timeout(url, Duration::from_secs(30))
     }
 
-    /// Posts to `url` with a `timeout` per request, `attempts` tries per
-    /// batch and a `backoff` that doubles between them.
-    pub fn with(url: &str, timeout: Duration, attempts: u32, backoff: Duration) -> HttpTarget {
+    /// Posts to `url` with a `timeout` per request. The URL is checked
+    /// here, so a malformed one is refused before anything is written,
+    /// not retried.
+    pub fn with_timeout(url: &str, timeout: Duration) -> Result<HttpTarget> {
+        let shown = redacted(url);
+        let uri: ureq::http::Uri = url.parse().map_err(|e| Error::Config(format!("bad target URL {shown:?}: {e}")))?;
+        let host_port = uri.authority().map_or("", |a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
+        let port = match host_port.rsplit_once(']') {
+            Some((_, rest)) => rest.strip_prefix(':'),
+            None => host_port.rsplit_once(':').map(|(_, p)| p),
+        };
+        if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+            return Err(Error::Config(format!("bad target URL {shown:?}: the port is not a number from 0 to 65535")));
+        }
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
+            return Err(Error::Config(format!(
+                "bad target URL {shown:?}: expected http://HOST/PATH or https://HOST/PATH"
+            )));
+        }
         let agent: ureq::Agent =
             ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
-        HttpTarget { url: url.to_string(), agent, attempts: attempts.max(1), backoff }
+        Ok(HttpTarget { url: url.to_string(), shown, agent, answered: false })
     }
 
-    fn post(&self, body: &[u8]) -> std::result::Result<(), String> {
-        let response = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .send(body)
-            .map_err(|e| e.to_string())?;
-        let status = response.status();
-        if status.is_success() { Ok(()) } else { Err(format!("HTTP {status}")) }
+    /// The URL as logs and messages show it (credentials redacted).
+    pub fn shown(&self) -> &str {
+        &self.shown
     }
 }
 
 impl Target for HttpTarget {
+    /// One POST per batch; a failure is classified, and retried by the
+    /// engine (the one retry layer): timeouts, refused connections and
+    /// 408/429/5xx answers are transient; other 4xx answers, and a host
+    /// that never resolved, are a configuration to fix (permanent).
     fn apply(&mut self, events: &[Event]) -> Result<()> {
         let body = serde_json::to_vec(&Body(events))?;
-        let mut delay = self.backoff;
-        let mut last = String::new();
-        for attempt in 1..=self.attempts {
-            match self.post(&body) {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    tracing::warn!(url = %self.url, attempt, error = %e, "POST failed");
-                    last = e;
-                }
+        let unavailable = |message: String| Error::Unavailable { target: self.shown.clone(), message };
+        let response = match self.agent.post(&self.url).header("Content-Type", "application/json").send(&body[..]) {
+            Ok(response) => response,
+            Err(ureq::Error::BadUri(e)) => {
+                return Err(Error::Config(format!("bad target URL {:?}: {e}", self.shown)));
             }
-            if attempt < self.attempts {
-                std::thread::sleep(delay);
-                delay *= 2;
+            Err(ureq::Error::HostNotFound) if !self.answered => {
+                return Err(Error::Config(format!("target {}: host not found; check the URL", self.shown)));
             }
+            Err(e) => return Err(unavailable(e.to_string())),
+        };
+        self.answered = true;
+        let status = response.status();
+        match status.as_u16() {
+            200..=299 => Ok(()),
+            408 | 429 | 500..=599 => Err(unavailable(format!("HTTP {status}"))),
+            _ => Err(Error::Config(format!(
+                "target {}: the server answered HTTP {status}; check the URL and its credentials",
+                self.shown
+            ))),
         }
-        Err(Error::Target { target: self.url.clone(), message: format!("{last} (after {} attempts)", self.attempts) })
+    }
+}
+
+/// `url` with the password (or a lone user token) of its authority
+/// replaced by `***`, for logs and messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".into(),
+            };
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_redacted() {
+        assert_eq!(redacted("https://u:secret@h:8/p?q=1"), "https://u:***@h:8/p?q=1");
+        assert_eq!(redacted("https://token@h/p"), "https://***@h/p");
+        assert_eq!(redacted("http://h/p@x"), "http://h/p@x");
+        assert_eq!(redacted("http://h"), "http://h");
+    }
+
+    #[test]
+    fn malformed_urls_are_refused_at_start() {
+        for bad in ["http://", "http:// h/", "http://h:notaport/", "ftp://h/"] {
+            let err = HttpTarget::new(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(matches!(err, Error::Config(_)), "{bad}: {err}");
+        }
+        let err = HttpTarget::new("http://u:pw@h:x/").err().unwrap().to_string();
+        assert!(!err.contains("pw"), "{err}");
     }
 }

@@ -81,7 +81,8 @@ impl TargetSpec {
             TargetSpec::Jsonl(None) => "jsonl:stdout".into(),
             TargetSpec::Jsonl(Some(p)) => format!("jsonl:{}", abs(p)),
             TargetSpec::Bincode(p) => format!("bincode:{}", abs(p)),
-            TargetSpec::Http(url) => url.clone(),
+            // Never the credentials: the name is stored and logged.
+            TargetSpec::Http(url) => http::redacted(url),
         }
     }
 
@@ -110,7 +111,7 @@ impl TargetSpec {
             TargetSpec::Jsonl(None) => Box::new(JsonlTarget::stdout()),
             TargetSpec::Jsonl(Some(p)) => Box::new(JsonlTarget::file(p)?),
             TargetSpec::Bincode(p) => Box::new(BincodeTarget::open(p)?),
-            TargetSpec::Http(url) => Box::new(HttpTarget::new(url)),
+            TargetSpec::Http(url) => Box::new(HttpTarget::new(url)?),
         })
     }
 }
