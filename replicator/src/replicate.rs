@@ -45,6 +45,14 @@ pub struct Cli {
     /// Timer interval, e.g. 250ms or 2s.
     #[arg(long, value_name = "DURATION", default_value = "500ms")]
     pub poll_interval: String,
+    /// At most one acknowledgement to the source per interval while
+    /// changes keep coming, e.g. 1s or 250ms. Each is a short write
+    /// transaction on the source (it moves this consumer's retention pin
+    /// and prunes the log) that the application's writers may wait for; a
+    /// longer interval disturbs them less, and jsonl/http targets may get
+    /// up to one interval again after a crash.
+    #[arg(long, value_name = "DURATION", default_value = "1s")]
+    pub ack_interval: String,
     /// Changes per batch (memory is bounded by it).
     #[arg(long, value_name = "N", default_value = "1000")]
     pub batch_size: String,
@@ -84,6 +92,7 @@ struct Settings {
     on_rewind: OnRewind,
     signal: SignalKind,
     poll_interval: Duration,
+    ack_interval: Duration,
     batch_size: usize,
     follow_schema: bool,
     once: bool,
@@ -116,6 +125,7 @@ impl Settings {
             on_rewind: cli.on_rewind.parse()?,
             signal: cli.signal.parse()?,
             poll_interval: duration(&cli.poll_interval, "poll interval")?,
+            ack_interval: duration(&cli.ack_interval, "acknowledgement interval")?,
             batch_size,
             once: cli.once,
             follow_schema: cli.follow_schema,
@@ -171,6 +181,7 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         .bootstrap(s.bootstrap)
         .on_rewind(s.on_rewind)
         .follow_schema(s.follow_schema)
+        .ack_interval(s.ack_interval)
         .on_progress(progress_bars())
         .open()?;
     let mut target = s.target.open(&s.db)?;

@@ -58,3 +58,195 @@ fn a_writer_holding_the_lock_never_makes_the_sidecar_exit() {
     let log = sidecar.log();
     assert!(lines_with(&log, "ERROR").is_empty(), "{log}");
 }
+
+/// Starts `python3 -c program args…` in the background.
+fn spawn_python(program: &str, args: &[&str]) -> std::process::Child {
+    Command::new("python3").args(["-c", program]).args(args).spawn().unwrap()
+}
+
+/// Waits for a background writer; it must succeed.
+fn finish(child: std::process::Child, what: &str) {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{what} failed");
+}
+
+/// Small transactions for `secs` seconds, as an application with a 5 s
+/// busy timeout writes them (refusals past it are rolled back and retried).
+const STEADY: &str = r#"
+import sqlite3, sys, time
+db, secs = sys.argv[1], float(sys.argv[2])
+c = sqlite3.connect(db, timeout=5, isolation_level=None)
+end = time.monotonic() + secs
+i = 0
+while time.monotonic() < end:
+    try:
+        c.execute("BEGIN IMMEDIATE")
+        c.execute("INSERT INTO t(v) VALUES(?)", (i,))
+        c.execute("UPDATE t SET v = v || '+' WHERE id = (SELECT max(id) FROM t)")
+        c.execute("COMMIT")
+        i += 1
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e) and "busy" not in str(e):
+            raise
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+    time.sleep(0.002)
+"#;
+
+/// A source in rollback-journal mode, where the application's
+/// `BEGIN EXCLUSIVE` held for 60 s locks the sidecar out of reading too:
+/// it waits, says so once when it starts and once when it ends, never
+/// exits, and loses nothing written before, during or after.
+#[test]
+fn an_exclusive_transaction_held_a_minute_is_waited_out() {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    crate::support::sqlite3(&db.path, "PRAGMA journal_mode=DELETE;");
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
+    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    crate::support::sqlite3(&db.path, "INSERT INTO t(v) VALUES('before');");
+    wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    let held = spawn_python(
+        r#"
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")
+c.execute("INSERT INTO t(v) VALUES('during')")
+print("held", flush=True)
+time.sleep(60)
+c.execute("COMMIT")
+"#,
+        &[&src],
+    );
+    wait_until_logged(&mut sidecar, "is locked by another connection");
+    finish(held, "the long transaction");
+    crate::support::sqlite3(&db.path, "INSERT INTO t(v) VALUES('after');");
+    wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    assert!(sidecar.running(), "{}", sidecar.log());
+    let log = sidecar.log();
+    assert_eq!(lines_with(&log, "is locked by another connection").len(), 1, "said once: {log}");
+    assert_eq!(lines_with(&log, "free again").len(), 1, "{log}");
+    assert!(lines_with(&log, "ERROR").is_empty(), "{log}");
+}
+
+/// In WAL mode a write transaction held a minute blocks only the
+/// sidecar's acknowledgements: the replica keeps what it got, the sidecar
+/// says once that acknowledging waits, and catches up after.
+#[test]
+fn a_write_transaction_held_a_minute_only_delays_acknowledgements() {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
+    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    // The first change goes through; the writer takes the lock right
+    // after it, before the sidecar's acknowledgement can.
+    let held = spawn_python(
+        r#"
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+c.execute("INSERT INTO t(v) VALUES('first')")
+c.execute("BEGIN IMMEDIATE")
+c.execute("INSERT INTO t(v) VALUES('during')")
+time.sleep(60)
+c.execute("COMMIT")
+"#,
+        &[&src],
+    );
+    wait_until_logged(&mut sidecar, "acknowledgements wait");
+    finish(held, "the long transaction");
+    wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    wait_until_logged(&mut sidecar, "acknowledged again");
+    let log = sidecar.log();
+    assert_eq!(lines_with(&log, "acknowledgements wait").len(), 1, "said once: {log}");
+    assert!(lines_with(&log, "ERROR").is_empty(), "{log}");
+    crate::support::wait_until("everything acknowledged once the lock is free", DEADLINE, || {
+        cdc::capture::status(&db.conn()).unwrap().consumers[0].pending == 0
+    });
+}
+
+/// Another process checkpoints the source in a loop (`TRUNCATE`, which
+/// waits for readers and blocks writers) while the application writes:
+/// the sidecar neither exits nor loses a change.
+#[test]
+fn a_checkpoint_storm_is_ridden_out() {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
+    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    let storm = spawn_python(
+        r#"
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], timeout=5, isolation_level=None)
+end = time.monotonic() + float(sys.argv[2])
+n = 0
+while time.monotonic() < end:
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    n += 1
+print(n, "checkpoints")
+"#,
+        &[&src, "20"],
+    );
+    let writer = spawn_python(STEADY, &[&src, "20"]);
+    finish(writer, "the writer");
+    finish(storm, "the checkpoint storm");
+    wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    assert!(sidecar.running(), "{}", sidecar.log());
+    let log = sidecar.log();
+    assert!(lines_with(&log, "ERROR").is_empty(), "{log}");
+}
+
+/// A reader of the replica holds one snapshot for 20 s while the
+/// application writes: the sidecar keeps applying (readers of a WAL
+/// replica never block it), the reader's snapshot stays unchanged, and
+/// the replica's `-wal` is checkpointed back once the reader is gone.
+#[test]
+fn a_long_reader_on_the_replica_does_not_stop_delivery() {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
+    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    crate::support::sqlite3(&db.path, "INSERT INTO t(v) VALUES('seed');");
+    wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    let mut reader = Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN")
+first = c.execute("SELECT count(*) FROM t").fetchone()[0]
+print("snapshot", flush=True)
+time.sleep(20)
+assert c.execute("SELECT count(*) FROM t").fetchone()[0] == first, "the snapshot moved"
+c.execute("COMMIT")
+"#,
+            replica.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(reader.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "snapshot");
+    let writer = spawn_python(STEADY, &[&src, "5"]);
+    finish(writer, "the writer");
+    // Delivered while the reader still holds its snapshot.
+    wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    assert!(reader.wait().unwrap().success(), "the replica's reader failed");
+    crate::support::sqlite3(&db.path, "INSERT INTO t(v) VALUES('after the reader');");
+    wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    assert!(sidecar.running(), "{}", sidecar.log());
+    let log = sidecar.log();
+    assert!(lines_with(&log, "ERROR").is_empty(), "{log}");
+}
+
+/// Waits until the sidecar's log says `needle`.
+fn wait_until_logged(sidecar: &mut Sidecar, needle: &str) {
+    crate::support::wait_until(&format!("the sidecar logs {needle:?}"), DEADLINE, || sidecar.log().contains(needle));
+    assert!(sidecar.running(), "{}", sidecar.log());
+}

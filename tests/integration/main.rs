@@ -11,4 +11,5 @@ mod ground;
 mod replicator;
 mod schema;
 mod setup_cli;
+mod soak;
 mod support;

@@ -117,7 +117,7 @@ fn replicator(args: &[&str]) -> (i32, String, String) {
     run_bin("replicator", args)
 }
 
-fn assert_replica_equals(source: &Path, replica: &Path) {
+pub fn assert_replica_equals(source: &Path, replica: &Path) {
     let (s, r) = (rusqlite::Connection::open(source).unwrap(), rusqlite::Connection::open(replica).unwrap());
     for table in APP_TABLES {
         if let Some(diff) = compare_table(&s, &r, table).unwrap() {
@@ -138,6 +138,17 @@ fn converge(seed: u64, rounds: u64) {
         assert_eq!(code, 0, "{err}");
         assert_replica_equals(&db.path, &replica);
     }
+}
+
+/// [`PY_WORKLOAD`] in rounds of 40 operations seeded `seed * 1000 + 1`,
+/// `+ 2`, ... until the stop file (`sys.argv[2]`) appears; for
+/// [`crate::support::spawn_python_until`].
+pub fn looping_workload(seed: u64) -> String {
+    format!(
+        "import sys, os\nsys.argv = [sys.argv[0], sys.argv[1], '0', '40'] + sys.argv[2:]\nstop = sys.argv[4]\nseed = {}\n\
+         src = {PY_WORKLOAD:?}\nwhile not os.path.exists(stop):\n    seed += 1\n    sys.argv[2] = str(seed)\n    exec(src, {{'__name__': 'w'}})\n",
+        seed.wrapping_mul(1000)
+    )
 }
 
 pub fn python_workload(db: &Path, seed: u64, ops: u64) {
@@ -179,13 +190,7 @@ fn sigkill_at_random_moments_while_a_writer_runs() {
     let target = format!("sqlite:{}", replica.display());
     let seed = Seed::new("replicator::sigkill_at_random_moments_while_a_writer_runs", 1092);
     let stop_file = db.dir.path().join("stop");
-    // Workload rounds seeded seed * 1000 + 1, + 2, ... until the stop file appears.
-    let looping = format!(
-        "import sys, os\nsys.argv = [sys.argv[0], sys.argv[1], '0', '40'] + sys.argv[2:]\nstop = sys.argv[4]\nseed = {}\n\
-         src = {PY_WORKLOAD:?}\nwhile not os.path.exists(stop):\n    seed += 1\n    sys.argv[2] = str(seed)\n    exec(src, {{'__name__': 'w'}})\n",
-        seed.value.wrapping_mul(1000)
-    );
-    let mut writer = crate::support::spawn_python_until(&db.path, &stop_file, &looping);
+    let mut writer = crate::support::spawn_python_until(&db.path, &stop_file, &looping_workload(seed.value));
     let spawn = || {
         Command::new(crate::support::bin("replicator"))
             .args([

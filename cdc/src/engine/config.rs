@@ -132,6 +132,7 @@ pub(crate) struct Settings {
     pub on_rewind: OnRewind,
     pub retry: Retry,
     pub follow_schema: bool,
+    pub ack_interval: Duration,
 }
 
 /// Configures and opens an [`Engine`](super::Engine).
@@ -155,6 +156,7 @@ impl EngineBuilder {
                 on_rewind: OnRewind::Reseed,
                 retry: Retry::default(),
                 follow_schema: false,
+                ack_interval: Duration::from_secs(1),
             },
             progress: None,
         }
@@ -209,6 +211,20 @@ impl EngineBuilder {
     /// come and go.
     pub fn follow_schema(mut self, on: bool) -> Self {
         self.settings.follow_schema = on;
+        self
+    }
+
+    /// At most one acknowledgement per `interval` while changes keep
+    /// coming (default 1 s; the first after a quiet spell goes at once).
+    /// An acknowledgement is a short write transaction on the source that
+    /// moves this consumer's pin and prunes the log: the application's
+    /// writers may wait for it (or be refused, with a zero busy timeout).
+    /// A target that keeps its own position (the SQLite replica) never
+    /// waits for one; for the others (jsonl, http) the source's record of
+    /// the position lags by up to `interval`, and a restart after a crash
+    /// re-sends at most that much.
+    pub fn ack_interval(mut self, interval: Duration) -> Self {
+        self.settings.ack_interval = interval;
         self
     }
 

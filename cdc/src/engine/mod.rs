@@ -16,7 +16,7 @@ mod source;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::TransactionBehavior;
 
@@ -48,23 +48,38 @@ const RECHECKS: [Duration; 5] = [
     Duration::from_millis(250),
 ];
 
+/// The shortest time between the starts of two drains. Under a steady
+/// stream of commits the sidecar drains once per gap, many commits at a
+/// time, instead of once per commit: measured with the load bench
+/// (`cargo bench -p cdc-benches --bench load`), draining per commit beside
+/// a writer of ~760 commits/s took 42% of a core and raised the writer's
+/// commit p50 by half (the two share the machine); the first change after
+/// a quiet spell is drained at once, so idle latency is unchanged.
+const DRAIN_GAP: Duration = Duration::from_millis(10);
+
 /// How long an acknowledgement waits for the source's write lock before it
 /// is deferred: the application's writers come first, and a target that
 /// keeps its own state needs no acknowledgement to make progress.
 const ACK_WAIT: Duration = Duration::from_millis(20);
 
-/// How often a deferred acknowledgement is tried again while idle.
+/// How long acknowledgements may find the source's write lock taken
+/// before the sidecar says so (once).
+const ACK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How soon a deferred acknowledgement is tried again.
 const ACK_RETRY: Duration = Duration::from_millis(250);
 
-/// Log rows pruned per acknowledgement at most: a backlog is pruned over
-/// several short write transactions.
-/// Measured per acknowledgement transaction, from `BEGIN IMMEDIATE` to the
-/// end of its commit (which may include a WAL auto-checkpoint): 36–46 ms
-/// with 5 000-row chunks, p50 20 ms / p99 43 ms with 500 right after a
-/// 200 000-row transaction (the commit then runs the auto-checkpoint of a
-/// large WAL); 0.5–5.6 ms beside a writer of small transactions, of which
-/// 0.1–0.8 ms before the commit (release build, shared 2-core VM).
+/// Log rows deleted per statement while pruning.
 const PRUNE_CHUNK: i64 = 500;
+
+/// How long one acknowledgement transaction goes on pruning, in chunks,
+/// once it holds the source's write lock: the application waits at most
+/// about this long for the sidecar (measured: see [`acknowledge`]).
+const PRUNE_BUDGET: Duration = Duration::from_millis(2);
+
+/// How soon the next acknowledgement comes when pruning is behind, so
+/// that pruning keeps up with a busy writer (whatever the interval).
+const PRUNE_AGAIN: Duration = Duration::from_millis(50);
 
 /// Waiting out a source the application keeps locked: without limit, from
 /// 100 ms doubling to at most 2 s between tries.
@@ -117,12 +132,15 @@ pub struct Engine {
     always_done: bool,
     /// Tables the target refused a change of, to reseed, with why.
     refused: HashMap<String, String>,
-    /// The last acknowledgement was deferred (the source's write lock was
-    /// busy): the source's pin and, for targets without state, the state
-    /// it keeps lag behind the target until it goes through.
-    ack_pending: bool,
-    /// The last acknowledgement left log rows to prune.
-    prune_more: bool,
+    /// An acknowledgement is owed from this moment on (the target moved,
+    /// or pruning is behind): the source's pin and, for targets without
+    /// state, the state it keeps lag behind the target until then.
+    ack_due: Option<Instant>,
+    /// When the last acknowledgement went through.
+    acked_at: Option<Instant>,
+    /// Since when acknowledgements find the source's write lock taken,
+    /// and whether that was said.
+    ack_blocked: Option<(Instant, bool)>,
     _lock: OwnerLock,
 }
 
@@ -157,8 +175,9 @@ impl EngineBuilder {
             target: None,
             always_done: false,
             refused: HashMap::new(),
-            ack_pending: false,
-            prune_more: false,
+            ack_due: None,
+            acked_at: None,
+            ack_blocked: None,
             _lock: lock,
         })
     }
@@ -203,6 +222,12 @@ impl Engine {
     pub fn run(&mut self, target: &mut dyn Target, signal: &mut dyn Signal) -> Result<Drained> {
         signal.start(self.waker.clone())?;
         let result = self.run_loop(target);
+        // A clean stop leaves no acknowledgement owed when the lock is
+        // free: a target without state of its own would get the last
+        // changes again after a restart.
+        if result.is_ok() && self.ack_due.is_some() {
+            let _ = self.acknowledge(ACK_WAIT);
+        }
         self.waker.stop();
         signal.join();
         result
@@ -211,23 +236,41 @@ impl Engine {
     fn run_loop(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let mut total = Drained { position: self.position().unwrap_or(0), ..Drained::default() };
         let mut seen: Option<i64> = None;
+        let mut last_drain: Option<Instant> = None;
         // Re-checks still due after the last ring (none before the first).
-        let mut rechecks = [].iter();
+        let mut rechecks: std::slice::Iter<Duration> = [].iter();
         loop {
             // A `stat` per wake: a file replaced under the same path is
             // drained (and so reopened) whatever its data_version says.
             let replaced = self.source.replaced();
             // Read data_version before draining: a commit racing the drain
-            // changes it again and is picked up on the next wake-up.
-            let version = self.source.data_version()?;
-            if self.ack_pending && !replaced {
+            // changes it again and is picked up on the next wake-up. A
+            // source locked even for reading (an exclusive transaction in
+            // rollback-journal mode) is waited out by the drain.
+            let version = match self.source.data_version() {
+                Ok(version) => Some(version),
+                Err(e) if e.is_transient() => None,
+                Err(e) => return Err(e),
+            };
+            if !replaced && self.ack_due.is_some_and(|due| due <= Instant::now()) {
                 self.acknowledge(ACK_WAIT)?;
             }
-            if replaced || seen != Some(version) {
+            if replaced || version.is_none() || seen != version {
+                // Commits coming fast: wait out the gap, then take them all.
+                if let Some(left) = last_drain.map(|at| (at + DRAIN_GAP).saturating_duration_since(Instant::now()))
+                    && !left.is_zero()
+                {
+                    if !self.waker.sleep(left) {
+                        total.stopped = true;
+                        return Ok(total);
+                    }
+                    continue;
+                }
+                last_drain = Some(Instant::now());
                 let drained = self.drain_with_retries(target)?;
                 total.add(drained);
                 // After a reopen, the version read belonged to the old file.
-                seen = (!replaced).then_some(version);
+                seen = version.filter(|_| !replaced);
                 if drained.stopped {
                     return Ok(total);
                 }
@@ -236,10 +279,10 @@ impl Engine {
             // visible: the writer writes WAL frames (an event), then
             // publishes the commit through shared memory (no event). So
             // after every ring, look again a few times shortly after.
-            let timeout = match (rechecks.next().copied(), self.ack_pending) {
-                (Some(t), _) => Some(t),
-                (None, true) => Some(ACK_RETRY),
-                (None, false) => None,
+            let ack_in = self.ack_due.map(|due| due.saturating_duration_since(Instant::now()));
+            let timeout = match (rechecks.next().copied(), ack_in) {
+                (Some(t), Some(a)) => Some(t.min(a)),
+                (t, a) => t.or(a),
             };
             match self.waker.wait(timeout) {
                 Wake::Stopped => {
@@ -299,11 +342,11 @@ impl Engine {
     /// application would).
     pub fn drain(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let drained = self.drain_with_retries(target)?;
-        // Deferred because the source was busy: made now, waiting for the
-        // lock as an application would.
-        while self.ack_pending || self.prune_more {
+        // Owed (batched, or deferred because the source was busy): made
+        // now, waiting for the lock as an application would.
+        while self.ack_due.is_some() {
             if !self.acknowledge(crate::db::DEFAULT_BUSY_TIMEOUT)? {
-                tracing::warn!(db = %self.source.path.display(), "the source stayed locked; its record of this consumer lags until the next run");
+                tracing::warn!(db = %self.source.path.display(), "the source stayed locked (or was replaced); its record of this consumer lags until the next run");
                 break;
             }
         }
@@ -598,35 +641,69 @@ impl Engine {
     fn commit(&mut self, target: &mut dyn Target, state: DeliveryState) -> Result<(), Failure> {
         target.commit(&state).map_err(Failure::Target)?;
         self.target.as_mut().expect("connected").state = state;
-        // Right after the target's commit, and only then (or retried when
-        // the lock was busy): a sidecar writes to the source only while it
-        // delivers. Never waits long for the source's write lock; prunes
-        // in short transactions, so pruning keeps up with the log.
-        while self.acknowledge(ACK_WAIT)? && self.prune_more {}
+        // Batched: at most one acknowledgement per interval while changes
+        // keep coming (each is a write transaction the application's
+        // writers may have to wait for); the first after a quiet spell
+        // right away.
+        let now = Instant::now();
+        let due = self.acked_at.map_or(now, |at| at + self.settings.ack_interval);
+        let due = self.ack_due.map_or(due, |owed| owed.min(due));
+        self.ack_due = Some(due);
+        if due <= now {
+            self.acknowledge(ACK_WAIT)?;
+        }
         Ok(())
     }
 
     /// Tells the source what the target holds (the pin, and the state for
     /// a target that keeps none), waiting at most `wait` for its write
-    /// lock; deferred (`false`) when the application holds it longer.
+    /// lock; deferred (`false`) when the application holds it longer, or
+    /// when the source file was replaced.
     fn acknowledge(&mut self, wait: Duration) -> Result<bool> {
-        let connected = self.target.as_ref().expect("connected");
+        let Some(connected) = self.target.as_ref() else { return Ok(false) };
         let state = &connected.state;
         // The pin: nothing a followed table still needs may be pruned.
         let pin = self.source.followed.iter().filter_map(|r| state.live_position(&r.desc.name)).min();
         let kept = (!connected.owned).then_some(state);
-        let _ = self.source.conn.busy_timeout(wait);
+        if wait == ACK_WAIT {
+            // Look for the lock often, briefly: a writer committing back
+            // to back frees it for microseconds at a time, which SQLite's
+            // own busy handler (sleeping 1, 2, 5, 10 ms...) mostly misses.
+            let _ = self.source.conn.busy_handler(Some(poll_briefly));
+        } else {
+            let _ = self.source.conn.busy_timeout(wait);
+        }
         let done = acknowledge(&mut self.source, &self.consumer, kept, pin, (state.position, state.anchor));
         let _ = self.source.conn.busy_timeout(crate::db::DEFAULT_BUSY_TIMEOUT);
+        let now = Instant::now();
+        if let (Err(e), Some((since, said))) = (&done, &mut self.ack_blocked)
+            && e.is_transient()
+            && !*said
+            && since.elapsed() >= ACK_PATIENCE
+        {
+            *said = true;
+            tracing::warn!(db = %self.source.path.display(), waited = ?since.elapsed(),
+                "acknowledgements wait for the source's write lock, held by another connection; delivery goes on, the log is not pruned meanwhile");
+        }
         match done {
-            Ok(more) => {
-                self.ack_pending = false;
-                self.prune_more = more;
+            Ok(Some(more)) => {
+                if let Some((since, true)) = self.ack_blocked {
+                    tracing::warn!(db = %self.source.path.display(), waited = ?since.elapsed(), "acknowledged again");
+                }
+                self.ack_blocked = None;
+                self.acked_at = Some(now);
+                self.ack_due = more.then_some(now + PRUNE_AGAIN);
                 Ok(true)
+            }
+            // The file was replaced or restored: the next drain finds out.
+            Ok(None) => {
+                self.ack_due = Some(now + ACK_RETRY);
+                Ok(false)
             }
             Err(e) if e.is_transient() => {
                 tracing::debug!(error = %e, "acknowledgement deferred: the source's write lock is busy");
-                self.ack_pending = true;
+                self.ack_blocked.get_or_insert((now, false));
+                self.ack_due = Some(now + ACK_RETRY);
                 Ok(false)
             }
             Err(e) => Err(e),
@@ -636,6 +713,17 @@ impl Engine {
     fn named(&self, e: Error) -> Error {
         named(e, &self.source.path)
     }
+}
+
+/// A busy handler for acknowledgements: tries again every 100 µs, for
+/// about [`ACK_WAIT`] in all.
+fn poll_briefly(tries: i32) -> bool {
+    const EVERY: Duration = Duration::from_micros(100);
+    if tries as u128 * EVERY.as_micros() >= ACK_WAIT.as_micros() {
+        return false;
+    }
+    std::thread::sleep(EVERY);
+    true
 }
 
 /// A run of transient failures (a locked source, a target that cannot be
@@ -682,43 +770,62 @@ fn named(e: Error, path: &Path) -> Error {
 }
 
 /// Records what the source keeps for a consumer (its state, when the
-/// target keeps none; its retention pin) and prunes at most
-/// [`PRUNE_CHUNK`] rows, in one short write transaction; `true` when more
+/// target keeps none; its retention pin) and prunes, in chunks, for at
+/// most [`PRUNE_BUDGET`], in one write transaction; `Some(true)` when more
 /// is left to prune. `anchor` is the position the target holds and the
 /// checksum of that log entry: when the log no longer has it there (the
 /// file was restored from a backup while the changes were delivered),
-/// nothing is written; the next drain finds the rewind.
+/// nothing is written (`None`); the next drain finds the rewind.
+///
+/// Measured (`RUST_LOG=cdc=debug`, the `held_us` of `acknowledged`, from
+/// `BEGIN IMMEDIATE` to the end of the commit, release build, shared
+/// 2-core VM, beside `cargo bench -p cdc-benches --bench load`'s writer):
+/// see the README's load table.
 fn acknowledge(
     source: &mut SourceDb,
     consumer: &str,
     state: Option<&DeliveryState>,
     pin: Option<i64>,
     (position, anchor): (i64, Option<u64>),
-) -> Result<bool> {
+) -> Result<Option<bool>> {
     // Never write through a connection whose file was replaced: its
     // pages would land in the `-wal` the new file now uses. The next drain
     // reopens the new file and acknowledges there.
     if source.replaced() {
-        return Ok(false);
+        return Ok(None);
     }
     let path = source.path.clone();
     let named = |e: Error| named(e, &path);
+    let replaced = source.replaced_check();
     let tx = source.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
-    let locked = std::time::Instant::now();
+    let locked = Instant::now();
     if anchor.is_some() && log::anchor(&tx, position).map_err(named)? != anchor {
         tracing::debug!(position, "the log changed under the delivery; not acknowledging");
-        return Ok(false);
+        return Ok(None);
     }
     if let Some(state) = state {
         log::set_consumer_state(&tx, consumer, state).map_err(named)?;
     }
-    let mut pruned = 0;
+    let (mut pruned, mut more) = (0, false);
     if let Some(pin) = pin {
         log::set_position(&tx, consumer, pin).map_err(named)?;
-        pruned = log::prune_at_most(&tx, PRUNE_CHUNK).map_err(named)?;
+        loop {
+            let deleted = log::prune_at_most(&tx, PRUNE_CHUNK).map_err(named)?;
+            pruned += deleted;
+            more = deleted as i64 >= PRUNE_CHUNK;
+            if !more || locked.elapsed() >= PRUNE_BUDGET {
+                break;
+            }
+        }
+    }
+    // Nothing is written to the `-wal` before the commit: checked again
+    // right before it, a file replaced while the lock was awaited is
+    // never written through.
+    if replaced() {
+        return Ok(None);
     }
     let before_commit = locked.elapsed().as_micros() as u64;
     tx.commit().map_err(|e| classify(e, &path))?;
     tracing::debug!(pruned, before_commit, held_us = locked.elapsed().as_micros() as u64, "acknowledged");
-    Ok(pruned as i64 >= PRUNE_CHUNK)
+    Ok(Some(more))
 }

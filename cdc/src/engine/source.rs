@@ -89,6 +89,15 @@ impl SourceDb {
     /// the tables captured and unchanged, the log readable. Writes nothing.
     pub fn open(path: &Path, requested: &[String], follow_schema: bool) -> Result<SourceDb> {
         let conn = db::open(path, Access::ReadWrite)?;
+        // The sidecar's own writes (acknowledgements) need not reach the
+        // disk before the application may write again: in WAL mode, NORMAL
+        // keeps the file consistent, and an acknowledgement undone by a
+        // power cut only means changes delivered again (a replica skips
+        // them by its own position). Not in rollback-journal mode, where
+        // NORMAL may corrupt the file on a power cut.
+        if db::is_wal(&conn).map_err(|e| named(e, path))? {
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| classify(e, path))?;
+        }
         let file = FileId::of(path).map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
         let selected = select(&conn, requested).map_err(|e| named(e, path))?;
         if selected.is_empty() && !follow_schema {
@@ -312,7 +321,13 @@ impl SourceDb {
 
     /// Whether the path names another file than the one open (a `stat`).
     pub fn replaced(&self) -> bool {
-        FileId::of(&self.path).is_ok_and(|id| id != self.file)
+        self.replaced_check()()
+    }
+
+    /// [`Self::replaced`], to call while the connection is borrowed.
+    pub fn replaced_check(&self) -> impl Fn() -> bool + use<> {
+        let (path, file) = (self.path.clone(), self.file);
+        move || FileId::of(&path).is_ok_and(|id| id != file)
     }
 
     /// Re-identifies the source: reopens a replaced file, re-checks the
