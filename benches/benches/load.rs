@@ -258,11 +258,8 @@ fn main() {
         let alone = run(s, secs, false, dir.path());
         let with = run(s, secs, true, dir.path());
         let (a, w) = (sorted_lat(&alone), sorted_lat(&with));
-        let quarters: Vec<String> = with
-            .lags
-            .chunks(with.lags.len().div_ceil(4).max(1))
-            .map(|q| format!("{:.0}", lag_ms(q, 0.99)))
-            .collect();
+        let quarters: Vec<String> =
+            with.lags.chunks(with.lags.len().div_ceil(4).max(1)).map(|q| format!("{:.0}", lag_ms(q, 0.99))).collect();
         let per_min = |o: &Outcome| o.refused_txns as f64 * 60.0 / o.secs;
         table.push_str(&format!(
             "| {} | {} ms | {:.0} | {:.2} ({} → {} µs) | {:.2} ({} → {} µs) | {:.1} → {:.1} ({}) | {:.1} / {:.1} ms | {} ms | {:.1} / {:.1} MiB | {:.0}% | {} |\n",
