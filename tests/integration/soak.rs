@@ -61,7 +61,7 @@ fn soak_three_writers_and_a_sidecar_killed_every_minute() {
                 let r = conn.execute_batch(&format!(
                     "BEGIN IMMEDIATE;
                      INSERT INTO st(a, b) VALUES({i}, 'rust {i}');
-                     UPDATE st SET a = a || '' WHERE id % 13 = {};
+                     UPDATE st SET b = b || '+' WHERE id % 13 = {};
                      DELETE FROM st WHERE id % 17 = {} AND id < {i} - 50;
                      COMMIT;",
                     i % 13,
