@@ -31,6 +31,9 @@ impl Target for Reporting {
         let _ = self.1.send(state.position);
         Ok(())
     }
+    fn sync(&mut self) -> cdc::Result<()> {
+        self.0.sync()
+    }
     fn rollback(&mut self) -> cdc::Result<()> {
         self.0.rollback()
     }

@@ -103,6 +103,9 @@ impl Target for Timed {
         self.lags.lock().unwrap().extend(self.pending.drain(..).map(|ts| (ts, now - ts)));
         Ok(())
     }
+    fn sync(&mut self) -> cdc::Result<()> {
+        self.replica.sync()
+    }
     fn rollback(&mut self) -> cdc::Result<()> {
         self.pending.clear();
         self.replica.rollback()

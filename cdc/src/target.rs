@@ -69,10 +69,21 @@ pub trait Target {
     /// Applies events in order.
     fn apply(&mut self, events: &[Event]) -> Result<()>;
 
-    /// Makes everything applied so far durable, together with `state`
-    /// (whose `position` is always a source commit point).
+    /// Makes everything applied so far one atomic, visible unit, together
+    /// with `state` (whose `position` is always a source commit point). It
+    /// must be durable once [`Target::sync`] returns, if not before.
     fn commit(&mut self, state: &DeliveryState) -> Result<()> {
         let _ = state;
+        Ok(())
+    }
+
+    /// Makes every commit so far durable. The engine calls it before it
+    /// tells the source what the target holds (after which the source may
+    /// prune those changes), at most once per acknowledgement interval, so
+    /// a target can commit often and pay for durability rarely (the
+    /// SQLite replica fsyncs its WAL here, not at every commit). A target
+    /// whose commits are durable by themselves leaves it as is.
+    fn sync(&mut self) -> Result<()> {
         Ok(())
     }
 

@@ -226,7 +226,7 @@ impl Engine {
         // free: a target without state of its own would get the last
         // changes again after a restart.
         if result.is_ok() && self.ack_due.is_some() {
-            let _ = self.acknowledge(ACK_WAIT);
+            let _ = self.acknowledge(target, ACK_WAIT);
         }
         self.waker.stop();
         signal.join();
@@ -253,7 +253,7 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             if !replaced && self.ack_due.is_some_and(|due| due <= Instant::now()) {
-                self.acknowledge(ACK_WAIT)?;
+                self.acknowledge(target, ACK_WAIT)?;
             }
             if replaced || version.is_none() || seen != version {
                 // Commits coming fast: wait out the gap, then take them all.
@@ -345,7 +345,7 @@ impl Engine {
         // Owed (batched, or deferred because the source was busy): made
         // now, waiting for the lock as an application would.
         while self.ack_due.is_some() {
-            if !self.acknowledge(crate::db::DEFAULT_BUSY_TIMEOUT)? {
+            if !self.acknowledge(target, crate::db::DEFAULT_BUSY_TIMEOUT)? {
                 tracing::warn!(db = %self.source.path.display(), "the source stayed locked (or was replaced); its record of this consumer lags until the next run");
                 break;
             }
@@ -650,7 +650,7 @@ impl Engine {
         let due = self.ack_due.map_or(due, |owed| owed.min(due));
         self.ack_due = Some(due);
         if due <= now {
-            self.acknowledge(ACK_WAIT)?;
+            self.acknowledge(target, ACK_WAIT)?;
         }
         Ok(())
     }
@@ -659,7 +659,16 @@ impl Engine {
     /// a target that keeps none), waiting at most `wait` for its write
     /// lock; deferred (`false`) when the application holds it longer, or
     /// when the source file was replaced.
-    fn acknowledge(&mut self, wait: Duration) -> Result<bool> {
+    fn acknowledge(&mut self, target: &mut dyn Target, wait: Duration) -> Result<bool> {
+        if self.target.is_none() {
+            return Ok(false);
+        }
+        // Only what the target holds durably may be pruned.
+        if let Err(e) = target.sync() {
+            tracing::warn!(error = %e, "the target could not flush its commits; acknowledging later");
+            self.ack_due = Some(Instant::now() + ACK_RETRY);
+            return Ok(false);
+        }
         let Some(connected) = self.target.as_ref() else { return Ok(false) };
         let state = &connected.state;
         // The pin: nothing a followed table still needs may be pruned.

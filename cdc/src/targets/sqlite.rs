@@ -118,14 +118,17 @@ pub struct SqliteTarget {
     /// transaction, so a reader sees the old table until the new one is full.
     rebuild: HashMap<String, SourceTable>,
     in_tx: bool,
+    /// The replica is in WAL mode (commits flushed by `sync`).
+    wal: bool,
     _lock: OwnerLock,
 }
 
 impl SqliteTarget {
     /// Opens the replica, creating the file if it is missing (its folder
-    /// must exist). WAL, so readers never block replication, and
-    /// `synchronous=FULL`, so a commit the source is told about survives
-    /// power loss.
+    /// must exist). WAL, so readers never block replication; commits are
+    /// flushed to disk by [`Target::sync`] (one fsync of the `-wal`) before
+    /// the source is told about them, so what the source may prune
+    /// survives power loss.
     ///
     /// One replicator per replica: a lock beside the file (see
     /// [`crate::lock`]) refuses a second one, naming the first one's pid.
@@ -153,6 +156,7 @@ impl SqliteTarget {
             purged: HashSet::new(),
             rebuild: HashMap::new(),
             in_tx: false,
+            wal: false,
             _lock: lock,
         })
     }
@@ -277,6 +281,22 @@ impl Target for SqliteTarget {
         self.commit_state(state).map_err(|e| self.named(e))
     }
 
+    /// Flushes the `-wal`, which holds every commit not yet checkpointed
+    /// (a checkpoint flushes the main file itself, whatever `synchronous`
+    /// says): one fsync per acknowledgement instead of one per commit.
+    fn sync(&mut self) -> Result<()> {
+        if !self.wal {
+            return Ok(());
+        }
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        match std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io { context: std::path::PathBuf::from(wal).display().to_string(), source: e }),
+        }
+    }
+
     fn rollback(&mut self) -> Result<()> {
         self.purged.clear();
         if self.in_tx {
@@ -344,13 +364,20 @@ impl SqliteTarget {
         }
         let wal: String =
             self.conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(|e| self.sql_error(e))?;
-        if !wal.eq_ignore_ascii_case("wal") {
+        self.wal = wal.eq_ignore_ascii_case("wal");
+        if !self.wal {
             tracing::warn!(replica = %self.path.display(), mode = %wal, "replica is not in WAL mode; its readers will block replication");
         }
+        // In WAL mode commits are not flushed one by one (NORMAL keeps the
+        // file consistent); `sync` flushes the WAL before the source is
+        // told. In another mode every commit is flushed (FULL), as NORMAL
+        // there may corrupt the file on a power cut.
+        let synchronous = if self.wal { "NORMAL" } else { "FULL" };
         // The replica is a copy, not a validator: a row the source stored
         // with its CHECK constraints off (an import, say) is stored here too.
-        self.conn
-            .execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA ignore_check_constraints=ON;")?;
+        self.conn.execute_batch(&format!(
+            "PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=OFF; PRAGMA ignore_check_constraints=ON;"
+        ))?;
         let tx = self.conn.transaction().map_err(|e| classify(e, &self.path))?;
         tx.execute(
             &format!(
