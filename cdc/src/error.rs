@@ -178,7 +178,8 @@ impl Error {
 }
 
 /// I/O errors that waiting can cure (a full disk being freed, a peer
-/// restarting); a missing folder or a denied permission cannot.
+/// restarting); a missing folder, a denied permission or a closed pipe
+/// (`jsonl:-` into a reader that exited) cannot.
 fn io_is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
@@ -190,7 +191,6 @@ fn io_is_transient(e: &std::io::Error) -> bool {
             | ConnectionReset
             | ConnectionAborted
             | NotConnected
-            | BrokenPipe
             | UnexpectedEof
             | StorageFull
             | ResourceBusy

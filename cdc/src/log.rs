@@ -284,6 +284,16 @@ pub fn remove_consumer(conn: &Connection, consumer: &str) -> Result<bool> {
     Ok(conn.execute(&sql, [consumer])? > 0)
 }
 
+/// Renames consumer `from` to `to` unless `to` exists; `true` when renamed.
+/// (The HTTP target's consumer name used to hold the URL's credentials.)
+pub fn rename_consumer(conn: &Connection, from: &str, to: &str) -> Result<bool> {
+    let sql = format!(
+        "UPDATE {0} SET name = ?2 WHERE name = ?1 AND NOT EXISTS (SELECT 1 FROM {0} WHERE name = ?2)",
+        quote_ident(CONSUMERS_TABLE)
+    );
+    Ok(conn.execute(&sql, [from, to])? > 0)
+}
+
 /// Deletes log rows every consumer has acknowledged, keeping the row at
 /// the lowest position (the anchor a consumer's target checks) and always
 /// the newest row: `seq` is an `INTEGER PRIMARY KEY` without

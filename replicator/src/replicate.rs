@@ -96,6 +96,9 @@ struct Settings {
     batch_size: usize,
     follow_schema: bool,
     once: bool,
+    /// The consumer name an earlier version derived from this HTTP
+    /// target's URL with its credentials in it.
+    renamed_from: Option<String>,
 }
 
 pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
@@ -118,6 +121,10 @@ impl Settings {
         };
         Ok(Settings {
             db: cli.db.unwrap_or_default(),
+            renamed_from: match (&target, &cli.consumer) {
+                (TargetSpec::Http(url), None) if *url != target.consumer_name() => Some(url.clone()),
+                _ => None,
+            },
             consumer: cli.consumer.unwrap_or_else(|| target.consumer_name()),
             target,
             tables: cli.tables,
@@ -131,6 +138,20 @@ impl Settings {
             follow_schema: cli.follow_schema,
         })
     }
+}
+
+/// An HTTP consumer registered by an earlier version under its URL with
+/// credentials keeps its position under the redacted name, and the
+/// secret leaves the source file (otherwise the old record would pin the
+/// log forever).
+fn rename_http_consumer(s: &Settings) -> cdc::Result<()> {
+    let Some(old) = &s.renamed_from else { return Ok(()) };
+    let conn = cdc::db::open(&s.db, cdc::db::Access::ReadWrite)?;
+    let registered = cdc::capture::consumers(&conn).is_ok_and(|c| c.iter().any(|c| &c.name == old));
+    if registered && cdc::log::rename_consumer(&conn, old, &s.consumer)? {
+        tracing::info!(consumer = %s.consumer, "renamed this target's consumer record to its name without credentials");
+    }
+    Ok(())
 }
 
 /// Draws one progress bar per table while bootstrapping, on a terminal only.
@@ -173,6 +194,9 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
     // target that is the source itself is refused with nothing written.
     if let Some(path) = s.target.path() {
         cdc::lock::refuse_source_as_target(&s.db, path)?;
+    }
+    if s.renamed_from.is_some() {
+        rename_http_consumer(&s)?;
     }
     let mut engine = Engine::builder(&s.db)
         .tables(s.tables)

@@ -123,7 +123,8 @@ c.execute("COMMIT")
     finish(held, "the long transaction");
     crate::support::sqlite3(&db.path, "INSERT INTO t(v) VALUES('after');");
     wait_equal(&db.path, &replica, &["t"], DEADLINE);
-    assert!(sidecar.running(), "{}", sidecar.log());
+    // Said right after the commit that ended the wait.
+    wait_until_logged(&mut sidecar, "free again");
     let log = sidecar.log();
     assert_eq!(lines_with(&log, "is locked by another connection").len(), 1, "said once: {log}");
     assert_eq!(lines_with(&log, "free again").len(), 1, "{log}");

@@ -515,6 +515,51 @@ fn http_outage_is_waited_out_and_a_refusal_stops_at_once() {
     );
 }
 
+/// A redirect is a URL to fix, not a delivery: a POST turned into a GET
+/// would be answered 200 with the batch lost.
+#[test]
+fn http_redirect_is_refused_not_followed() {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    sqlite3(&db.path, "INSERT INTO t VALUES(1, 'a');");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let server = http_server_on(listener, 1, |_| "302 Found\r\nlocation: http://127.0.0.1:9/elsewhere");
+    let (code, _, err) =
+        replicator(&["--db", db.path.to_str().unwrap(), "--target", &url, "--once", "--bootstrap", "never"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(server.join().unwrap().0, 1);
+    assert!(err.contains("answered HTTP 302"), "{err}");
+}
+
+/// A consumer an earlier version registered under the URL with its
+/// password keeps its position under the redacted name, and the password
+/// leaves the source file.
+#[test]
+fn an_http_consumer_named_with_credentials_is_renamed() {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    sqlite3(&db.path, "INSERT INTO t VALUES(1, 'old');");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://user:s3cret@{addr}/events");
+    let server = http_server_on(listener, usize::MAX, |_| "200 OK");
+    // What an earlier version did: the URL itself as the consumer name.
+    let (code, _, err) =
+        replicator(&["--db", db.path.to_str().unwrap(), "--target", &url, "--consumer", &url, "--once"]);
+    assert_eq!(code, 0, "{err}");
+    sqlite3(&db.path, "INSERT INTO t VALUES(2, 'stop');");
+    let (code, _, err) = replicator(&["--db", db.path.to_str().unwrap(), "--target", &url, "--once"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("renamed this target's consumer record"), "{err}");
+    let (_, accepted) = server.join().unwrap();
+    assert_eq!(accepted.len(), 2, "the bootstrap, then only the new change: {accepted:?}");
+    let accepted = &accepted[1..];
+    assert!(!accepted[0].contains("\"old\""), "{}", accepted[0]);
+    let names: Vec<String> = cdc::capture::status(&db.conn()).unwrap().consumers.into_iter().map(|c| c.name).collect();
+    assert_eq!(names, vec![format!("http://user:***@{addr}/events")]);
+}
+
 fn dir_state(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut files: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()

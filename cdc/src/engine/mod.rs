@@ -138,6 +138,10 @@ pub struct Engine {
     ack_due: Option<Instant>,
     /// When the last acknowledgement went through.
     acked_at: Option<Instant>,
+    /// The target committed since it last flushed (`Target::sync`).
+    unsynced: bool,
+    /// A stateless target's state across a reconnection.
+    kept: Option<DeliveryState>,
     /// Since when acknowledgements find the source's write lock taken,
     /// and whether that was said.
     ack_blocked: Option<(Instant, bool)>,
@@ -177,6 +181,8 @@ impl EngineBuilder {
             refused: HashMap::new(),
             ack_due: None,
             acked_at: None,
+            unsynced: false,
+            kept: None,
             ack_blocked: None,
             _lock: lock,
         })
@@ -321,9 +327,11 @@ impl Engine {
         self.source.dropped.clear();
         self.source.arm();
         let conn = &self.source.conn;
-        let (state, owned) = match stored {
-            Some(state) => (state, true),
-            None => (log::consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
+        let kept = self.kept.take().filter(|k| k.log_id == self.source.log_id);
+        let (state, owned) = match (stored, kept) {
+            (Some(state), _) => (state, true),
+            (None, Some(kept)) => (kept, false),
+            (None, None) => (log::consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
         };
         if log::position(conn, &self.consumer)?.is_none() {
             // Pin the log just below its oldest row, so that no other
@@ -344,7 +352,7 @@ impl Engine {
         let drained = self.drain_with_retries(target)?;
         // Owed (batched, or deferred because the source was busy): made
         // now, waiting for the lock as an application would.
-        while self.ack_due.is_some() {
+        while self.ack_due.is_some() && !self.waker.is_stopped() {
             if !self.acknowledge(target, crate::db::DEFAULT_BUSY_TIMEOUT)? {
                 tracing::warn!(db = %self.source.path.display(), "the source stayed locked (or was replaced); its record of this consumer lags until the next run");
                 break;
@@ -439,7 +447,12 @@ impl Engine {
             // Another file, other tables, other indexes: the target learns
             // the new description (a replica creates what is missing,
             // rebuilds what changed, copies plain indexes).
-            Refresh::Reopened | Refresh::SchemaChanged => self.target = None,
+            Refresh::Reopened | Refresh::SchemaChanged => {
+                // A target without state of its own goes on from what it
+                // was given, not from the source's record of it (which may
+                // lag by an acknowledgement interval): nothing is sent twice.
+                self.kept = self.target.take().filter(|c| !c.owned).map(|c| c.state);
+            }
         }
         self.connect(target)?;
         let conn = &self.source.conn;
@@ -640,6 +653,7 @@ impl Engine {
     /// updated: the state for targets that keep none, and the retention pin.
     fn commit(&mut self, target: &mut dyn Target, state: DeliveryState) -> Result<(), Failure> {
         target.commit(&state).map_err(Failure::Target)?;
+        self.unsynced = true;
         self.target.as_mut().expect("connected").state = state;
         // Batched: at most one acknowledgement per interval while changes
         // keep coming (each is a write transaction the application's
@@ -663,11 +677,15 @@ impl Engine {
         if self.target.is_none() {
             return Ok(false);
         }
-        // Only what the target holds durably may be pruned.
-        if let Err(e) = target.sync() {
-            tracing::warn!(error = %e, "the target could not flush its commits; acknowledging later");
-            self.ack_due = Some(Instant::now() + ACK_RETRY);
-            return Ok(false);
+        // Only what the target holds durably may be pruned. A failed flush
+        // is not retried: after a failed fsync the kernel may report the
+        // next one clean without the data being on disk.
+        if self.unsynced {
+            target.sync().map_err(|e| Error::Target {
+                target: "flush".into(),
+                message: format!("{e}; stopping without acknowledging what may not be on disk"),
+            })?;
+            self.unsynced = false;
         }
         let Some(connected) = self.target.as_ref() else { return Ok(false) };
         let state = &connected.state;

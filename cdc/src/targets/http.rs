@@ -55,6 +55,15 @@ impl HttpTarget {
     /// not retried.
     pub fn with_timeout(url: &str, timeout: Duration) -> Result<HttpTarget> {
         let shown = redacted(url);
+        // A password holding `/`, `?` or `#` would end the authority early
+        // and be taken for a path (and shown): it must be percent-encoded.
+        if let Some((_, rest)) = url.split_once("://")
+            && rest.find(['/', '?', '#']).is_some_and(|end| rest[end..].contains('@'))
+        {
+            return Err(Error::Config(
+                "bad target URL: '@' after the host; percent-encode it (%40), and '/' (%2F) in a password".into(),
+            ));
+        }
         let uri: ureq::http::Uri = url.parse().map_err(|e| Error::Config(format!("bad target URL {shown:?}: {e}")))?;
         let host_port = uri.authority().map_or("", |a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
         let port = match host_port.rsplit_once(']') {
@@ -69,8 +78,14 @@ impl HttpTarget {
                 "bad target URL {shown:?}: expected http://HOST/PATH or https://HOST/PATH"
             )));
         }
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
+        // No redirects: a POST turned into a GET on a 302 would be answered
+        // 200 with the batch lost. A 3xx is a URL to fix.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build()
+            .into();
         Ok(HttpTarget { url: url.to_string(), shown, agent, answered: false })
     }
 
@@ -93,8 +108,20 @@ impl Target for HttpTarget {
             Err(ureq::Error::BadUri(e)) => {
                 return Err(Error::Config(format!("bad target URL {:?}: {e}", self.shown)));
             }
+            Err(ureq::Error::Tls(e)) => {
+                return Err(Error::Config(format!(
+                    "target {}: TLS: {e}; check the URL and the certificate",
+                    self.shown
+                )));
+            }
+            // Before any answer, a host that does not resolve is a typo,
+            // not an outage (a name resolver's failure comes as an I/O
+            // error of no network kind).
             Err(ureq::Error::HostNotFound) if !self.answered => {
                 return Err(Error::Config(format!("target {}: host not found; check the URL", self.shown)));
+            }
+            Err(ureq::Error::Io(e)) if !self.answered && !is_network(&e) => {
+                return Err(Error::Config(format!("target {}: {e}; check the URL", self.shown)));
             }
             Err(e) => return Err(unavailable(e.to_string())),
         };
@@ -111,12 +138,48 @@ impl Target for HttpTarget {
     }
 }
 
-/// `url` with the password (or a lone user token) of its authority
-/// replaced by `***`, for logs and messages.
+/// An I/O error of the network's making (the server down, unreachable,
+/// slow), as opposed to a name that does not resolve.
+fn is_network(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused
+            | ConnectionReset
+            | ConnectionAborted
+            | NotConnected
+            | TimedOut
+            | HostUnreachable
+            | NetworkUnreachable
+            | NetworkDown
+            | AddrNotAvailable
+            | BrokenPipe
+            | UnexpectedEof
+    )
+}
+
+/// `url` with the password (or a lone user token) of its authority and
+/// the values of its query replaced by `***`, for logs, messages and the
+/// stored consumer name.
 pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) => format!("{key}=***"),
+                    None => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}{}", query.join("&"), fragment.map_or(String::new(), |f| format!("#{f}")))
+        }
+        None => tail.to_string(),
+    };
+    let tail = tail.as_str();
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = match userinfo.split_once(':') {
@@ -125,7 +188,7 @@ pub fn redacted(url: &str) -> String {
             };
             format!("{scheme}://{user}@{host}{tail}")
         }
-        None => url.to_string(),
+        None => format!("{scheme}://{authority}{tail}"),
     }
 }
 
@@ -135,10 +198,11 @@ mod tests {
 
     #[test]
     fn credentials_are_redacted() {
-        assert_eq!(redacted("https://u:secret@h:8/p?q=1"), "https://u:***@h:8/p?q=1");
+        assert_eq!(redacted("https://u:secret@h:8/p?q=1"), "https://u:***@h:8/p?q=***");
         assert_eq!(redacted("https://token@h/p"), "https://***@h/p");
         assert_eq!(redacted("http://h/p@x"), "http://h/p@x");
         assert_eq!(redacted("http://h"), "http://h");
+        assert_eq!(redacted("https://h/hook?token=abc&x=1#f"), "https://h/hook?token=***&x=***#f");
     }
 
     #[test]
@@ -149,5 +213,7 @@ mod tests {
         }
         let err = HttpTarget::new("http://u:pw@h:x/").err().unwrap().to_string();
         assert!(!err.contains("pw"), "{err}");
+        let err = HttpTarget::new("https://u:ab/cd@h/p").err().unwrap().to_string();
+        assert!(err.contains("percent-encode") && !err.contains("ab/cd"), "{err}");
     }
 }

@@ -288,13 +288,14 @@ impl Target for SqliteTarget {
         if !self.wal {
             return Ok(());
         }
-        let mut wal = self.path.clone().into_os_string();
+        // SQLite's own name for the file (symbolic links resolved): its
+        // `-wal` is beside the real file. It exists while the connection
+        // is open; missing, it is an error, never a silent no-op.
+        let mut wal = crate::db::path_of(&self.conn).into_os_string();
         wal.push("-wal");
-        match std::fs::File::open(&wal).and_then(|f| f.sync_data()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Io { context: std::path::PathBuf::from(wal).display().to_string(), source: e }),
-        }
+        std::fs::File::open(&wal)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| Error::Io { context: std::path::PathBuf::from(wal).display().to_string(), source: e })
     }
 
     fn rollback(&mut self) -> Result<()> {
