@@ -119,8 +119,8 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
         transactions += 1;
         if reported.elapsed() >= Duration::from_secs(1) {
             reported = Instant::now();
-            let at = position(&replica).map_or("not yet".into(), |p| format!("seq {p}"));
-            println!("   wrote {transactions} transactions ({changed} rows changed); replica at {at}");
+            let at = position(&replica).map_or("replica: starting".into(), |p| format!("replica at seq {p}"));
+            println!("   wrote {transactions} transactions ({changed} rows changed); {at}");
         }
     }
     let high_water = cdc::log::high_water(&conn)?;

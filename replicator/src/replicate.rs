@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cdc::signal::SignalKind;
@@ -15,7 +15,13 @@ use cdc::{BootstrapMode, Engine, Error, OnRewind, Progress};
 
 /// Replicate a captured SQLite database to a replica file or another target.
 #[derive(Debug, Parser)]
-#[command(name = "replicator", version, about, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    name = "replicator",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -32,16 +38,16 @@ pub struct Cli {
     /// Consumer name for the durable position (default: derived from the target).
     #[arg(long, value_name = "NAME")]
     pub consumer: Option<String>,
-    /// When to reseed tables from a snapshot: auto, always or never.
-    #[arg(long, value_name = "MODE", default_value = "auto")]
-    pub bootstrap: String,
+    /// When to reseed tables from a snapshot.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = BootstrapArg::Auto)]
+    pub bootstrap: BootstrapArg,
     /// When the source's log is not the one the target followed (restored
-    /// from an older backup, or another database): reseed or stop.
-    #[arg(long, value_name = "POLICY", default_value = "reseed")]
-    pub on_rewind: String,
-    /// What wakes the replicator: fs, timer or fs+timer.
-    #[arg(long, value_name = "KIND", default_value = "fs+timer")]
-    pub signal: String,
+    /// from an older backup, or another database).
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = RewindArg::Reseed)]
+    pub on_rewind: RewindArg,
+    /// What wakes the replicator.
+    #[arg(long, value_name = "KIND", value_enum, default_value_t = SignalArg::FsTimer)]
+    pub signal: SignalArg,
     /// Timer interval, e.g. 250ms or 2s.
     #[arg(long, value_name = "DURATION", default_value = "500ms")]
     pub poll_interval: String,
@@ -68,6 +74,74 @@ pub struct Cli {
     pub follow_schema: bool,
 }
 
+const EXAMPLES: &str = "Examples:
+  replicator --db app.db --target sqlite:replica.db            run beside the application until Ctrl-C / SIGTERM
+  replicator --db app.db --target sqlite:replica.db --once     catch up once, then exit
+  replicator --db app.db --target jsonl:- --table users        print the users table's changes as JSON lines
+  replicator --db app.db --target https://hooks.example/cdc    POST each batch
+  replicator demo                                               a self-contained demo in a temporary folder";
+
+/// `--bootstrap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BootstrapArg {
+    /// Whenever the target does not hold a table live.
+    Auto,
+    /// Once at start for every table, then as `auto`.
+    Always,
+    /// Never; a table the target does not hold is refused.
+    Never,
+}
+
+/// `--on-rewind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RewindArg {
+    /// Bootstrap every followed table again.
+    Reseed,
+    /// Stop with an error that says how to reseed.
+    Stop,
+}
+
+/// `--signal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignalArg {
+    /// A file watcher on the database's folder.
+    Fs,
+    /// A timer (`--poll-interval`).
+    Timer,
+    /// Both (some containers and network file systems deliver no file events).
+    #[value(name = "fs+timer")]
+    FsTimer,
+}
+
+impl From<BootstrapArg> for BootstrapMode {
+    fn from(a: BootstrapArg) -> Self {
+        match a {
+            BootstrapArg::Auto => BootstrapMode::Auto,
+            BootstrapArg::Always => BootstrapMode::Always,
+            BootstrapArg::Never => BootstrapMode::Never,
+        }
+    }
+}
+
+impl From<RewindArg> for OnRewind {
+    fn from(a: RewindArg) -> Self {
+        match a {
+            RewindArg::Reseed => OnRewind::Reseed,
+            RewindArg::Stop => OnRewind::Stop,
+        }
+    }
+}
+
+impl From<SignalArg> for SignalKind {
+    fn from(a: SignalArg) -> Self {
+        match a {
+            SignalArg::Fs => SignalKind::Fs,
+            SignalArg::Timer => SignalKind::Timer,
+            SignalArg::FsTimer => SignalKind::FsAndTimer,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a self-contained demo: a sample database, a writer, a replica,
@@ -76,7 +150,8 @@ pub enum Command {
         /// How long the writer writes.
         #[arg(long, value_name = "DURATION", default_value = "3s")]
         duration: String,
-        /// Keep the demo's files (their folder is printed).
+        /// Keep the demo's files (source, replica, log) instead of deleting
+        /// them; their folder is printed, to look at with `sqlite3`.
         #[arg(long)]
         keep: bool,
     },
@@ -128,9 +203,9 @@ impl Settings {
             consumer: cli.consumer.unwrap_or_else(|| target.consumer_name()),
             target,
             tables: cli.tables,
-            bootstrap: cli.bootstrap.parse()?,
-            on_rewind: cli.on_rewind.parse()?,
-            signal: cli.signal.parse()?,
+            bootstrap: cli.bootstrap.into(),
+            on_rewind: cli.on_rewind.into(),
+            signal: cli.signal.into(),
             poll_interval: duration(&cli.poll_interval, "poll interval")?,
             ack_interval: duration(&cli.ack_interval, "acknowledgement interval")?,
             batch_size,

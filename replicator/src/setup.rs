@@ -10,11 +10,19 @@ use cdc::db::{self, Access};
 
 /// Attach or remove change capture on a SQLite file, or show its status.
 #[derive(Debug, Parser)]
-#[command(name = "cdc-setup", version, about)]
+#[command(name = "cdc-setup", version, after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+const EXAMPLES: &str = "Examples:
+  cdc-setup install --db app.db --all                   capture every table
+  cdc-setup install --db app.db --table users           capture one table
+  cdc-setup status --db app.db                          what is captured, the log, the consumers
+  cdc-setup consumers --db app.db --json                consumers for scripts
+  cdc-setup migrate --db app.db -- alembic upgrade head run a migration with capture paused
+  cdc-setup uninstall --db app.db                       remove capture (refused while consumers wait)";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {

@@ -623,13 +623,13 @@ fn bad_input_is_refused_with_one_line_and_no_change() {
         ),
         (
             vec!["--db".into(), src.into(), "--target".into(), good.clone(), "--signal".into(), "inotify".into()],
-            "unknown signal \"inotify\"",
-            1,
+            "invalid value 'inotify' for '--signal <KIND>'",
+            2,
         ),
         (
             vec!["--db".into(), src.into(), "--target".into(), good.clone(), "--bootstrap".into(), "sometimes".into()],
-            "unknown bootstrap mode",
-            1,
+            "invalid value 'sometimes' for '--bootstrap <MODE>'",
+            2,
         ),
         (
             vec!["--db".into(), src.into(), "--target".into(), good.clone(), "--poll-interval".into(), "soon".into()],
