@@ -1,6 +1,8 @@
 //! `cdc-setup` as a user runs it: exit codes, messages, files unchanged on error.
 
 use std::fs;
+use std::path::Path;
+use std::process::Command;
 
 use crate::support::{TempDb, run_bin, schema_dump, sqlite3};
 
@@ -198,4 +200,40 @@ fn migrate_pauses_capture_around_a_command_and_refuses_misuse() {
     assert!(out.contains("\"kv\" no longer exists (dropped or renamed): capture removed from it"), "{out}");
     let (_, status, _) = setup(&db, &["status"]);
     assert!(status.contains("\"users\"") && !status.contains("\"kv\"") && !status.contains("CHANGED"), "{status}");
+}
+
+/// The systemd unit in `contrib/` is well formed, restarts on failure, runs
+/// under its own user, and starts the replicator with `--db` and
+/// `--target`; `systemd-analyze verify` accepts it (pointed at the built
+/// binary) where systemd is installed.
+#[test]
+fn the_systemd_unit_is_valid() {
+    let unit_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/replicator@.service");
+    let text = std::fs::read_to_string(&unit_path).unwrap();
+    let mut section = String::new();
+    let mut keys: Vec<(String, String, String)> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+            continue;
+        }
+        let (key, value) = line.split_once('=').unwrap_or_else(|| panic!("not key=value: {line}"));
+        assert!(!section.is_empty(), "{line} outside a section");
+        keys.push((section.clone(), key.to_string(), value.to_string()));
+    }
+    let get = |s: &str, k: &str| keys.iter().find(|(a, b, _)| a == s && b == k).map(|(_, _, v)| v.as_str());
+    assert_eq!(get("Service", "Restart"), Some("on-failure"));
+    assert!(get("Service", "User").is_some_and(|u| u != "root"), "its own user");
+    let exec = get("Service", "ExecStart").unwrap();
+    assert!(exec.contains("replicator --db ") && exec.contains(" --target "), "{exec}");
+    assert_eq!(get("Install", "WantedBy"), Some("multi-user.target"));
+    if Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("replicator@test.service");
+        let binary = crate::support::bin("replicator");
+        std::fs::write(&copy, text.replace("/usr/local/bin/replicator", binary.to_str().unwrap())).unwrap();
+        let out = Command::new("systemd-analyze").arg("verify").arg(&copy).output().unwrap();
+        let complaints = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");
+    }
 }
