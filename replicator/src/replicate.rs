@@ -30,8 +30,8 @@ pub struct Cli {
     pub db: Option<PathBuf>,
     /// Where changes go: sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH,
     /// http://URL or https://URL.
-    #[arg(long, value_name = "TARGET", required = true)]
-    pub target: Option<String>,
+    #[arg(long, value_name = "TARGET", required = true, value_parser = TargetParser)]
+    pub target: Option<TargetSpec>,
     /// Table to follow (repeat for several; default: every captured table).
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
@@ -80,6 +80,27 @@ const EXAMPLES: &str = "Examples:
   replicator --db app.db --target jsonl:- --table users        print the users table's changes as JSON lines
   replicator --db app.db --target https://hooks.example/cdc    POST each batch
   replicator demo                                               a self-contained demo in a temporary folder";
+
+/// `--target`: a bad target string is a usage error (exit 2), said in
+/// one line that never echoes credentials (clap's own message would quote
+/// the raw value).
+#[derive(Clone, Copy, Debug)]
+pub struct TargetParser;
+
+impl clap::builder::TypedValueParser for TargetParser {
+    type Value = TargetSpec;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<TargetSpec, clap::Error> {
+        use clap::error::ErrorKind;
+        let text = value.to_str().ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "the target is not UTF-8\n"))?;
+        text.parse().map_err(|e: Error| clap::Error::raw(ErrorKind::ValueValidation, format!("{e}\n")))
+    }
+}
 
 /// `--bootstrap`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -186,7 +207,7 @@ pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
 
 impl Settings {
     fn from_cli(cli: Cli) -> cdc::Result<Settings> {
-        let target: TargetSpec = cli.target.as_deref().unwrap_or_default().parse()?;
+        let target = cli.target.ok_or_else(|| Error::Config("--target is required".into()))?;
         let batch_size = match cli.batch_size.parse::<usize>() {
             Ok(0) => return Err(Error::Config("batch size must be at least 1".into())),
             Ok(n) => n,

@@ -594,13 +594,13 @@ fn bad_input_is_refused_with_one_line_and_no_change() {
             "missing.db: no such file",
             1,
         ),
-        (vec!["--db".into(), src.into(), "--target".into(), "ftp://x".into()], "bad target \"ftp://x\"", 1),
+        (vec!["--db".into(), src.into(), "--target".into(), "ftp://x".into()], "bad target \"ftp://x\"", 2),
         (
             vec!["--db".into(), src.into(), "--target".into(), "http://u:pw@h:port/x".into()],
             "bad target URL \"http://u:***@h:port/x\"",
-            1,
+            2,
         ),
-        (vec!["--db".into(), src.into(), "--target".into(), "sqlite:".into()], "the path is empty", 1),
+        (vec!["--db".into(), src.into(), "--target".into(), "sqlite:".into()], "the path is empty", 2),
         (
             vec!["--db".into(), src.into(), "--target".into(), good.clone(), "--batch-size".into(), "0".into()],
             "batch size must be at least 1",

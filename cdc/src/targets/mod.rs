@@ -46,8 +46,9 @@ impl std::str::FromStr for TargetSpec {
         if spec.starts_with("http://") || spec.starts_with("https://") {
             let rest = spec.split_once("://").map(|(_, r)| r).unwrap_or_default();
             if rest.is_empty() || rest.starts_with('/') {
-                return Err(bad("the URL has no host"));
+                return Err(Error::Config(format!("bad target {:?}: the URL has no host", http::redacted(spec))));
             }
+            http::check_url(spec)?;
             return Ok(TargetSpec::Http(spec.to_string()));
         }
         let (kind, path) = spec.split_once(':').ok_or_else(|| bad(FORMS))?;
