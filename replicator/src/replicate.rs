@@ -97,7 +97,8 @@ impl clap::builder::TypedValueParser for TargetParser {
         value: &std::ffi::OsStr,
     ) -> Result<TargetSpec, clap::Error> {
         use clap::error::ErrorKind;
-        let text = value.to_str().ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "the target is not UTF-8\n"))?;
+        let text =
+            value.to_str().ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "the target is not UTF-8\n"))?;
         text.parse().map_err(|e: Error| clap::Error::raw(ErrorKind::ValueValidation, format!("{e}\n")))
     }
 }

@@ -118,31 +118,29 @@ impl Target for HttpTarget {
 /// Checks an HTTP target URL without connecting; returns it as it may be
 /// shown (credentials redacted). Every message names the URL redacted.
 pub fn check_url(url: &str) -> Result<String> {
-        let shown = redacted(url);
-        // A password holding `/`, `?` or `#` would end the authority early
-        // and be taken for a path (and shown): it must be percent-encoded.
-        if let Some((_, rest)) = url.split_once("://")
-            && rest.find(['/', '?', '#']).is_some_and(|end| rest[end..].contains('@'))
-        {
-            return Err(Error::Config(
-                "bad target URL: '@' after the host; percent-encode it (%40), and '/' (%2F) in a password".into(),
-            ));
-        }
-        let uri: ureq::http::Uri = url.parse().map_err(|e| Error::Config(format!("bad target URL {shown:?}: {e}")))?;
-        let host_port = uri.authority().map_or("", |a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
-        let port = match host_port.rsplit_once(']') {
-            Some((_, rest)) => rest.strip_prefix(':'),
-            None => host_port.rsplit_once(':').map(|(_, p)| p),
-        };
-        if port.is_some_and(|p| p.parse::<u16>().is_err()) {
-            return Err(Error::Config(format!("bad target URL {shown:?}: the port is not a number from 0 to 65535")));
-        }
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
-            return Err(Error::Config(format!(
-                "bad target URL {shown:?}: expected http://HOST/PATH or https://HOST/PATH"
-            )));
-        }
-        Ok(shown)
+    let shown = redacted(url);
+    // A password holding `/`, `?` or `#` would end the authority early
+    // and be taken for a path (and shown): it must be percent-encoded.
+    if let Some((_, rest)) = url.split_once("://")
+        && rest.find(['/', '?', '#']).is_some_and(|end| rest[end..].contains('@'))
+    {
+        return Err(Error::Config(
+            "bad target URL: '@' after the host; percent-encode it (%40), and '/' (%2F) in a password".into(),
+        ));
+    }
+    let uri: ureq::http::Uri = url.parse().map_err(|e| Error::Config(format!("bad target URL {shown:?}: {e}")))?;
+    let host_port = uri.authority().map_or("", |a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
+    let port = match host_port.rsplit_once(']') {
+        Some((_, rest)) => rest.strip_prefix(':'),
+        None => host_port.rsplit_once(':').map(|(_, p)| p),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err(Error::Config(format!("bad target URL {shown:?}: the port is not a number from 0 to 65535")));
+    }
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
+        return Err(Error::Config(format!("bad target URL {shown:?}: expected http://HOST/PATH or https://HOST/PATH")));
+    }
+    Ok(shown)
 }
 
 /// An I/O error of the network's making (the server down, unreachable,
