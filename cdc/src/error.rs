@@ -135,15 +135,16 @@ impl Error {
     /// connection holds a database's lock (busy, locked), a short I/O
     /// error or a full disk, a target that cannot be reached for now.
     pub fn is_transient(&self) -> bool {
-        use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
-        match self {
-            Error::Locked { .. } | Error::Unavailable { .. } => true,
-            Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => {
-                matches!(e.sqlite_error_code(), Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull))
+        use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+        self.is_locked()
+            || match self {
+                Error::Unavailable { .. } => true,
+                Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => {
+                    matches!(e.sqlite_error_code(), Some(SystemIoFailure | DiskFull))
+                }
+                Error::Io { source, .. } => io_is_transient(source),
+                _ => false,
             }
-            Error::Io { source, .. } => io_is_transient(source),
-            _ => false,
-        }
     }
 
     /// Whether this is the source's lock held by another connection (the
@@ -180,7 +181,7 @@ impl Error {
 /// I/O errors that waiting can cure (a full disk being freed, a peer
 /// restarting); a missing folder, a denied permission or a closed pipe
 /// (`jsonl:-` into a reader that exited) cannot.
-fn io_is_transient(e: &std::io::Error) -> bool {
+pub(crate) fn io_is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         e.kind(),

@@ -2,12 +2,29 @@
 //! application holds the source's write lock, and it never makes the
 //! application wait long for it.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::support::{Sidecar, TempDb, lines_with, wait_equal};
 
 const DEADLINE: Duration = Duration::from_secs(120);
+
+/// A source with table `t` captured (after `prepare` runs on it), and a
+/// sidecar replicating it into `replica.db` beside it: the source, the
+/// replica's path, the source's path as text, the sidecar.
+fn replicated_t(prepare: &str) -> (TempDb, PathBuf, String, Sidecar) {
+    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    if !prepare.is_empty() {
+        crate::support::sqlite3(&db.path, prepare);
+    }
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    let src = db.path.to_str().unwrap().to_string();
+    let target = format!("sqlite:{}", replica.display());
+    let sidecar = Sidecar::start(&["--db", &src, "--target", &target], &db.dir.path().join("sidecar.log"));
+    (db, replica, src, sidecar)
+}
 
 /// Back-to-back small write transactions, `BEGIN IMMEDIATE`, with the
 /// given busy timeout; a refused `BEGIN` is counted and retried, as an
@@ -40,11 +57,7 @@ print(refused)
 
 #[test]
 fn a_writer_holding_the_lock_never_makes_the_sidecar_exit() {
-    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
-    db.install(&["t"]);
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
-    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    let (db, replica, src, mut sidecar) = replicated_t("");
     // busy_timeout 0, then 100 ms and a transaction held for 6 s (longer
     // than the sidecar's own busy timeout).
     for (busy_ms, hold) in [("0", "0"), ("100", "6")] {
@@ -99,12 +112,7 @@ while time.monotonic() < end:
 /// exits, and loses nothing written before, during or after.
 #[test]
 fn an_exclusive_transaction_held_a_minute_is_waited_out() {
-    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
-    crate::support::sqlite3(&db.path, "PRAGMA journal_mode=DELETE;");
-    db.install(&["t"]);
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
-    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    let (db, replica, src, mut sidecar) = replicated_t("PRAGMA journal_mode=DELETE;");
     crate::support::sqlite3(&db.path, "INSERT INTO t(v) VALUES('before');");
     wait_equal(&db.path, &replica, &["t"], DEADLINE);
     let held = spawn_python(
@@ -136,11 +144,7 @@ c.execute("COMMIT")
 /// says once that acknowledging waits, and catches up after.
 #[test]
 fn a_write_transaction_held_a_minute_only_delays_acknowledgements() {
-    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
-    db.install(&["t"]);
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
-    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    let (db, replica, src, mut sidecar) = replicated_t("");
     // The first change goes through; the writer takes the lock right
     // after it, before the sidecar's acknowledgement can.
     let held = spawn_python(
@@ -172,11 +176,7 @@ c.execute("COMMIT")
 /// the sidecar neither exits nor loses a change.
 #[test]
 fn a_checkpoint_storm_is_ridden_out() {
-    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
-    db.install(&["t"]);
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
-    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    let (db, replica, src, mut sidecar) = replicated_t("");
     let storm = spawn_python(
         r#"
 import sqlite3, sys, time
@@ -205,11 +205,7 @@ print(n, "checkpoints")
 /// the replica's `-wal` is checkpointed back once the reader is gone.
 #[test]
 fn a_long_reader_on_the_replica_does_not_stop_delivery() {
-    let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
-    db.install(&["t"]);
-    let replica = db.dir.path().join("replica.db");
-    let (src, t) = (db.path.to_str().unwrap().to_string(), format!("sqlite:{}", replica.display()));
-    let mut sidecar = Sidecar::start(&["--db", &src, "--target", &t], &db.dir.path().join("sidecar.log"));
+    let (db, replica, src, mut sidecar) = replicated_t("");
     crate::support::sqlite3(&db.path, "INSERT INTO t(v) VALUES('seed');");
     wait_equal(&db.path, &replica, &["t"], DEADLINE);
     let mut reader = Command::new("python3")

@@ -423,25 +423,15 @@ fn http_server_on(
     })
 }
 
-/// A real HTTP server on loopback that answers 503 to the first
-/// `failures` requests, then 200.
-fn http_server(failures: usize) -> (String, std::thread::JoinHandle<(usize, Vec<String>)>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/events", listener.local_addr().unwrap());
-    let answer: fn(usize) -> &'static str = match failures {
-        0 => |_| "200 OK",
-        2 => |n| if n < 2 { "503 Service Unavailable" } else { "200 OK" },
-        _ => unimplemented!("answers for {failures} failures"),
-    };
-    (url, http_server_on(listener, usize::MAX, answer))
-}
-
 #[test]
 fn http_target_retries_then_delivers() {
     let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
     db.install(&["t"]);
     sqlite3(&db.path, "INSERT INTO t VALUES(1, 'a'), (2, x'01'); INSERT INTO t VALUES(3, 'stop');");
-    let (url, server) = http_server(2);
+    // Two 503s, then 200.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let server = http_server_on(listener, usize::MAX, |n| if n < 2 { "503 Service Unavailable" } else { "200 OK" });
     let (code, _, err) =
         replicator(&["--db", db.path.to_str().unwrap(), "--target", &url, "--once", "--bootstrap", "never"]);
     assert_eq!(code, 0, "{err}");

@@ -232,7 +232,7 @@ impl Engine {
         // free: a target without state of its own would get the last
         // changes again after a restart.
         if result.is_ok() && self.ack_due.is_some() {
-            let _ = self.acknowledge(target, ACK_WAIT);
+            let _ = self.acknowledge(target, false);
         }
         self.waker.stop();
         signal.join();
@@ -259,7 +259,7 @@ impl Engine {
                 Err(e) => return Err(e),
             };
             if !replaced && self.ack_due.is_some_and(|due| due <= Instant::now()) {
-                self.acknowledge(target, ACK_WAIT)?;
+                self.acknowledge(target, false)?;
             }
             if replaced || version.is_none() || seen != version {
                 // Commits coming fast: wait out the gap, then take them all.
@@ -353,7 +353,7 @@ impl Engine {
         // Owed (batched, or deferred because the source was busy): made
         // now, waiting for the lock as an application would.
         while self.ack_due.is_some() && !self.waker.is_stopped() {
-            if !self.acknowledge(target, crate::db::DEFAULT_BUSY_TIMEOUT)? {
+            if !self.acknowledge(target, true)? {
                 tracing::warn!(db = %self.source.path.display(), "the source stayed locked (or was replaced); its record of this consumer lags until the next run");
                 break;
             }
@@ -664,16 +664,17 @@ impl Engine {
         let due = self.ack_due.map_or(due, |owed| owed.min(due));
         self.ack_due = Some(due);
         if due <= now {
-            self.acknowledge(target, ACK_WAIT)?;
+            self.acknowledge(target, false)?;
         }
         Ok(())
     }
 
     /// Tells the source what the target holds (the pin, and the state for
-    /// a target that keeps none), waiting at most `wait` for its write
-    /// lock; deferred (`false`) when the application holds it longer, or
-    /// when the source file was replaced.
-    fn acknowledge(&mut self, target: &mut dyn Target, wait: Duration) -> Result<bool> {
+    /// a target that keeps none), waiting for its write lock at most
+    /// [`ACK_WAIT`] (or, `patient`, as long as an application would);
+    /// deferred (`false`) when the application holds it longer, or when
+    /// the source file was replaced.
+    fn acknowledge(&mut self, target: &mut dyn Target, patient: bool) -> Result<bool> {
         if self.target.is_none() {
             return Ok(false);
         }
@@ -692,13 +693,11 @@ impl Engine {
         // The pin: nothing a followed table still needs may be pruned.
         let pin = self.source.followed.iter().filter_map(|r| state.live_position(&r.desc.name)).min();
         let kept = (!connected.owned).then_some(state);
-        if wait == ACK_WAIT {
+        if !patient {
             // Look for the lock often, briefly: a writer committing back
             // to back frees it for microseconds at a time, which SQLite's
             // own busy handler (sleeping 1, 2, 5, 10 ms...) mostly misses.
             let _ = self.source.conn.busy_handler(Some(poll_briefly));
-        } else {
-            let _ = self.source.conn.busy_timeout(wait);
         }
         let done = acknowledge(&mut self.source, &self.consumer, kept, pin, (state.position, state.anchor));
         let _ = self.source.conn.busy_timeout(crate::db::DEFAULT_BUSY_TIMEOUT);
@@ -758,7 +757,7 @@ fn poll_briefly(tries: i32) -> bool {
 struct Outage {
     locked: bool,
     tries: u32,
-    since: std::time::Instant,
+    since: Instant,
 }
 
 impl Outage {
@@ -769,7 +768,7 @@ impl Outage {
         } else {
             tracing::warn!(error = %e, "transient failure; retrying without limit from the last commit");
         }
-        Outage { locked, tries: 0, since: std::time::Instant::now() }
+        Outage { locked, tries: 0, since: Instant::now() }
     }
 
     fn end(self, db: &Path) {
@@ -818,12 +817,12 @@ fn acknowledge(
     // Never write through a connection whose file was replaced: its
     // pages would land in the `-wal` the new file now uses. The next drain
     // reopens the new file and acknowledges there.
-    if source.replaced() {
+    let replaced = source.replaced_check();
+    if replaced() {
         return Ok(None);
     }
     let path = source.path.clone();
     let named = |e: Error| named(e, &path);
-    let replaced = source.replaced_check();
     let tx = source.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     let locked = Instant::now();
     if anchor.is_some() && log::anchor(&tx, position).map_err(named)? != anchor {

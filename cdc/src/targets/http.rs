@@ -144,23 +144,11 @@ pub fn check_url(url: &str) -> Result<String> {
 }
 
 /// An I/O error of the network's making (the server down, unreachable,
-/// slow), as opposed to a name that does not resolve.
+/// slow, dropping the connection), as opposed to a name that does not
+/// resolve.
 fn is_network(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionRefused
-            | ConnectionReset
-            | ConnectionAborted
-            | NotConnected
-            | TimedOut
-            | HostUnreachable
-            | NetworkUnreachable
-            | NetworkDown
-            | AddrNotAvailable
-            | BrokenPipe
-            | UnexpectedEof
-    )
+    use std::io::ErrorKind::{AddrNotAvailable, BrokenPipe};
+    crate::error::io_is_transient(e) || matches!(e.kind(), AddrNotAvailable | BrokenPipe)
 }
 
 /// `url` with the password (or a lone user token) of its authority and
@@ -184,7 +172,6 @@ pub fn redacted(url: &str) -> String {
         }
         None => tail.to_string(),
     };
-    let tail = tail.as_str();
     match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = match userinfo.split_once(':') {
