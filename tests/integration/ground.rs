@@ -296,6 +296,60 @@ fn a_chain_of_replicas_works_and_a_loop_back_is_refused() {
     assert!(err.contains("would loop"), "{err}");
 }
 
+/// What an operator in a hurry does: the writer stops, and the moment the
+/// replica caught up (the sidecar may owe the source an acknowledgement)
+/// the WAL is checkpointed, a new file moved over the old one as soon as
+/// no connection has the old one open, and the application writes to the
+/// new file within microseconds. Round after round, the new file is never
+/// damaged and the replica follows it. (A sidecar that kept its
+/// connection open while idle broke the new file every time: its `-shm`
+/// handed the new file the old one's WAL index.)
+#[test]
+fn files_moved_into_place_in_a_hurry_are_never_damaged_and_followed() {
+    let seed = crate::support::Seed::new("ground::files_moved_into_place_in_a_hurry_are_never_damaged_and_followed", 5);
+    let db = app_db();
+    let dir = db.dir.path();
+    let replica = dir.join("replica.db");
+    let mut writes = seed.value * 1000;
+    let mut write = |path: &Path| {
+        writes += 1;
+        python_workload(path, writes, 80);
+    };
+    write(&db.path);
+    let mut sidecar =
+        Sidecar::start(&["--db", db.path.to_str().unwrap(), "--target", &target(&replica)], &dir.join("sidecar.log"));
+    const ROUNDS: usize = 6;
+    for round in 0..ROUNDS {
+        let fresh = dir.join(format!("fresh{round}.db"));
+        sqlite3(&db.path, &format!(".backup '{}'", fresh.display()));
+        write(&fresh);
+        write(&db.path);
+        wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
+        wait_until("the WAL checkpointed away", DEADLINE, || {
+            sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);").trim() == "0|0|0"
+        });
+        // The sidecar may be reading (the checkpoint's own writes woke
+        // it); SQLite requires that no connection has the old file open
+        // when a new one takes its name. It must let go by itself.
+        wait_until("the sidecar closed the source", DEADLINE, || !sidecar.holds(&db.path));
+        std::fs::rename(&fresh, &db.path).unwrap();
+        // An application already running writes within microseconds.
+        let app = rusqlite::Connection::open(&db.path).unwrap();
+        app.busy_timeout(Duration::from_secs(30)).unwrap();
+        app.execute_batch(&format!(
+            "INSERT INTO nokey VALUES('moved', {round}); UPDATE users SET score = coalesce(score, 0) + 1 WHERE id % 4 = {};",
+            round % 4
+        ))
+        .unwrap();
+        drop(app);
+        write(&db.path);
+        assert_eq!(sqlite3(&db.path, "PRAGMA integrity_check;").trim(), "ok", "round {round}");
+    }
+    wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
+    assert!(sidecar.running(), "{}", sidecar.log());
+    assert_eq!(lines_with(&sidecar.log(), "the source file was replaced").len(), ROUNDS, "{}", sidecar.log());
+}
+
 #[test]
 fn a_source_file_replaced_while_the_sidecar_runs_is_reopened() {
     let db = app_db();
@@ -314,8 +368,7 @@ fn a_source_file_replaced_while_the_sidecar_runs_is_reopened() {
     let fresh = dir.join("fresh.db");
     sqlite3(&db.path, &format!(".backup '{}'", fresh.display()));
     python_workload(&fresh, 32, 150);
-    sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);");
-    std::fs::rename(&fresh, &db.path).unwrap();
+    crate::support::replace_file(&db.path, &fresh, Some(&sidecar));
     python_workload(&db.path, 33, 150);
     wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
     assert!(sidecar.running(), "{}", sidecar.log());
@@ -325,8 +378,8 @@ fn a_source_file_replaced_while_the_sidecar_runs_is_reopened() {
     let other = TempDb::with_schema(crate::replicator::APP_SCHEMA);
     other.install(&APP_TABLES);
     python_workload(&other.path, 34, 150);
-    sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);");
-    std::fs::rename(&other.path, &db.path).unwrap();
+    wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
+    crate::support::replace_file(&db.path, &other.path, Some(&sidecar));
     python_workload(&db.path, 35, 100);
     wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
     assert_eq!(lines_with(&sidecar.log(), "another source log").len(), 1, "{}", sidecar.log());
@@ -582,8 +635,7 @@ fn ground_moves(seed: u64, moves: &[Move]) {
                 sqlite3(&src, &format!(".backup '{}'", fresh.display()));
                 writes += 1;
                 python_workload(&fresh, seed.wrapping_mul(1000) + writes, 48);
-                sqlite3(&src, "PRAGMA wal_checkpoint(TRUNCATE);");
-                std::fs::rename(&fresh, &src).unwrap();
+                crate::support::replace_file(&src, &fresh, sidecar.as_ref());
             }
             _ => {}
         }
@@ -710,7 +762,7 @@ fn rowids_that_sqlite_renumbers_do_not_mislead_the_replica() {
     let reloaded = db.dir.path().join("reloaded.db");
     let dump = sqlite3(&db.path, ".dump");
     sqlite3(&reloaded, &format!("PRAGMA journal_mode=WAL;\n{dump}"));
-    std::fs::rename(&reloaded, &db.path).unwrap();
+    crate::support::replace_file(&db.path, &reloaded, None);
     sqlite3(
         &db.path,
         "UPDATE plain SET y = 'after dump' WHERE x = 3; DELETE FROM plain WHERE x = 11; DELETE FROM tk WHERE k LIKE 'k2-%';",

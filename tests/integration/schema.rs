@@ -397,14 +397,11 @@ fn schema_moves(seed: u64, moves: &[Ddl]) {
                 try_sql(&src, "VACUUM");
             }
             Ddl::DumpReload => {
-                // SQLite's rule for replacing a WAL file: the sidecar caught
-                // up and idle, the WAL checkpointed away, then the move.
                 wait_converged(&src, &replica, "before a .dump reload");
                 let fresh = dir.join(format!("reload{i}.db"));
                 let dump = sqlite3(&src, ".dump");
                 sqlite3(&fresh, &format!("PRAGMA journal_mode=WAL;\n{dump}"));
-                sqlite3(&src, "PRAGMA wal_checkpoint(TRUNCATE);");
-                std::fs::rename(&fresh, &src).unwrap();
+                crate::support::replace_file(&src, &fresh, Some(&sidecar));
             }
             Ddl::SlugTrigger => {
                 try_sql(

@@ -321,6 +321,35 @@ impl Sidecar {
     pub fn running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+
+    /// Whether the sidecar has `db` (or its `-wal`, `-shm`) open now.
+    pub fn holds(&self, db: &Path) -> bool {
+        let names: Vec<PathBuf> = ["", "-wal", "-shm"]
+            .iter()
+            .map(|suffix| {
+                let mut name = db.as_os_str().to_owned();
+                name.push(suffix);
+                std::fs::canonicalize(&name).unwrap_or_else(|_| PathBuf::from(name))
+            })
+            .collect();
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{}/fd", self.child.id())) else { return false };
+        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok()).any(|open| names.contains(&open))
+    }
+}
+
+/// Moves `fresh` over the WAL-mode `db` as SQLite requires of a file
+/// replaced under a running sidecar: the caller stopped writing (and let
+/// the sidecar catch up), the sidecar holds nothing of the file (it
+/// closes it when it owes the source nothing), the WAL is checkpointed
+/// away (`0|0|0`: nothing left in it), then the move.
+pub fn replace_file(db: &Path, fresh: &Path, sidecar: Option<&Sidecar>) {
+    if let Some(sidecar) = sidecar {
+        wait_until("the sidecar closed the source", std::time::Duration::from_secs(60), || !sidecar.holds(db));
+    }
+    wait_until("the WAL checkpointed away", std::time::Duration::from_secs(60), || {
+        sqlite3(db, "PRAGMA wal_checkpoint(TRUNCATE);").trim() == "0|0|0"
+    });
+    std::fs::rename(fresh, db).unwrap();
 }
 
 impl Drop for Sidecar {

@@ -3,6 +3,14 @@
 //! reopened) and `PRAGMA schema_version` (a schema change re-reads the
 //! followed tables and checks each for drift).
 //!
+//! Between bursts of work the connection is closed ("parked"): an open
+//! connection keeps the file's `-shm` open, and the first connection to
+//! a file moved into place under the same path (`mv new.db app.db`) would
+//! then take over the old file's WAL index (its page count, its frames)
+//! instead of building its own, which breaks the new file. Parked, the
+//! sidecar holds nothing of the source, and the next wake-up opens
+//! whatever file the path names.
+//!
 //! A table whose schema changed is either followed through the change
 //! (schema following on: capture re-attached, the table reseeded; a table
 //! dropped is dropped on the target too; under "every table", new tables
@@ -78,6 +86,9 @@ pub(crate) struct SourceDb {
     /// Tables the source dropped (schema following on), for the target to
     /// drop too; cleared once the target was told.
     pub dropped: Vec<String>,
+    /// The connection is closed (an in-memory placeholder stands in); the
+    /// next [`SourceDb::refresh`] opens the file again.
+    parked: bool,
 }
 
 fn pragma(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
@@ -88,17 +99,7 @@ impl SourceDb {
     /// Opens and validates the source: a SQLite file, capture installed,
     /// the tables captured and unchanged, the log readable. Writes nothing.
     pub fn open(path: &Path, requested: &[String], follow_schema: bool) -> Result<SourceDb> {
-        let conn = db::open(path, Access::ReadWrite)?;
-        // The sidecar's own writes (acknowledgements) need not reach the
-        // disk before the application may write again: in WAL mode, NORMAL
-        // keeps the file consistent, and an acknowledgement undone by a
-        // power cut only means changes delivered again (a replica skips
-        // them by its own position). Not in rollback-journal mode, where
-        // NORMAL may corrupt the file on a power cut.
-        if db::is_wal(&conn).map_err(|e| named(e, path))? {
-            conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| classify(e, path))?;
-        }
-        let file = FileId::of(path).map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
+        let (conn, file) = connect(path)?;
         let selected = select(&conn, requested).map_err(|e| named(e, path))?;
         if selected.is_empty() && !follow_schema {
             return Err(Error::NothingCaptured(path.to_path_buf()));
@@ -128,6 +129,7 @@ impl SourceDb {
             followed: Vec::new(),
             halted: Vec::new(),
             dropped: Vec::new(),
+            parked: false,
         };
         source.sort_out()?;
         Ok(source)
@@ -333,20 +335,8 @@ impl SourceDb {
     /// Re-identifies the source: reopens a replaced file, re-checks the
     /// followed tables when the schema changed.
     pub fn refresh(&mut self) -> Result<Refresh> {
-        if self.replaced() {
-            let old_log = self.log_id.clone();
-            // Close the old connection before opening the new one: both
-            // files use the same `-wal` and `-shm` names, and POSIX drops
-            // every lock a process holds on a file when it closes any
-            // descriptor of it, so an old connection closed after the new
-            // one opened would silently take the new one's locks with it.
-            let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
-            let _ = old.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
-            drop(old);
-            *self = SourceDb::open(&self.path, &self.requested, self.follow_schema)?;
-            tracing::warn!(db = %self.path.display(), same_log = old_log == self.log_id,
-                "the source file was replaced (a new file at the same path); reopened it");
-            return Ok(Refresh::Reopened);
+        if !self.unpark()? {
+            return self.reopen();
         }
         let version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &self.path))?;
         if version == self.schema_version {
@@ -362,6 +352,59 @@ impl SourceDb {
             self.halted.iter().for_each(Halted::announce);
         }
         Ok(Refresh::SchemaChanged)
+    }
+
+    /// Opens the file now at the path, in place of the one open.
+    fn reopen(&mut self) -> Result<Refresh> {
+        let old_log = self.log_id.clone();
+        // Close the old connection before opening the new one: both
+        // files use the same `-wal` and `-shm` names, and POSIX drops
+        // every lock a process holds on a file when it closes any
+        // descriptor of it, so an old connection closed after the new
+        // one opened would silently take the new one's locks with it.
+        let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        close(old, &self.path, (!self.parked).then_some(self.file));
+        self.parked = true;
+        *self = SourceDb::open(&self.path, &self.requested, self.follow_schema)?;
+        tracing::warn!(db = %self.path.display(), same_log = old_log == self.log_id,
+            "the source file was replaced (a new file at the same path); reopened it");
+        Ok(Refresh::Reopened)
+    }
+
+    /// Closes the connection until the next [`Self::refresh`]: called when
+    /// nothing is owed to the source and the engine is about to wait.
+    pub fn park(&mut self) {
+        if !self.parked
+            && let Ok(placeholder) = Connection::open_in_memory()
+        {
+            // Never checkpointing: a checkpoint writes the file, and the
+            // file event would wake the engine to open it again.
+            close(std::mem::replace(&mut self.conn, placeholder), &self.path, None);
+            self.parked = true;
+        }
+    }
+
+    /// Opens a parked connection again; `false` (and nothing opened) when
+    /// the path names another file now.
+    pub fn unpark(&mut self) -> Result<bool> {
+        if self.replaced() {
+            return Ok(false);
+        }
+        if self.parked {
+            let (conn, file) = connect(&self.path)?;
+            if file != self.file {
+                close(conn, &self.path, Some(file));
+                return Ok(false);
+            }
+            drop(std::mem::replace(&mut self.conn, conn));
+            self.parked = false;
+        }
+        Ok(true)
+    }
+
+    /// Whether the connection is parked.
+    pub fn parked(&self) -> bool {
+        self.parked
     }
 
     /// The file's layout as `conn` (this source's connection, or a
@@ -410,18 +453,23 @@ impl SourceDb {
     }
 
     /// `PRAGMA data_version`: changes whenever another connection commits.
-    pub fn data_version(&self) -> Result<i64> {
-        pragma(&self.conn, "data_version").map_err(|e| classify(e, &self.path))
+    /// `None` while parked (it compares commits seen by one connection
+    /// only) or when the file was replaced (the old file's version says
+    /// nothing about the new one, and reading the old file through a WAL
+    /// the new one now uses may fail).
+    pub fn data_version(&self) -> Result<Option<i64>> {
+        if self.parked || self.replaced() {
+            return Ok(None);
+        }
+        pragma(&self.conn, "data_version").map(Some).map_err(|e| classify(e, &self.path))
     }
 }
 
 impl Drop for SourceDb {
     fn drop(&mut self) {
-        // A connection that closes last checkpoints and then deletes the
-        // WAL *by name*. When the file was replaced under its path, that
-        // name is the new file's WAL: never checkpoint on close then.
-        if self.replaced() || FileId::of(&self.path).is_err() {
-            let _ = self.conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        if !self.parked {
+            let conn = std::mem::replace(&mut self.conn, Connection::open_in_memory().expect("an in-memory database"));
+            close(conn, &self.path, Some(self.file));
         }
     }
 }
@@ -435,6 +483,53 @@ fn dedup(mut followed: Vec<Registered>) -> Vec<Registered> {
     let mut seen = std::collections::HashSet::new();
     followed.retain(|r| seen.insert(r.tid));
     followed
+}
+
+/// Opens the source's connection and identifies its file, the same file:
+/// one replaced between the open and the `stat` is opened again.
+fn connect(path: &Path) -> Result<(Connection, FileId)> {
+    let stat = || FileId::of(path).map_err(|e| Error::Io { context: path.display().to_string(), source: e });
+    let mut tries = 0;
+    loop {
+        // A missing or foreign file is for `db::open` to name.
+        let before = FileId::of(path).ok();
+        let conn = db::open(path, Access::ReadWrite)?;
+        let after = stat()?;
+        tries += 1;
+        if before != Some(after) && tries < 5 {
+            close(conn, path, None);
+            continue;
+        }
+        // The sidecar's own writes (acknowledgements) need not reach the
+        // disk before the application may write again: in WAL mode, NORMAL
+        // keeps the file consistent, and an acknowledgement undone by a
+        // power cut only means changes delivered again (a replica skips
+        // them by its own position). Not in rollback-journal mode, where
+        // NORMAL may corrupt the file on a power cut.
+        if db::is_wal(&conn).map_err(|e| named(e, path))? {
+            conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| classify(e, path))?;
+        }
+        return Ok((conn, after));
+    }
+}
+
+/// Closes a source connection to `file`. The last connection to a file
+/// to close checkpoints it and removes its WAL, *by name*. Let happen only
+/// when that changes nothing: the path still names `file` and its `-wal`
+/// is empty (so the close only tidies away the `-wal` this connection may
+/// have created, and a refused run leaves the directory as it found it).
+/// Otherwise the checkpoint could write the pages of one file into
+/// another, or rewrite a source file that a refused run must not touch;
+/// the application's own connections checkpoint.
+fn close(conn: Connection, path: &Path, file: Option<FileId>) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let tidy = file.is_some_and(|f| FileId::of(path).ok() == Some(f))
+        && std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+    if !tidy {
+        let _ = conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+    }
+    drop(conn);
 }
 
 /// An SQLite error about the source, naming the file.

@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use notify::event::{EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 
 use super::{Signal, Waker};
@@ -38,6 +39,17 @@ impl Signal for FsSignal {
             .collect();
         let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let relevant = match &event {
+                // Opening and closing (any reader, the sidecar itself
+                // reconnecting), owner and mode changes (SQLite running as
+                // root gives a `-wal` it opens the database's owner), and a
+                // `-wal` or `-journal` appearing or going (a first
+                // connection opening, a last one closing) change no data:
+                // commits modify files. Otherwise the sidecar's own
+                // reconnections would wake it again.
+                Ok(e) if e.kind.is_access() || matches!(e.kind, EventKind::Modify(ModifyKind::Metadata(_))) => false,
+                Ok(e) if e.kind.is_create() || e.kind.is_remove() => {
+                    e.paths.iter().any(|p| p.file_name().is_some_and(|f| f == names[0]))
+                }
                 Ok(e) => e.paths.iter().any(|p| p.file_name().is_some_and(|f| names.iter().any(|n| n == f))),
                 // An error (queue overflow and the like): better to look.
                 Err(_) => true,

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 #[derive(Default)]
 struct State {
     pending: bool,
+    ticked: bool,
     stopped: bool,
 }
 
@@ -36,9 +37,15 @@ pub struct Waker {
 
 /// Why [`Waker::wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Wake {
+    /// Something happened ([`Waker::wake`]).
     Rung,
+    /// Only a periodic look is due ([`Waker::tick`]).
+    Ticked,
+    /// The timeout passed.
     TimedOut,
+    /// [`Waker::stop`] was called.
     Stopped,
 }
 
@@ -59,6 +66,14 @@ impl Waker {
         self.inner.1.notify_all();
     }
 
+    /// Asks for a periodic look: like [`Self::wake`], but says that
+    /// nothing in particular happened (a timer), so the engine does not
+    /// follow it with its quick re-checks. A ring pending wins.
+    pub fn tick(&self) {
+        self.state().ticked = true;
+        self.inner.1.notify_all();
+    }
+
     /// Asks everyone sharing this waker to stop.
     pub fn stop(&self) {
         self.state().stopped = true;
@@ -69,7 +84,7 @@ impl Waker {
         self.state().stopped
     }
 
-    /// Waits for a ring, a stop, or `timeout`; consumes the ring.
+    /// Waits for a ring, a tick, a stop, or `timeout`; consumes the ring.
     pub fn wait(&self, timeout: Option<Duration>) -> Wake {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut state = self.state();
@@ -79,7 +94,12 @@ impl Waker {
             }
             if state.pending {
                 state.pending = false;
+                state.ticked = false;
                 return Wake::Rung;
+            }
+            if state.ticked {
+                state.ticked = false;
+                return Wake::Ticked;
             }
             state = match deadline {
                 None => self.inner.1.wait(state).unwrap_or_else(|p| p.into_inner()),
@@ -186,5 +206,16 @@ mod tests {
         w.stop();
         assert_eq!(w.wait(None), Wake::Stopped);
         assert!(!w.sleep(Duration::from_secs(60)), "a stopped waker does not sleep");
+    }
+
+    #[test]
+    fn a_tick_is_told_apart_and_a_ring_wins_over_it() {
+        let w = Waker::new();
+        w.tick();
+        assert_eq!(w.wait(Some(Duration::from_millis(1))), Wake::Ticked);
+        w.tick();
+        w.wake();
+        assert_eq!(w.wait(Some(Duration::from_millis(1))), Wake::Rung);
+        assert_eq!(w.wait(Some(Duration::from_millis(1))), Wake::TimedOut, "the ring took the tick with it");
     }
 }

@@ -25,7 +25,7 @@ impl Signal for TimerSignal {
             .name("cdc-timer".into())
             .spawn(move || {
                 while waker.sleep(interval) {
-                    waker.wake();
+                    waker.tick();
                 }
             })
             .map_err(|e| Error::Io { context: "starting the timer thread".into(), source: e })?;
