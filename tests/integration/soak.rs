@@ -4,7 +4,7 @@
 //! end the replica equals the source, the sidecar's RSS stayed flat after
 //! warm-up, and its log holds no line above a warning. Run by hand:
 //!
-//! `cargo test -p replicator --test integration -- --ignored soak --nocapture`
+//! `cargo test -p sqlite-cdc-replicator --test integration -- --ignored soak --nocapture`
 //!
 //! (`CDC_SOAK_SECS` shortens or lengthens it; `CDC_SEED` replays a run.)
 

@@ -220,7 +220,7 @@ impl Drop for Seed {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "{} failed with seed {}; replay it with: CDC_SEED={} cargo test -p replicator --test integration -- --exact {}",
+                "{} failed with seed {}; replay it with: CDC_SEED={} cargo test -p sqlite-cdc-replicator --test integration -- --exact {}",
                 self.test, self.value, self.value, self.test
             );
         }
