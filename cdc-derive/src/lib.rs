@@ -109,6 +109,7 @@
 //! generated (as serde_derive does); `model` turns the struct into a
 //! checked table model; `expand` emits code.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod attr;
 mod ctxt;

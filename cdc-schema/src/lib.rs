@@ -9,6 +9,7 @@
 //!
 //! This crate has no SQLite dependency: it only builds strings and hashes.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod fingerprint;
 mod ident;

@@ -37,8 +37,11 @@ pub const META_TABLE: &str = "_cdc_meta";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
+    /// A row was inserted: the change has an after image only.
     Insert,
+    /// A row was updated: before and after images.
     Update,
+    /// A row was deleted: a before image only.
     Delete,
 }
 

@@ -47,10 +47,15 @@ impl ColumnDesc {
 /// SQLite's five type affinities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Affinity {
+    /// The declared type contains `INT` (the rules apply in this order).
     Integer,
+    /// Otherwise, it contains `CHAR`, `CLOB` or `TEXT`.
     Text,
+    /// Otherwise, it contains `BLOB` or is empty: values are stored as given.
     Blob,
+    /// Otherwise, it contains `REAL`, `FLOA` or `DOUB`.
     Real,
+    /// Anything else (`NUMERIC`, `DECIMAL`, `BOOLEAN`, `DATE`, ...).
     Numeric,
 }
 
@@ -76,8 +81,13 @@ impl Affinity {
 /// is a `WITHOUT ROWID` table.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TableDesc {
+    /// The table's name, exactly as declared.
     pub name: Cow<'static, str>,
+    /// Every column in declaration order, generated ones included (see
+    /// [`TableDesc::captured`] for those the log carries).
     pub columns: Cow<'static, [ColumnDesc]>,
+    /// A `WITHOUT ROWID` table: changes are identified by the primary key
+    /// alone, and images carry no rowid.
     pub without_rowid: bool,
 }
 

@@ -19,7 +19,11 @@ use crate::schema::{describe, describe_difference};
 pub struct Registered {
     /// Capture id written in every log row of this layout.
     pub tid: i64,
+    /// The table as it was when this layout was registered: how its log
+    /// rows decode.
     pub desc: TableDesc,
+    /// [`TableDesc::fingerprint`] at install: a live table that no longer
+    /// has it has drifted.
     pub fingerprint: String,
     /// False once the table was uninstalled or re-attached with a new
     /// layout; kept so that log rows still pending decode correctly.
@@ -31,11 +35,22 @@ pub struct Registered {
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Installed {
     /// Triggers created for the first time.
-    New { table: String },
+    New {
+        /// The table, as the database spells it.
+        table: String,
+    },
     /// Already installed and unchanged: nothing was written.
-    Unchanged { table: String },
+    Unchanged {
+        /// The table, as the database spells it.
+        table: String,
+    },
     /// Re-attached after the table changed (what changed is said).
-    Reattached { table: String, changes: String },
+    Reattached {
+        /// The table, as the database spells it.
+        table: String,
+        /// What changed since the previous install, in words.
+        changes: String,
+    },
 }
 
 /// Whether the internal tables exist.
@@ -382,7 +397,9 @@ const MIGRATION_KEY: &str = "migration";
 /// capture it paused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Migration {
+    /// When the window opened (UTC, `YYYY-MM-DD HH:MM:SS`).
     pub started: String,
+    /// The tables whose capture is paused until the window closes.
     pub tables: Vec<String>,
 }
 
@@ -568,8 +585,11 @@ pub fn remove_consumer(conn: &mut Connection, name: &str) -> Result<()> {
 /// A captured table's health.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TableStatus {
+    /// The table.
     pub name: String,
+    /// The id its current triggers write into the log ([`Registered::tid`]).
     pub capture_id: i64,
+    /// Recorded at install ([`Registered::fingerprint`]).
     pub fingerprint: String,
     /// `None` when the table matches its fingerprint and has its triggers.
     pub drift: Option<String>,
@@ -578,11 +598,18 @@ pub struct TableStatus {
 /// What `cdc-setup status` reports.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Status {
+    /// Whether the database is in WAL mode (recommended: then the
+    /// replicator's reads never block the application's writes).
     pub wal: bool,
+    /// Every captured table.
     pub tables: Vec<TableStatus>,
+    /// Changes in the log (markers and continuation rows not counted).
     pub log_rows: i64,
+    /// The oldest change still in the log, `None` when it is empty.
     pub oldest_seq: Option<i64>,
+    /// The newest change, `None` when the log is empty.
     pub newest_seq: Option<i64>,
+    /// Every registered consumer, with how far behind it is.
     pub consumers: Vec<ConsumerStatus>,
     /// An open migration window (`cdc-setup migrate`), if any.
     pub migration: Option<Migration>,

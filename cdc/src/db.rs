@@ -15,7 +15,10 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Access a caller needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
+    /// Reading only (status, inspection): works on a file that cannot be written.
     ReadOnly,
+    /// Installing capture or consuming (positions and pruning write to
+    /// the file): a file that cannot be written is refused up front.
     ReadWrite,
 }
 

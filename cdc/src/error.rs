@@ -12,10 +12,21 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     /// SQLite reported an error about a known file.
     #[error("{}: {source}", .path.display())]
-    SqliteAt { path: PathBuf, source: rusqlite::Error },
+    SqliteAt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
     /// An I/O error outside SQLite (target files, sockets).
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        /// The file or the operation that failed, as the message starts.
+        context: String,
+        /// The operating system's error; its kind decides whether
+        /// [`Error::is_transient`].
+        source: std::io::Error,
+    },
     /// The database file does not exist (it is never created).
     #[error("{}: no such file (it is not created; check the path)", .0.display())]
     MissingFile(PathBuf),
@@ -27,13 +38,23 @@ pub enum Error {
     ReadOnly(PathBuf),
     /// The database stayed locked by another connection past the busy timeout.
     #[error("{}: database is locked by another connection (waited {waited_ms} ms)", .path.display())]
-    Locked { path: PathBuf, waited_ms: u64 },
+    Locked {
+        /// The locked database.
+        path: PathBuf,
+        /// How long the busy timeout waited before giving up.
+        waited_ms: u64,
+    },
     /// No table of that name in the main schema.
     #[error("no table named {0:?}")]
     UnknownTable(String),
     /// Several names that are not tables of the database, listed together.
     #[error("{}: no table{} named {}", .db.display(), if .tables.len() == 1 { "" } else { "s" }, quoted(.tables))]
-    UnknownTables { db: PathBuf, tables: Vec<String> },
+    UnknownTables {
+        /// The database that was searched.
+        db: PathBuf,
+        /// The names that matched no table, as given.
+        tables: Vec<String>,
+    },
     /// SQLite forbids triggers on virtual tables.
     #[error(
         "table {0:?} is a virtual table; SQLite does not allow triggers on virtual tables, so it cannot be captured"
@@ -41,7 +62,12 @@ pub enum Error {
     VirtualTable(String),
     /// A view, a shadow table of a virtual table, or another non-table.
     #[error("{name:?} is a {kind}, not an ordinary table, and cannot be captured")]
-    NotATable { name: String, kind: String },
+    NotATable {
+        /// The object's name.
+        name: String,
+        /// What it is instead (`view`, `shadow table of a virtual table`, ...).
+        kind: String,
+    },
     /// The table exists but capture is not installed on it.
     #[error("table {0:?} is not captured")]
     NotCaptured(String),
@@ -55,7 +81,12 @@ pub enum Error {
         shell_word(&.db.display().to_string()),
         .tables.iter().map(|t| format!(" --table {}", shell_word(t))).collect::<String>()
     )]
-    NotCapturedIn { db: PathBuf, tables: Vec<String> },
+    NotCapturedIn {
+        /// The database, as the command to paste names it.
+        db: PathBuf,
+        /// The tables that need capture attached.
+        tables: Vec<String>,
+    },
     /// The database has no captured table at all.
     #[error("{}: no table is captured (attach capture with: cdc-setup install --db {} --all)", .0.display(), shell_word(&.0.display().to_string()))]
     NothingCaptured(PathBuf),
@@ -65,13 +96,26 @@ pub enum Error {
         .pid.map_or("another process".to_string(), |p| format!("process {p}")),
         .lock.display()
     )]
-    AlreadyRunning { what: String, pid: Option<u32>, lock: PathBuf },
+    AlreadyRunning {
+        /// What is in use: the consumer or the target, as the message names it.
+        what: String,
+        /// The process holding the lock, when its lock file names it.
+        pid: Option<u32>,
+        /// The lock file; the kernel frees the lock when its holder dies, so
+        /// it is never stale and must not be deleted to get past this.
+        lock: PathBuf,
+    },
     /// The source's log is not the one the target followed (a restored
     /// backup, another database) and the policy is to stop.
     #[error(
         "{what}; stopped as asked (--on-rewind stop): to reseed the target from this source, run again with --on-rewind reseed"
     )]
-    Rewound { db: PathBuf, what: String },
+    Rewound {
+        /// The source database.
+        db: PathBuf,
+        /// How the log differs from the one the target followed.
+        what: String,
+    },
     /// Uninstalling would drop the log while consumers still wait for changes.
     #[error(
         "{}: {} unacknowledged changes ({}); uninstalling drops the log: let them catch up, remove them with cdc-setup consumers --db {} --remove NAME, or pass --force",
@@ -80,7 +124,12 @@ pub enum Error {
         .consumers.iter().map(|(n, k)| format!("{n:?}: {k}")).collect::<Vec<_>>().join(", "),
         shell_word(&.db.display().to_string())
     )]
-    ConsumersWaiting { db: PathBuf, consumers: Vec<(String, i64)> },
+    ConsumersWaiting {
+        /// The database that was to be uninstalled.
+        db: PathBuf,
+        /// Each waiting consumer's name and its number of unacknowledged changes.
+        consumers: Vec<(String, i64)>,
+    },
     /// SQLite found the file damaged.
     #[error("{}: the database file is damaged (SQLite: database disk image is malformed); restore it from a backup", .0.display())]
     Corrupt(PathBuf),
@@ -89,42 +138,97 @@ pub enum Error {
     Schema(#[from] cdc_schema::SchemaError),
     /// A `#[derive(Cdc)]` struct does not match the live table.
     #[error("table {table:?} does not match struct {rust_type}: {}", .problems.join("; "))]
-    StructMismatch { table: String, rust_type: &'static str, problems: Vec<String> },
+    StructMismatch {
+        /// The live table.
+        table: String,
+        /// The struct's name ([`Cdc::RUST_TYPE`](crate::Cdc::RUST_TYPE)).
+        rust_type: &'static str,
+        /// One line per difference, each saying how to fix it.
+        problems: Vec<String>,
+    },
     /// A replica table that does not match its source table.
     #[error("replica {}: table {table:?} is incompatible with the source: {}", .path.display(), .problems.join("; "))]
-    ReplicaMismatch { path: PathBuf, table: String, problems: Vec<String> },
+    ReplicaMismatch {
+        /// The replica file.
+        path: PathBuf,
+        /// The table that does not match.
+        table: String,
+        /// One line per difference.
+        problems: Vec<String>,
+    },
     /// A replica refused to apply a change or a snapshot row of one table
     /// (a constraint the source did not enforce when it stored the row, a
     /// schema the replica cannot hold): that table is reseeded.
     #[error("replica {}: table {table:?} refused a change: {message}", .path.display())]
-    ReplicaRefused { path: PathBuf, table: String, message: String },
+    ReplicaRefused {
+        /// The replica file.
+        path: PathBuf,
+        /// The table that is reseeded.
+        table: String,
+        /// SQLite's reason.
+        message: String,
+    },
     /// A captured table was altered, renamed or dropped after install.
     #[error(
         "table {table:?} changed since capture was installed: {what}; re-attach it with: cdc-setup install --db {} --table {}",
         shell_word(.db),
         shell_word(.table)
     )]
-    SchemaDrift { table: String, what: String, db: String },
+    SchemaDrift {
+        /// The captured table.
+        table: String,
+        /// What changed (columns added, types changed, the table dropped, ...).
+        what: String,
+        /// The database, as the `cdc-setup install` command in the message names it.
+        db: String,
+    },
     /// A TEXT value in the log is not valid UTF-8. It is refused rather
     /// than mangled.
     #[error("log row {seq} of table {table:?}: column {column:?} holds TEXT that is not valid UTF-8")]
-    InvalidUtf8 { table: String, seq: i64, column: String },
+    InvalidUtf8 {
+        /// The table the change is about.
+        table: String,
+        /// The log row (the change's position).
+        seq: i64,
+        /// The column holding the value.
+        column: String,
+    },
     /// The log holds something this version cannot decode.
     #[error("log row {seq}: {problem}")]
-    CorruptLog { seq: i64, problem: String },
+    CorruptLog {
+        /// The log row that cannot be decoded.
+        seq: i64,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// A value could not be converted to or from a Rust type.
     #[error("column {column:?}: {problem}")]
-    Convert { column: String, problem: String },
+    Convert {
+        /// The column (or struct field's column) being converted.
+        column: String,
+        /// Why the value does not fit (its storage class, its range, ...).
+        problem: String,
+    },
     /// An invalid setting (signal, target string, batch size, ...).
     #[error("{0}")]
     Config(String),
     /// A target failed to apply or commit (after retries, when retried).
     #[error("target {target}: {message}")]
-    Target { target: String, message: String },
+    Target {
+        /// The target, as it may be shown (credentials redacted).
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A target that cannot be reached for now (a timeout, a refused
     /// connection, a 5xx answer): transient, retried without limit.
     #[error("target {target} is unavailable: {message}")]
-    Unavailable { target: String, message: String },
+    Unavailable {
+        /// The target, as it may be shown (credentials redacted).
+        target: String,
+        /// Why it could not be reached (the timeout, the HTTP status, ...).
+        message: String,
+    },
     /// A JSON (de)serialisation error in the registry or a target.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

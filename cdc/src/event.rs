@@ -13,7 +13,10 @@ use crate::value::Value;
 /// values in the table's column order (see [`Change::columns`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
+    /// The rowid, `None` for a `WITHOUT ROWID` table. It is part of the
+    /// image because a table without a declared key is only identified by it.
     pub rowid: Option<i64>,
+    /// One value per captured column, exactly as stored.
     pub values: Vec<Value>,
 }
 
@@ -26,6 +29,7 @@ pub struct Change {
     pub table: Arc<str>,
     /// Names of the captured columns, the order of [`Row::values`].
     pub columns: Arc<[String]>,
+    /// Insert, update or delete: which of the images below are present.
     pub op: Op,
     /// When the write happened, milliseconds since the Unix epoch.
     pub time_ms: i64,
@@ -37,23 +41,35 @@ pub struct Change {
 
 /// What a target receives: a change, or one of the three bootstrap events
 /// that purge and reseed a table from a consistent snapshot.
+///
+/// More kinds of event may be added in a minor release, so a match needs
+/// a wildcard arm.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
+    /// A row change from the log, in commit order.
     Change(Change),
     /// Purge what you hold for `table`; its rows follow.
     BootstrapBegin {
+        /// The table being reseeded.
         table: Arc<str>,
+        /// Its captured columns, the order of the rows' values.
         columns: Arc<[String]>,
     },
     /// One row of the snapshot.
     Bootstrap {
+        /// The table being reseeded.
         table: Arc<str>,
+        /// The order of [`Row::values`], as in `BootstrapBegin`.
         columns: Arc<[String]>,
+        /// The row as it was at the snapshot.
         row: Row,
     },
     /// The snapshot of `table` is complete with `rows` rows.
     BootstrapEnd {
+        /// The table that was reseeded.
         table: Arc<str>,
+        /// How many `Bootstrap` events were sent for it.
         rows: u64,
         /// The table's `AUTOINCREMENT` counter (its `sqlite_sequence` entry)
         /// at the snapshot, when it has one: it may be above every id the
@@ -120,14 +136,52 @@ pub trait Cdc: Sized {
 /// The typed change for a `#[derive(Cdc)]` struct: `#[derive(Cdc)] struct
 /// User` defines `type UserChange = TypedChange<User>`. It is
 /// serde-serializable whenever the struct is.
+///
+/// It grows with [`Event`], so a match needs a wildcard arm.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum TypedChange<T> {
-    Insert { seq: i64, time_ms: i64, row: T },
-    Update { seq: i64, time_ms: i64, before: T, after: T },
-    Delete { seq: i64, time_ms: i64, row: T },
+    /// A row was inserted.
+    Insert {
+        /// Position in the log ([`Change::seq`]).
+        seq: i64,
+        /// When, in milliseconds since the Unix epoch.
+        time_ms: i64,
+        /// The row as the table holds it after the insert.
+        row: T,
+    },
+    /// A row was updated.
+    Update {
+        /// Position in the log ([`Change::seq`]).
+        seq: i64,
+        /// When, in milliseconds since the Unix epoch.
+        time_ms: i64,
+        /// The row before the update.
+        before: T,
+        /// The row after it.
+        after: T,
+    },
+    /// A row was deleted.
+    Delete {
+        /// Position in the log ([`Change::seq`]).
+        seq: i64,
+        /// When, in milliseconds since the Unix epoch.
+        time_ms: i64,
+        /// The row as it was before the delete.
+        row: T,
+    },
+    /// Purge what you hold of this table: a snapshot of it follows.
     BootstrapBegin,
-    Bootstrap { row: T },
-    BootstrapEnd { rows: u64 },
+    /// One row of the snapshot.
+    Bootstrap {
+        /// The row as it was at the snapshot.
+        row: T,
+    },
+    /// The snapshot is complete.
+    BootstrapEnd {
+        /// How many `Bootstrap` events it had.
+        rows: u64,
+    },
 }
 
 fn image<T: Cdc>(columns: &[String], row: Option<&Row>, seq: i64, what: &str) -> Result<T> {

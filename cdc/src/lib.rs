@@ -48,6 +48,7 @@
 //!                 TypedChange::Insert { row, .. } => format!("new {}", row.name),
 //!                 TypedChange::Update { before, after, .. } => format!("{} is now {}", before.name, after.name),
 //!                 TypedChange::Delete { row, .. } => format!("{} left", row.name),
+//!                 _ => continue, // kinds a later version adds
 //!             });
 //!         }
 //!         Ok(())
@@ -142,7 +143,13 @@
 //! - [`Engine`], [`Target`], [`signal`], [`targets`]: delivery.
 //! - [`Value`], [`Event`], [`Change`], [`TypedChange`], the [`Cdc`] trait
 //!   implemented by `#[derive(Cdc)]`.
+//!
+//! One cargo feature, `http` (on by default), builds the `http://` and
+//! `https://` target (`targets::http`) and its HTTP client (`ureq`);
+//! without it, such a target string is refused with a message naming the
+//! feature.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
@@ -160,6 +167,7 @@ pub mod log;
 pub mod schema;
 pub mod signal;
 mod state;
+pub mod stats;
 mod target;
 pub mod targets;
 mod value;
@@ -171,6 +179,7 @@ pub use error::{Error, Result, shell_word};
 pub use event::{Cdc, Change, Event, Row, TypedChange};
 pub use rusqlite;
 pub use state::{DeliveryState, TableState};
+pub use stats::{Stats, StatsSnapshot};
 pub use target::{Source, SourceTable, Target};
 pub use value::Value;
 

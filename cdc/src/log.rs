@@ -17,10 +17,16 @@ use crate::value::Value;
 /// A registered layout, ready for decoding.
 #[derive(Debug)]
 pub struct Layout {
+    /// The table's name, shared by every change decoded with this layout.
     pub table: Arc<str>,
+    /// The captured columns in image order, shared likewise.
     pub columns: Arc<[String]>,
+    /// The description the triggers were generated from.
     pub desc: TableDesc,
+    /// Whether each image starts with the rowid.
     pub has_rowid: bool,
+    /// Values per image ([`TableDesc::image_len`]): where an UPDATE's after
+    /// image starts.
     pub image_len: usize,
 }
 
@@ -40,7 +46,9 @@ impl Layout {
 /// past the last change when rows were skipped).
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Whole changes, in `seq` order.
     pub changes: Vec<Change>,
+    /// Where the next read starts (its `after`).
     pub end_seq: i64,
 }
 
@@ -55,7 +63,26 @@ pub fn julian_to_unix_ms(jd: f64) -> i64 {
     ((jd - 2_440_587.5) * 86_400_000.0).round() as i64
 }
 
+/// What a consumer at `seq` lacks of the log up to `high_water`: how many
+/// changes, and the write time (Unix milliseconds) of the oldest of them.
+pub fn pending(conn: &Connection, seq: i64, high_water: i64) -> Result<(u64, Option<i64>)> {
+    let (log, is_change) = (quote_ident(LOG_TABLE), cdc_schema::log::IS_CHANGE);
+    let count: i64 = conn.query_row(
+        &format!("SELECT count(*) FROM {log} WHERE seq > ?1 AND seq <= ?2 AND {is_change}"),
+        [seq, high_water],
+        |r| r.get(0),
+    )?;
+    let ts: Option<f64> = conn
+        .query_row(&format!("SELECT ts FROM {log} WHERE seq > ?1 AND {is_change} ORDER BY seq LIMIT 1"), [seq], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok((count as u64, ts.map(julian_to_unix_ms)))
+}
+
 impl LogReader {
+    /// A reader with no layout cached yet: the registry is read on first
+    /// use and again whenever a log row names a capture id not seen before.
     pub fn new() -> Self {
         Self::default()
     }

@@ -88,6 +88,7 @@ pub fn describe_difference(then: &TableDesc, now: &TableDesc) -> String {
 /// a constraint), as the source stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexSql {
+    /// The index's name, which a replica keeps.
     pub name: String,
     /// `CREATE [UNIQUE] INDEX ...` exactly as stored in `sqlite_master`.
     pub sql: String,

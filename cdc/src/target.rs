@@ -28,6 +28,7 @@ pub struct Source {
 /// missing tables from it).
 #[derive(Clone, Debug)]
 pub struct SourceTable {
+    /// The table as captured: the columns the events carry.
     pub desc: TableDesc,
     /// `CREATE TABLE` as stored in the source's `sqlite_master`.
     pub create_sql: String,

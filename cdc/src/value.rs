@@ -10,10 +10,15 @@ use crate::error::{Error, Result};
 /// promises.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Value {
+    /// SQL `NULL`.
     Null,
+    /// A 64-bit signed integer.
     Integer(i64),
+    /// An IEEE 754 double, kept bit for bit (the sign of zero included).
     Real(f64),
+    /// UTF-8 text (text that is not valid UTF-8 is refused, never mangled).
     Text(String),
+    /// Bytes, an empty BLOB included (which is not `NULL`).
     Blob(Vec<u8>),
 }
 

@@ -87,6 +87,8 @@ fn position(replica: &Path) -> Option<i64> {
     conn.query_row("SELECT max(position) FROM _cdc_replica", [], |r| r.get(0)).ok().flatten()
 }
 
+/// Runs the demo for `duration` of writes in a temporary folder (kept and
+/// named at the end with `keep`), then checks the replica value by value.
 pub fn run(duration: Duration, keep: bool) -> Result<()> {
     let dir =
         tempfile::tempdir().map_err(|e| Error::Io { context: "creating a temporary folder".into(), source: e })?;

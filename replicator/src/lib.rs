@@ -2,10 +2,12 @@
 //! `src/bin` only parse arguments and call into here; everything they do
 //! is a call into the `cdc` library.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod demo;
 pub mod replicate;
 pub mod setup;
+pub mod watch;
 
 use std::process::ExitCode;
 
@@ -34,28 +36,41 @@ pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
     })
 }
 
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields` with the
+    /// message and every field), for log collectors.
+    Json,
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
+pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only for a person at a terminal, never in files or pipes.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false);
+    match format {
+        // Colour only for a person at a terminal, never in files or pipes.
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().with_current_span(false).with_span_list(false).init(),
+    }
 }
 
 /// Runs a command, printing any error as one line on stderr (`PROGRAM:
-/// error: MESSAGE`) and turning it into exit code 1. Never panics on bad
-/// input: every failure the library knows of is an `Error`.
-pub fn exit_with(program: &str, result: cdc::Result<()>) -> ExitCode {
+/// error: MESSAGE`, or with JSON logs one JSON object) and turning it into
+/// exit code 1. Never panics on bad input: every failure the library knows
+/// of is an `Error`.
+pub fn exit_with(program: &str, format: LogFormat, result: cdc::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{program}: error: {err}");
+            match format {
+                LogFormat::Text => eprintln!("{program}: error: {err}"),
+                LogFormat::Json => tracing::error!(program, "{err}"),
+            }
             ExitCode::FAILURE
         }
     }

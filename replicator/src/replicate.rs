@@ -23,6 +23,7 @@ use cdc::{BootstrapMode, Engine, Error, OnRewind, Progress};
     after_help = EXAMPLES
 )]
 pub struct Cli {
+    #[allow(missing_docs)] // a doc comment here would change --help
     #[command(subcommand)]
     pub command: Option<Command>,
     /// The captured source database (never created).
@@ -65,6 +66,18 @@ pub struct Cli {
     /// Process everything visible now (bootstrapping first if needed), then exit.
     #[arg(long)]
     pub once: bool,
+    /// A status line (position, changes and seconds behind, throughput,
+    /// each table's state) every DURATION, e.g. 30s; 0 turns it off.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub status_interval: String,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g.
+    /// 127.0.0.1:9187 (changes applied, bootstrap rows, lag, last apply
+    /// time, errors by kind, each table's state).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = crate::LogFormat::Text, global = true)]
+    pub log_format: crate::LogFormat,
     /// Follow schema changes: a table altered, remade by a migration or
     /// given new unique indexes is captured again and reseeded with its new
     /// schema; a dropped table is dropped from the target; with every table
@@ -164,6 +177,7 @@ impl From<SignalArg> for SignalKind {
     }
 }
 
+/// Subcommands of `replicator` (without one, it replicates).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a self-contained demo: a sample database, a writer, a replica,
@@ -193,11 +207,15 @@ struct Settings {
     batch_size: usize,
     follow_schema: bool,
     once: bool,
+    /// `None`: no status line.
+    status_interval: Option<Duration>,
+    metrics: Option<std::net::SocketAddr>,
     /// The consumer name an earlier version derived from this HTTP
     /// target's URL with its credentials in it.
     renamed_from: Option<String>,
 }
 
+/// Parses a duration option (`250ms`, `2s`, `1h`); zero is refused.
 pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
     let d = humantime::parse_duration(text).map_err(|e| Error::Config(format!("bad {what} {text:?}: {e}")))?;
     if d.is_zero() {
@@ -233,6 +251,11 @@ impl Settings {
             batch_size,
             once: cli.once,
             follow_schema: cli.follow_schema,
+            status_interval: match cli.status_interval.trim() {
+                "0" => None,
+                text => Some(duration(text, "status interval")?),
+            },
+            metrics: cli.metrics,
         })
     }
 }
@@ -292,6 +315,7 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
     if let Some(path) = s.target.path() {
         cdc::lock::refuse_source_as_target(&s.db, path)?;
     }
+    let metrics = s.metrics.map(crate::watch::bind).transpose()?;
     if s.renamed_from.is_some() {
         rename_http_consumer(&s)?;
     }
@@ -321,12 +345,14 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
             stop.stop();
         }
     });
+    let watch = crate::watch::Watch::start(engine.stats(), s.status_interval.filter(|_| !s.once), metrics)?;
     let result = if s.once {
         engine.drain(target.as_mut())
     } else {
         let mut signal = s.signal.build(&s.db, s.poll_interval);
         engine.run(target.as_mut(), signal.as_mut())
     };
+    watch.stop();
     signal_handle.close();
     let _ = watcher.join();
     let drained = result?;

@@ -12,6 +12,7 @@ use cdc::db::{self, Access};
 #[derive(Debug, Parser)]
 #[command(name = "cdc-setup", version, after_help = EXAMPLES)]
 pub struct Cli {
+    #[allow(missing_docs)] // a doc comment here would change --help
     #[command(subcommand)]
     pub command: Command,
 }
@@ -24,7 +25,9 @@ const EXAMPLES: &str = "Examples:
   cdc-setup migrate --db app.db -- alembic upgrade head run a migration with capture paused
   cdc-setup uninstall --db app.db                       remove capture (refused while consumers wait)";
 
+/// Subcommands of `cdc-setup`.
 #[derive(Debug, Subcommand)]
+#[allow(missing_docs)] // the fields' doc comments are --help text; `db` is the shared --db
 pub enum Command {
     /// Install capture triggers on tables (idempotent).
     Install {
@@ -61,6 +64,10 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Flag a consumer as stale when changes wait for it and it has
+        /// acknowledged nothing for this long (e.g. 10m, 1h).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+        stale_after: std::time::Duration,
     },
     /// Run a schema migration with capture paused: drop the capture
     /// triggers (which would block ALTER TABLE ... DROP COLUMN), run
@@ -88,9 +95,14 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Flag a consumer as stale when changes wait for it and it has
+        /// acknowledged nothing for this long (e.g. 10m, 1h).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+        stale_after: std::time::Duration,
     },
 }
 
+/// `--db PATH`, shared by every subcommand.
 #[derive(Debug, Args)]
 pub struct DbArg {
     /// The SQLite database file (never created).
@@ -145,15 +157,19 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
             writeln!(out, "removed consumer {name:?}; it no longer holds the log back")
                 .map_err(|e| io_error("stdout", e))?;
         }
-        Command::Consumers { db, remove: None, json } => {
+        Command::Consumers { db, remove: None, json, stale_after } => {
             let conn = db::open(&db.path, Access::ReadOnly)?;
             let consumers = capture::consumers(&conn)?;
+            let stale_after = stale_after.as_secs_f64();
             let text = if json {
-                serde_json::to_string_pretty(&serde_json::json!({ "db": db.path, "consumers": consumers }))?
+                let consumers = consumers_json(&consumers, stale_after)?;
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "db": db.path, "stale_after_seconds": stale_after, "consumers": consumers }),
+                )?
             } else if consumers.is_empty() {
                 "no consumers".to_string()
             } else {
-                consumers.iter().map(render_consumer).collect::<Vec<_>>().join("\n")
+                consumers.iter().map(|c| render_consumer(&db.path, c, stale_after)).collect::<Vec<_>>().join("\n")
             };
             writeln!(out, "{text}").map_err(|e| io_error("stdout", e))?;
         }
@@ -196,13 +212,18 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
                 _ => {}
             }
         }
-        Command::Status { db, json } => {
+        Command::Status { db, json, stale_after } => {
             let conn = db::open(&db.path, Access::ReadOnly)?;
             let status = capture::status(&conn)?;
+            let stale_after = stale_after.as_secs_f64();
             let text = if json {
-                serde_json::to_string_pretty(&serde_json::json!({ "db": db.path, "status": status }))?
+                let mut value = serde_json::to_value(&status)?;
+                value["consumers"] = consumers_json(&status.consumers, stale_after)?;
+                serde_json::to_string_pretty(
+                    &serde_json::json!({ "db": db.path, "stale_after_seconds": stale_after, "status": value }),
+                )?
             } else {
-                render_status(&db.path, &status)
+                render_status(&db.path, &status, stale_after)
             };
             writeln!(out, "{text}").map_err(|e| io_error("stdout", e))?;
         }
@@ -241,54 +262,97 @@ fn warn_unless_wal(conn: &cdc::db::Connection, path: &Path) -> cdc::Result<()> {
     Ok(())
 }
 
-/// Human-readable status.
-pub fn render_status(path: &Path, s: &Status) -> String {
+/// Status for people: table names, plural-correct counts, ages, and what
+/// to do about a table or a consumer that needs it. `--json` keeps every
+/// field (capture ids, fingerprints, timestamps).
+pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
     let mut lines = vec![format!("database: {} ({})", path.display(), if s.wal { "WAL" } else { "not WAL" })];
     if s.tables.is_empty() {
         lines.push("capture: not installed".into());
         return lines.join("\n");
     }
-    lines.push("tables:".into());
+    lines.push(format!("{}:", counted(s.tables.len() as i64, "captured table")));
+    let db_word = cdc::shell_word(&path.display().to_string());
     for t in &s.tables {
-        let health = match &t.drift {
-            None => "ok".to_string(),
-            Some(what) => {
-                format!("CHANGED: {what}; re-attach with: cdc-setup install --db {} --table {}", path.display(), t.name)
-            }
-        };
-        lines.push(format!("  {:?} (capture id {}, fingerprint {}): {health}", t.name, t.capture_id, t.fingerprint));
+        lines.push(match &t.drift {
+            None => format!("  {}: captured", name(&t.name)),
+            Some(what) => format!(
+                "  {}: CHANGED since capture was attached ({what}); re-attach with: cdc-setup install --db {db_word} --table {}",
+                name(&t.name),
+                cdc::shell_word(&t.name)
+            ),
+        });
     }
     if let Some(m) = &s.migration {
         lines.push(format!(
-            "migration window open since {} (capture paused on {}); close it with: cdc-setup migrate --db {} --finish",
+            "migration window open since {} (capture paused on {}); close it with: cdc-setup migrate --db {db_word} --finish",
             m.started,
-            m.tables.join(", "),
-            cdc::shell_word(&path.display().to_string())
+            m.tables.iter().map(|t| name(t)).collect::<Vec<_>>().join(", "),
         ));
     }
     lines.push(match (s.oldest_seq, s.newest_seq) {
-        (Some(lo), Some(hi)) => format!("log: {} changes, seq {lo}..={hi}", s.log_rows),
+        (Some(lo), Some(hi)) => format!("log: {} kept (seq {lo} to {hi})", counted(s.log_rows, "change")),
         _ => "log: empty".into(),
     });
     if s.consumers.is_empty() {
         lines.push("consumers: none".into());
     } else {
-        lines.push("consumers:".into());
+        lines.push(format!("{}:", counted(s.consumers.len() as i64, "consumer")));
         for c in &s.consumers {
-            lines.push(format!("  {}", render_consumer(c)));
+            lines.push(format!("  {}", render_consumer(path, c, stale_after)));
         }
     }
     lines.join("\n")
 }
 
 /// One consumer on one line, for people.
-fn render_consumer(c: &capture::ConsumerStatus) -> String {
+fn render_consumer(path: &Path, c: &capture::ConsumerStatus, stale_after: f64) -> String {
     let pending = match c.pending {
         0 => "caught up".to_string(),
-        1 => format!("1 change behind ({} behind)", age(c.lag_seconds)),
-        n => format!("{n} changes behind ({} behind)", age(c.lag_seconds)),
+        n => format!("{} behind (the oldest written {} ago)", counted(n, "change"), age(c.lag_seconds)),
     };
-    format!("{:?}: at seq {}, {pending}, acknowledged {} ago", c.name, c.position, age(c.acknowledged_seconds_ago))
+    let mut line = format!("{}: {pending}; acknowledged {} ago", c.name, age(c.acknowledged_seconds_ago));
+    if is_stale(c, stale_after) {
+        line.push_str(&format!(
+            " — STALE: nothing acknowledged for {} while changes wait, so it holds the log back; \
+             if it is gone for good: cdc-setup consumers --db {} --remove {}",
+            age(c.acknowledged_seconds_ago),
+            cdc::shell_word(&path.display().to_string()),
+            cdc::shell_word(&c.name)
+        ));
+    }
+    line
+}
+
+/// A consumer that has changes waiting and has not acknowledged for
+/// `stale_after` seconds: a running replicator acknowledges at least once
+/// per `--ack-interval` (1 s) while changes keep coming, so it is stopped,
+/// stuck, or blocked by a lock for that long.
+fn is_stale(c: &capture::ConsumerStatus, stale_after: f64) -> bool {
+    c.pending > 0 && c.acknowledged_seconds_ago >= stale_after
+}
+
+/// Consumers as JSON: every field, plus `stale`.
+fn consumers_json(consumers: &[capture::ConsumerStatus], stale_after: f64) -> cdc::Result<serde_json::Value> {
+    let mut list = Vec::new();
+    for c in consumers {
+        let mut v = serde_json::to_value(c)?;
+        v["stale"] = serde_json::Value::Bool(is_stale(c, stale_after));
+        list.push(v);
+    }
+    Ok(serde_json::Value::Array(list))
+}
+
+/// `n thing` or `n things`.
+fn counted(n: i64, thing: &str) -> String {
+    if n == 1 { format!("1 {thing}") } else { format!("{n} {thing}s") }
+}
+
+/// A table name as written in SQL when it needs quoting, bare otherwise.
+fn name(table: &str) -> String {
+    let bare = table.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if bare { table.to_string() } else { cdc::sql::quote_ident(table) }
 }
 
 /// A duration in seconds as people say it: `850 ms`, `12 s`, `3 min`, `5 h`, `2 days`.

@@ -13,3 +13,4 @@ mod schema;
 mod setup_cli;
 mod soak;
 mod support;
+mod watch;

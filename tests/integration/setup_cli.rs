@@ -37,13 +37,18 @@ fn install_uninstall_round_trip_restores_the_schema_exactly() {
     sqlite3(&db.path, "UPDATE users SET name = 'carl' WHERE id = 1;");
     let (code, out, _) = setup(&db, &["status"]);
     assert_eq!(code, 0);
-    assert!(out.contains("\"users\" (capture id") && out.contains(": ok"), "{out}");
-    assert!(out.contains("log: 1 changes"), "{out}");
+    // Names and plural-correct counts for people; ids only in --json.
+    assert!(out.contains("2 captured tables:\n  kv: captured\n  users: captured"), "{out}");
+    assert!(out.contains("log: 1 change kept"), "{out}");
+    assert!(!out.contains("capture id") && !out.contains("fingerprint"), "{out}");
 
     let (code, out, _) = setup(&db, &["status", "--json"]);
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["status"]["tables"].as_array().unwrap().len(), 2);
+    assert!(
+        json["status"]["tables"][0]["capture_id"].is_i64() && json["status"]["tables"][0]["fingerprint"].is_string()
+    );
     assert_eq!(json["status"]["wal"], true);
 
     let (code, _, _) = setup(&db, &["uninstall", "--table", "kv"]);
@@ -63,7 +68,12 @@ fn schema_drift_shows_in_status() {
     sqlite3(&db.path, "ALTER TABLE users ADD COLUMN age INT;");
     let (code, out, _) = setup(&db, &["status"]);
     assert_eq!(code, 0);
-    assert!(out.contains("CHANGED: column \"age\" was added; re-attach with: cdc-setup install"), "{out}");
+    assert!(
+        out.contains(
+            "users: CHANGED since capture was attached (column \"age\" was added); re-attach with: cdc-setup install"
+        ),
+        "{out}"
+    );
 }
 
 #[test]
@@ -199,7 +209,12 @@ fn migrate_pauses_capture_around_a_command_and_refuses_misuse() {
     assert!(out.contains("capture attached again to \"users\""), "{out}");
     assert!(out.contains("\"kv\" no longer exists (dropped or renamed): capture removed from it"), "{out}");
     let (_, status, _) = setup(&db, &["status"]);
-    assert!(status.contains("\"users\"") && !status.contains("\"kv\"") && !status.contains("CHANGED"), "{status}");
+    assert!(
+        status.contains("1 captured table:\n  users: captured")
+            && !status.contains("kv")
+            && !status.contains("CHANGED"),
+        "{status}"
+    );
 }
 
 /// The systemd unit in `contrib/` is well formed, restarts on failure, runs

@@ -193,6 +193,7 @@ pub fn apply_events(desc: &TableDesc, events: &[cdc::Event], model: &mut Model) 
                     model.insert(identity(desc, after), after.clone());
                 }
             }
+            other => panic!("the model cannot replay {other:?}"),
         }
     }
 }

@@ -10,6 +10,7 @@ use super::snapshot::Progress;
 
 /// When to reseed tables from a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum BootstrapMode {
     /// Whenever the target does not hold a table live: nothing yet, an
     /// interrupted bootstrap, a position the log was pruned past, capture
@@ -41,6 +42,7 @@ impl std::str::FromStr for BootstrapMode {
 /// log was rewound (the file restored from an older backup) or it is a
 /// different log altogether.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OnRewind {
     /// Say so in one line and bootstrap every followed table again.
     #[default]

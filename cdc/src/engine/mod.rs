@@ -16,6 +16,7 @@ mod source;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::TransactionBehavior;
@@ -29,7 +30,8 @@ use crate::error::{Error, Result};
 use crate::lock::{OwnerLock, consumer_lock_path};
 use crate::log::{self, LogReader};
 use crate::signal::{Signal, Wake, Waker};
-use crate::state::DeliveryState;
+use crate::state::{DeliveryState, TableState};
+use crate::stats::{Stats, now_ms};
 use crate::target::Target;
 
 use config::{ProgressFn, Settings};
@@ -107,6 +109,20 @@ pub(crate) enum Failure {
     Moved(&'static str),
 }
 
+impl Failure {
+    /// The kind counted in [`Stats`] (see [`crate::StatsSnapshot::errors`]).
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Source(e) | Failure::Target(e) if e.is_locked() => "locked",
+            Failure::Source(e) | Failure::Target(e) if e.is_transient() => "unavailable",
+            Failure::Target(Error::ReplicaRefused { .. }) => "refused",
+            Failure::Target(_) => "target",
+            Failure::Source(_) => "source",
+            Failure::Moved(_) => "moved",
+        }
+    }
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         Failure::Source(e)
@@ -153,6 +169,8 @@ pub struct Engine {
     /// Since when acknowledgements find the source's write lock taken,
     /// and whether that was said.
     ack_blocked: Option<(Instant, bool)>,
+    /// What it did, for watchers on other threads.
+    stats: Arc<Stats>,
     _lock: OwnerLock,
 }
 
@@ -192,6 +210,7 @@ impl EngineBuilder {
             unsynced: false,
             kept: None,
             ack_blocked: None,
+            stats: Arc::new(Stats::default()),
             _lock: lock,
         })
     }
@@ -207,6 +226,12 @@ impl Engine {
     /// engine stays stopped.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(self.waker.clone())
+    }
+
+    /// Its counters and gauges, shared: clone it before [`Self::run`] to
+    /// watch the engine from another thread (a status line, metrics).
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
     }
 
     /// The tables this engine follows.
@@ -238,6 +263,9 @@ impl Engine {
     pub fn run(&mut self, target: &mut dyn Target, signal: &mut dyn Signal) -> Result<Drained> {
         signal.start(self.waker.clone())?;
         let result = self.run_loop(target);
+        if result.is_err() {
+            self.stats.failed("fatal");
+        }
         // A clean stop leaves no acknowledgement owed when the lock is
         // free: a target without state of its own would get the last
         // changes again after a restart.
@@ -406,10 +434,12 @@ impl Engine {
                     if let Some(outage) = outage {
                         outage.end(&self.source.path);
                     }
+                    self.record(&drained);
                     return Ok(drained);
                 }
                 Err(failure) => failure,
             };
+            self.stats.failed(failure.kind());
             let _ = target.rollback();
             let delay = match failure {
                 // The application holds the source's write lock (a long
@@ -552,6 +582,14 @@ impl Engine {
         let positions = plan::live_positions(&self.source, &state);
         let from = positions.values().copied().min().unwrap_or(high_water);
         let mut drained = Drained { position: state.position, ..Drained::default() };
+        // How far behind the target is, for watchers: kept while the
+        // delivery fails and is retried, cleared once it went through.
+        let (pending, oldest) =
+            if high_water > from { log::pending(&self.source.conn, from, high_water)? } else { (0, None) };
+        self.stats.update(|s| {
+            (s.pending, s.oldest_pending_ms) = (pending, oldest);
+            s.last_look_ms = Some(now_ms());
+        });
         if high_water <= from {
             if self.target.as_ref().is_some_and(|c| c.state != state) {
                 self.commit(target, state)?;
@@ -773,6 +811,42 @@ impl Engine {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Counts a drain that went through: the target has everything it was
+    /// shown, and each table's state.
+    fn record(&self, drained: &Drained) {
+        let Some(connected) = &self.target else { return };
+        let mut tables: std::collections::BTreeMap<String, String> = self
+            .source
+            .followed
+            .iter()
+            .map(|r| {
+                let state = match connected.state.tables.get(r.desc.name.as_ref()) {
+                    Some(TableState::Live { .. }) => "live",
+                    Some(TableState::Seeding) => "bootstrapping",
+                    None => "waiting",
+                };
+                (r.desc.name.to_string(), state.to_string())
+            })
+            .collect();
+        for h in &self.source.halted {
+            tables.insert(h.table.clone(), "halted".into());
+        }
+        let now = now_ms();
+        self.stats.update(|s| {
+            s.changes_applied += drained.changes;
+            s.bootstrap_rows += drained.bootstrapped_rows;
+            s.position = connected.state.position;
+            if drained.changes > 0 || drained.bootstrapped_rows > 0 {
+                s.last_apply_ms = Some(now);
+            }
+            if !drained.stopped {
+                (s.pending, s.oldest_pending_ms) = (0, None);
+            }
+            s.last_look_ms = Some(now);
+            s.tables = tables;
+        });
     }
 
     fn named(&self, e: Error) -> Error {

@@ -46,6 +46,7 @@ pub(crate) enum Refresh {
 /// A followed table whose delivery is stopped because its schema changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Halted {
+    /// The table, as the source names it.
     pub table: String,
     /// One line: what changed, and the command that resumes delivery.
     pub line: String,

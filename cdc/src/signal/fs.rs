@@ -12,12 +12,15 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use super::{Signal, Waker};
 use crate::error::{Error, Result};
 
+/// Rings on writes to the database file, its `-wal` or its `-journal`.
 pub struct FsSignal {
     db: PathBuf,
     watcher: Option<RecommendedWatcher>,
 }
 
 impl FsSignal {
+    /// A signal for the database at `db`. Nothing is watched until
+    /// [`Signal::start`], which is where a watcher that cannot start fails.
     pub fn new(db: &Path) -> Self {
         FsSignal { db: db.to_path_buf(), watcher: None }
     }

@@ -50,6 +50,7 @@ pub enum Wake {
 }
 
 impl Waker {
+    /// A waker with nothing pending and not stopped.
     pub fn new() -> Self {
         Self::default()
     }
@@ -80,6 +81,8 @@ impl Waker {
         self.inner.1.notify_all();
     }
 
+    /// Whether [`Self::stop`] was called: a signal's threads check it to
+    /// know when to exit.
     pub fn is_stopped(&self) -> bool {
         self.state().stopped
     }
@@ -156,11 +159,20 @@ impl Signal for AnySignal {
     }
 }
 
-/// The built-in signal kinds, as the command line names them.
+/// The built-in signal kinds, as the command line names them. More may be
+/// added, so a match needs a wildcard arm.
+#[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignalKind {
+    /// `fs`: file-system events only ([`FsSignal`]). Reacts at once, but
+    /// misses changes where no events are delivered (some containers,
+    /// network and FUSE file systems).
     Fs,
+    /// `timer`: a look at a fixed interval ([`TimerSignal`]), whatever
+    /// the file system does.
     Timer,
+    /// `fs+timer`, the default: file events for speed, the timer as a
+    /// safety net where they never arrive.
     FsAndTimer,
 }
 

@@ -7,12 +7,15 @@ use std::time::Duration;
 use super::{Signal, Waker};
 use crate::error::{Error, Result};
 
+/// Ticks the waker every interval from a thread of its own.
 pub struct TimerSignal {
     interval: Duration,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TimerSignal {
+    /// A timer ticking every `interval`; the thread starts with
+    /// [`Signal::start`].
     pub fn new(interval: Duration) -> Self {
         TimerSignal { interval, thread: None }
     }

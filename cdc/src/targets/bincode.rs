@@ -15,6 +15,7 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
+/// Appends every event to a file as a length-prefixed bincode frame.
 pub struct BincodeTarget {
     path: PathBuf,
     out: BufWriter<File>,
@@ -58,6 +59,7 @@ pub struct BincodeReader<R> {
 }
 
 impl<R: Read> BincodeReader<R> {
+    /// Reads frames from the start of `input` (a file, standard input).
     pub fn new(input: R) -> Self {
         BincodeReader { input, offset: 0 }
     }

@@ -13,6 +13,10 @@ use crate::event::Event;
 use crate::json::JsonEvent;
 use crate::target::Target;
 
+// Its first home; it lives in `targets` so a build without HTTP has it.
+pub use super::redacted;
+
+/// POSTs each batch of events as JSON to a URL.
 pub struct HttpTarget {
     url: String,
     /// The URL as it may be shown: credentials replaced by `***`.
@@ -149,39 +153,6 @@ pub fn check_url(url: &str) -> Result<String> {
 fn is_network(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{AddrNotAvailable, BrokenPipe};
     crate::error::io_is_transient(e) || matches!(e.kind(), AddrNotAvailable | BrokenPipe)
-}
-
-/// `url` with the password (or a lone user token) of its authority and
-/// the values of its query replaced by `***`, for logs, messages and the
-/// stored consumer name.
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) => format!("{key}=***"),
-                    None => pair.to_string(),
-                })
-                .collect();
-            format!("{path}?{}{}", query.join("&"), fragment.map_or(String::new(), |f| format!("#{f}")))
-        }
-        None => tail.to_string(),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:***"),
-                None => "***".into(),
-            };
-            format!("{scheme}://{user}@{host}{tail}")
-        }
-        None => format!("{scheme}://{authority}{tail}"),
-    }
 }
 
 #[cfg(test)]

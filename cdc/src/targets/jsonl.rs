@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::json;
 use crate::target::Target;
 
+/// Writes every event as one line of JSON to a file or standard output.
 pub struct JsonlTarget {
     out: BufWriter<Box<dyn Write + Send>>,
     /// The file, for fsync; `None` for stdout.

@@ -1,8 +1,9 @@
 //! Built-in targets and the target strings that name them:
 //! `sqlite:PATH`, `jsonl:PATH`, `jsonl:-`, `bincode:PATH`,
-//! `http://URL`, `https://URL`.
+//! `http://URL`, `https://URL` (with the `http` feature, on by default).
 
 pub mod bincode;
+#[cfg(feature = "http")]
 pub mod http;
 pub mod jsonl;
 pub mod sqlite;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::target::Target;
 
 pub use self::bincode::{BincodeReader, BincodeTarget};
+#[cfg(feature = "http")]
 pub use self::http::HttpTarget;
 pub use self::jsonl::JsonlTarget;
 pub use self::sqlite::SqliteTarget;
@@ -26,17 +28,29 @@ pub(crate) fn open_append(path: &std::path::Path) -> Result<std::fs::File> {
         .map_err(|e| Error::Io { context: path.display().to_string(), source: e })
 }
 
-/// A parsed target string.
+/// A parsed target string. More built-in targets may be added, so a match
+/// needs a wildcard arm.
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetSpec {
+    /// `sqlite:PATH`: a replica database ([`SqliteTarget`]).
     Sqlite(PathBuf),
-    /// `None`: standard output.
+    /// `jsonl:PATH`, or `jsonl:-` (`None`) for standard output
+    /// ([`JsonlTarget`]).
     Jsonl(Option<PathBuf>),
+    /// `bincode:PATH`: length-prefixed frames ([`BincodeTarget`]).
     Bincode(PathBuf),
+    /// `http://URL` or `https://URL`, checked but not yet contacted
+    /// ([`HttpTarget`]). It holds the URL as given, credentials included:
+    /// show [`TargetSpec::consumer_name`] instead.
+    #[cfg(feature = "http")]
     Http(String),
 }
 
+#[cfg(feature = "http")]
 const FORMS: &str = "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL or https://URL";
+#[cfg(not(feature = "http"))]
+const FORMS: &str = "expected sqlite:PATH, jsonl:PATH, jsonl:- or bincode:PATH";
 
 impl std::str::FromStr for TargetSpec {
     type Err = Error;
@@ -44,12 +58,7 @@ impl std::str::FromStr for TargetSpec {
     fn from_str(spec: &str) -> Result<Self> {
         let bad = |why: &str| Error::Config(format!("bad target {spec:?}: {why}"));
         if spec.starts_with("http://") || spec.starts_with("https://") {
-            let rest = spec.split_once("://").map(|(_, r)| r).unwrap_or_default();
-            if rest.is_empty() || rest.starts_with('/') {
-                return Err(Error::Config(format!("bad target {:?}: the URL has no host", http::redacted(spec))));
-            }
-            http::check_url(spec)?;
-            return Ok(TargetSpec::Http(spec.to_string()));
+            return http_spec(spec);
         }
         let (kind, path) = spec.split_once(':').ok_or_else(|| bad(FORMS))?;
         // A `file:` URI names a file too (SQLite's own form): its path is
@@ -71,6 +80,61 @@ impl std::str::FromStr for TargetSpec {
     }
 }
 
+/// An `http://` or `https://` target string, checked without connecting.
+#[cfg(feature = "http")]
+fn http_spec(spec: &str) -> Result<TargetSpec> {
+    let rest = spec.split_once("://").map(|(_, r)| r).unwrap_or_default();
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(Error::Config(format!("bad target {:?}: the URL has no host", redacted(spec))));
+    }
+    http::check_url(spec)?;
+    Ok(TargetSpec::Http(spec.to_string()))
+}
+
+/// Without the `http` feature, an HTTP target string is refused as such
+/// rather than as a malformed one.
+#[cfg(not(feature = "http"))]
+fn http_spec(spec: &str) -> Result<TargetSpec> {
+    Err(Error::Config(format!(
+        "bad target {:?}: this build has no HTTP target (enable the \"http\" feature of sqlite-cdc)",
+        redacted(spec)
+    )))
+}
+
+/// `url` with the password (or a lone user token) of its authority and
+/// the values of its query replaced by `***`, for logs, messages and the
+/// stored consumer name. Needs no HTTP client: a refusal of an HTTP target
+/// in a build without one is redacted too.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) => format!("{key}=***"),
+                    None => pair.to_string(),
+                })
+                .collect();
+            format!("{path}?{}{}", query.join("&"), fragment.map_or(String::new(), |f| format!("#{f}")))
+        }
+        None => tail.to_string(),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = match userinfo.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".into(),
+            };
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
 impl TargetSpec {
     /// A stable consumer name for this target: its kind and absolute path
     /// (or URL), so the same destination keeps its position whatever the
@@ -83,7 +147,8 @@ impl TargetSpec {
             TargetSpec::Jsonl(Some(p)) => format!("jsonl:{}", abs(p)),
             TargetSpec::Bincode(p) => format!("bincode:{}", abs(p)),
             // Never the credentials: the name is stored and logged.
-            TargetSpec::Http(url) => http::redacted(url),
+            #[cfg(feature = "http")]
+            TargetSpec::Http(url) => redacted(url),
         }
     }
 
@@ -112,7 +177,25 @@ impl TargetSpec {
             TargetSpec::Jsonl(None) => Box::new(JsonlTarget::stdout()),
             TargetSpec::Jsonl(Some(p)) => Box::new(JsonlTarget::file(p)?),
             TargetSpec::Bincode(p) => Box::new(BincodeTarget::open(p)?),
+            #[cfg(feature = "http")]
             TargetSpec::Http(url) => Box::new(HttpTarget::new(url)?),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_targets_need_the_http_feature() {
+        let parsed = "https://u:secret@h/hook".parse::<TargetSpec>();
+        #[cfg(feature = "http")]
+        assert_eq!(parsed.unwrap(), TargetSpec::Http("https://u:secret@h/hook".into()));
+        #[cfg(not(feature = "http"))]
+        assert_eq!(
+            parsed.unwrap_err().to_string(),
+            r#"bad target "https://u:***@h/hook": this build has no HTTP target (enable the "http" feature of sqlite-cdc)"#
+        );
     }
 }

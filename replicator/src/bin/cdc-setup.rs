@@ -5,7 +5,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     match replicator::parse::<replicator::setup::Cli>("cdc-setup") {
-        Ok(cli) => replicator::exit_with("cdc-setup", replicator::setup::run(cli, &mut std::io::stdout())),
+        Ok(cli) => replicator::exit_with(
+            "cdc-setup",
+            replicator::LogFormat::Text,
+            replicator::setup::run(cli, &mut std::io::stdout()),
+        ),
         Err(code) => code,
     }
 }

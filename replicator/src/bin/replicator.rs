@@ -4,9 +4,12 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    replicator::init_logging();
     match replicator::parse::<replicator::replicate::Cli>("replicator") {
-        Ok(cli) => replicator::exit_with("replicator", replicator::replicate::run(cli)),
+        Ok(cli) => {
+            let format = cli.log_format;
+            replicator::init_logging(format);
+            replicator::exit_with("replicator", format, replicator::replicate::run(cli))
+        }
         Err(code) => code,
     }
 }
