@@ -158,6 +158,7 @@ pub struct ReadmeDoctests;
 
 pub mod capture;
 pub mod db;
+pub mod debezium;
 mod engine;
 mod error;
 mod event;

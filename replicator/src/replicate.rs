@@ -66,6 +66,14 @@ pub struct Cli {
     /// Process everything visible now (bootstrapping first if needed), then exit.
     #[arg(long)]
     pub once: bool,
+    /// How the jsonl and http targets write events: this project's
+    /// lossless JSON, or Debezium's change-event envelope.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = FormatArg::Json)]
+    pub format: FormatArg,
+    /// With --format debezium: a `null` (a Kafka tombstone's value) after
+    /// each delete.
+    #[arg(long)]
+    pub tombstones: bool,
     /// A status line (position, changes and seconds behind, throughput,
     /// each table's state) every DURATION, e.g. 30s; 0 turns it off.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
@@ -125,6 +133,15 @@ pub enum BootstrapArg {
     Always,
     /// Never; a table the target does not hold is refused.
     Never,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    /// This project's lossless JSON (see the README).
+    Json,
+    /// Debezium's envelope: op c/u/d/r, before, after, source.
+    Debezium,
 }
 
 /// `--on-rewind`.
@@ -207,6 +224,7 @@ struct Settings {
     batch_size: usize,
     follow_schema: bool,
     once: bool,
+    format: cdc::targets::EventFormat,
     /// `None`: no status line.
     status_interval: Option<Duration>,
     metrics: Option<std::net::SocketAddr>,
@@ -227,6 +245,9 @@ pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
 impl Settings {
     fn from_cli(cli: Cli) -> cdc::Result<Settings> {
         let target = cli.target.ok_or_else(|| Error::Config("--target is required".into()))?;
+        if cli.format == FormatArg::Debezium && !matches!(target, TargetSpec::Jsonl(_)) && !target.is_http() {
+            return Err(Error::Config("--format debezium is for the jsonl and http targets".into()));
+        }
         let batch_size = match cli.batch_size.parse::<usize>() {
             Ok(0) => return Err(Error::Config("batch size must be at least 1".into())),
             Ok(n) => n,
@@ -256,6 +277,13 @@ impl Settings {
                 text => Some(duration(text, "status interval")?),
             },
             metrics: cli.metrics,
+            format: match (cli.format, cli.tombstones) {
+                (FormatArg::Json, true) => {
+                    return Err(Error::Config("--tombstones needs --format debezium".into()));
+                }
+                (FormatArg::Json, false) => cdc::targets::EventFormat::Json,
+                (FormatArg::Debezium, tombstones) => cdc::targets::EventFormat::Debezium { tombstones },
+            },
         })
     }
 }
@@ -329,7 +357,7 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         .ack_interval(s.ack_interval)
         .on_progress(progress_bars())
         .open()?;
-    let mut target = s.target.open(&s.db)?;
+    let mut target = s.target.open_as(&s.db, s.format)?;
     engine.connect(target.as_mut())?;
     tracing::info!(
         db = %s.db.display(),

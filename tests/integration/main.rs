@@ -6,6 +6,7 @@
 mod apply;
 mod busy;
 mod capture;
+mod debezium;
 mod engine;
 mod ground;
 mod replicator;

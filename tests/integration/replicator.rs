@@ -372,7 +372,7 @@ fn bincode_frames_read_back_exactly() {
 /// request (from 0), recording the bodies it answered 200 to; it stops
 /// after accepting a body that contains `"stop"`, or after answering
 /// `limit` requests.
-fn http_server_on(
+pub(crate) fn http_server_on(
     listener: std::net::TcpListener,
     limit: usize,
     answer: fn(usize) -> &'static str,

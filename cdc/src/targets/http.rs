@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::ser::{SerializeSeq, Serializer};
 
+use crate::debezium::Debezium;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::json::JsonEvent;
@@ -25,6 +26,9 @@ pub struct HttpTarget {
     /// A request got an answer once: from then on, a host that does not
     /// resolve is an outage, not a typo.
     answered: bool,
+    /// Debezium envelopes (a JSON array per batch) instead of this
+    /// project's `{"events": [...]}`.
+    debezium: Option<Debezium>,
 }
 
 struct Body<'a>(&'a [Event]);
@@ -67,7 +71,14 @@ impl HttpTarget {
             .max_redirects(0)
             .build()
             .into();
-        Ok(HttpTarget { url: url.to_string(), shown, agent, answered: false })
+        Ok(HttpTarget { url: url.to_string(), shown, agent, answered: false, debezium: None })
+    }
+
+    /// Posts each batch as a JSON array of Debezium envelopes (see
+    /// [`crate::debezium`]; a tombstone is a `null` element) instead.
+    pub fn with_debezium(mut self, debezium: Debezium) -> HttpTarget {
+        self.debezium = Some(debezium);
+        self
     }
 
     /// The URL as logs and messages show it (credentials redacted).
@@ -82,7 +93,10 @@ impl Target for HttpTarget {
     /// 408/429/5xx answers are transient; other 4xx answers, and a host
     /// that never resolved, are a configuration to fix (permanent).
     fn apply(&mut self, events: &[Event]) -> Result<()> {
-        let body = serde_json::to_vec(&Body(events))?;
+        let body = match &mut self.debezium {
+            Some(d) => serde_json::to_vec(&d.envelopes(events))?,
+            None => serde_json::to_vec(&Body(events))?,
+        };
         let unavailable = |message: String| Error::Unavailable { target: self.shown.clone(), message };
         let response = match self.agent.post(&self.url).header("Content-Type", "application/json").send(&body[..]) {
             Ok(response) => response,
@@ -116,6 +130,13 @@ impl Target for HttpTarget {
                 self.shown
             ))),
         }
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        if let Some(d) = &mut self.debezium {
+            d.reset();
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::debezium::Debezium;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::json;
@@ -15,6 +16,8 @@ use crate::target::Target;
 /// Writes every event as one line of JSON to a file or standard output.
 pub struct JsonlTarget {
     out: BufWriter<Box<dyn Write + Send>>,
+    /// Debezium envelopes instead of this project's form.
+    debezium: Option<Debezium>,
     /// The file, for fsync; `None` for stdout.
     file: Option<(PathBuf, File)>,
 }
@@ -24,12 +27,19 @@ impl JsonlTarget {
     pub fn file(path: &Path) -> Result<JsonlTarget> {
         let file = super::open_append(path)?;
         let sync = file.try_clone().map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
-        Ok(JsonlTarget { out: BufWriter::new(Box::new(file)), file: Some((path.into(), sync)) })
+        Ok(JsonlTarget { out: BufWriter::new(Box::new(file)), debezium: None, file: Some((path.into(), sync)) })
     }
 
     /// Writes to standard output.
     pub fn stdout() -> JsonlTarget {
-        JsonlTarget { out: BufWriter::new(Box::new(std::io::stdout())), file: None }
+        JsonlTarget { out: BufWriter::new(Box::new(std::io::stdout())), debezium: None, file: None }
+    }
+
+    /// Writes Debezium envelopes (see [`crate::debezium`]) instead, a
+    /// tombstone as a `null` line.
+    pub fn with_debezium(mut self, debezium: Debezium) -> JsonlTarget {
+        self.debezium = Some(debezium);
+        self
     }
 
     fn io(&self, e: std::io::Error) -> Error {
@@ -40,9 +50,19 @@ impl JsonlTarget {
 
 impl Target for JsonlTarget {
     fn apply(&mut self, events: &[Event]) -> Result<()> {
-        for event in events {
-            let line = json::to_line(event)?;
+        let lines: Vec<String> = match &mut self.debezium {
+            Some(d) => d.envelopes(events).iter().map(serde_json::to_string).collect::<serde_json::Result<_>>()?,
+            None => events.iter().map(json::to_line).collect::<Result<_>>()?,
+        };
+        for line in lines {
             self.out.write_all(line.as_bytes()).and_then(|_| self.out.write_all(b"\n")).map_err(|e| self.io(e))?;
+        }
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        if let Some(d) = &mut self.debezium {
+            d.reset();
         }
         Ok(())
     }

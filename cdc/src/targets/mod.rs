@@ -135,6 +135,21 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// How the `jsonl` and `http` targets write events.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventFormat {
+    /// This project's lossless form ([`crate::json`]).
+    #[default]
+    Json,
+    /// Debezium's change-event envelope ([`crate::debezium`]), with a
+    /// tombstone (`null`) after each delete when `tombstones`.
+    Debezium {
+        /// A `null` after each delete.
+        tombstones: bool,
+    },
+}
+
 impl TargetSpec {
     /// A stable consumer name for this target: its kind and absolute path
     /// (or URL), so the same destination keeps its position whatever the
@@ -152,6 +167,15 @@ impl TargetSpec {
         }
     }
 
+    /// Whether this is an `http://` or `https://` target.
+    pub fn is_http(&self) -> bool {
+        #[cfg(feature = "http")]
+        if matches!(self, TargetSpec::Http(_)) {
+            return true;
+        }
+        false
+    }
+
     /// The file this target writes, if any.
     pub fn path(&self) -> Option<&PathBuf> {
         match self {
@@ -164,6 +188,27 @@ impl TargetSpec {
     /// its file if missing). A target file that is the source itself,
     /// through any path, is refused before anything is written.
     pub fn open(&self, source: &std::path::Path) -> Result<Box<dyn Target + Send>> {
+        self.open_as(source, EventFormat::Json)
+    }
+
+    /// [`Self::open`], writing events in `format` (only the `jsonl` and
+    /// `http` targets write events as JSON; another format for the others
+    /// is refused). The Debezium envelope names the source after the
+    /// database file's stem.
+    pub fn open_as(&self, source: &std::path::Path, format: EventFormat) -> Result<Box<dyn Target + Send>> {
+        let debezium = match format {
+            EventFormat::Json => None,
+            EventFormat::Debezium { tombstones } => {
+                if !matches!(self, TargetSpec::Jsonl(_)) && !self.is_http() {
+                    return Err(Error::Config(
+                        "the Debezium format is for the jsonl and http targets (a replica or bincode file holds values, not JSON)"
+                            .into(),
+                    ));
+                }
+                let name = source.file_stem().map_or("sqlite".into(), |s| s.to_string_lossy().into_owned());
+                Some(crate::debezium::Debezium::new(&name, tombstones))
+            }
+        };
         if let Some(path) = self.path() {
             crate::lock::refuse_source_as_target(source, path)?;
         }
@@ -174,11 +219,25 @@ impl TargetSpec {
         }
         Ok(match self {
             TargetSpec::Sqlite(p) => Box::new(SqliteTarget::open(p)?),
-            TargetSpec::Jsonl(None) => Box::new(JsonlTarget::stdout()),
-            TargetSpec::Jsonl(Some(p)) => Box::new(JsonlTarget::file(p)?),
+            TargetSpec::Jsonl(p) => {
+                let target = match p {
+                    None => JsonlTarget::stdout(),
+                    Some(p) => JsonlTarget::file(p)?,
+                };
+                Box::new(match debezium {
+                    Some(d) => target.with_debezium(d),
+                    None => target,
+                })
+            }
             TargetSpec::Bincode(p) => Box::new(BincodeTarget::open(p)?),
             #[cfg(feature = "http")]
-            TargetSpec::Http(url) => Box::new(HttpTarget::new(url)?),
+            TargetSpec::Http(url) => {
+                let target = HttpTarget::new(url)?;
+                Box::new(match debezium {
+                    Some(d) => target.with_debezium(d),
+                    None => target,
+                })
+            }
         })
     }
 }
