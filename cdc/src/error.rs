@@ -30,6 +30,11 @@ pub enum Error {
     /// The database file does not exist (it is never created).
     #[error("{}: no such file (it is not created; check the path)", .0.display())]
     MissingFile(PathBuf),
+    /// The source file vanished from its path while the replicator ran
+    /// (deleted, or moved away in the middle of a replacement):
+    /// transient, waited for, and reopened when a file is back.
+    #[error("{}: the source file is gone from its path; waiting for it to come back", .0.display())]
+    SourceGone(PathBuf),
     /// The file exists but is not a SQLite database.
     #[error("{}: not a SQLite database", .0.display())]
     NotADatabase(PathBuf),
@@ -242,7 +247,7 @@ impl Error {
         use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
         self.is_locked()
             || match self {
-                Error::Unavailable { .. } => true,
+                Error::Unavailable { .. } | Error::SourceGone(_) => true,
                 Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => {
                     matches!(e.sqlite_error_code(), Some(SystemIoFailure | DiskFull))
                 }

@@ -296,6 +296,38 @@ fn a_chain_of_replicas_works_and_a_loop_back_is_refused() {
     assert!(err.contains("would loop"), "{err}");
 }
 
+/// A replacement done in two steps (`mv app.db app.old; ...; mv new.db
+/// app.db`): while nothing is at the path the sidecar waits, says so
+/// once, and follows the file that comes back; it never exits.
+#[test]
+fn a_source_that_vanishes_from_its_path_is_waited_for() {
+    let db = app_db();
+    let dir = db.dir.path();
+    let replica = dir.join("replica.db");
+    python_workload(&db.path, 51, 100);
+    let mut sidecar =
+        Sidecar::start(&["--db", db.path.to_str().unwrap(), "--target", &target(&replica)], &dir.join("sidecar.log"));
+    wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
+    let fresh = dir.join("fresh.db");
+    sqlite3(&db.path, &format!(".backup '{}'", fresh.display()));
+    python_workload(&fresh, 52, 100);
+    wait_until("the sidecar closed the source", DEADLINE, || !sidecar.holds(&db.path));
+    wait_until("the WAL checkpointed away", DEADLINE, || {
+        sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);").trim() == "0|0|0"
+    });
+    std::fs::rename(&db.path, dir.join("old.db")).unwrap();
+    // A file event or the timer wakes it; nothing is there.
+    wait_until("the wait is said", DEADLINE, || sidecar.log().contains("the source file is gone from its path"));
+    assert!(sidecar.running(), "{}", sidecar.log());
+    std::fs::rename(&fresh, &db.path).unwrap();
+    python_workload(&db.path, 53, 100);
+    wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
+    assert!(sidecar.running(), "{}", sidecar.log());
+    let log = sidecar.log();
+    assert_eq!(lines_with(&log, "the source file is gone").len(), 1, "said once: {log}");
+    assert_eq!(lines_with(&log, "recovered").len(), 1, "and its end once: {log}");
+}
+
 /// What an operator in a hurry does: the writer stops, and the moment the
 /// replica caught up (the sidecar may owe the source an acknowledgement)
 /// the WAL is checkpointed, a new file moved over the old one as soon as

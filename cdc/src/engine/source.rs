@@ -366,7 +366,8 @@ impl SourceDb {
         let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
         close(old, &self.path, (!self.parked).then_some(self.file));
         self.parked = true;
-        *self = SourceDb::open(&self.path, &self.requested, self.follow_schema)?;
+        let path = self.path.clone();
+        *self = SourceDb::open(&path, &self.requested, self.follow_schema).map_err(gone(&path))?;
         tracing::warn!(db = %self.path.display(), same_log = old_log == self.log_id,
             "the source file was replaced (a new file at the same path); reopened it");
         Ok(Refresh::Reopened)
@@ -392,7 +393,7 @@ impl SourceDb {
             return Ok(false);
         }
         if self.parked {
-            let (conn, file) = connect(&self.path)?;
+            let (conn, file) = connect(&self.path).map_err(gone(&self.path))?;
             if file != self.file {
                 close(conn, &self.path, Some(file));
                 return Ok(false);
@@ -484,6 +485,17 @@ fn dedup(mut followed: Vec<Registered>) -> Vec<Registered> {
     let mut seen = std::collections::HashSet::new();
     followed.retain(|r| seen.insert(r.tid));
     followed
+}
+
+/// A source missing from its path once running is waited for.
+fn gone(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::MissingFile(_) => Error::SourceGone(path.to_path_buf()),
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            Error::SourceGone(path.to_path_buf())
+        }
+        other => other,
+    }
 }
 
 /// Opens the source's connection and identifies its file, the same file:
