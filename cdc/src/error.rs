@@ -35,6 +35,12 @@ pub enum Error {
     /// transient, waited for, and reopened when a file is back.
     #[error("{}: the source file is gone from its path; waiting for it to come back", .0.display())]
     SourceGone(PathBuf),
+    /// The file moved into place under the source's path lacks capture of
+    /// the followed tables (restored, and not yet `cdc-setup install`ed):
+    /// transient, waited for. The message says what is missing and the
+    /// command that attaches it.
+    #[error("the file now at the source's path is not ready: {0}; waiting")]
+    NotReady(Box<Error>),
     /// The file exists but is not a SQLite database.
     #[error("{}: not a SQLite database", .0.display())]
     NotADatabase(PathBuf),
@@ -247,7 +253,7 @@ impl Error {
         use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
         self.is_locked()
             || match self {
-                Error::Unavailable { .. } | Error::SourceGone(_) => true,
+                Error::Unavailable { .. } | Error::SourceGone(_) | Error::NotReady(_) => true,
                 Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => {
                     matches!(e.sqlite_error_code(), Some(SystemIoFailure | DiskFull))
                 }

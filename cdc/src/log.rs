@@ -63,10 +63,13 @@ pub fn julian_to_unix_ms(jd: f64) -> i64 {
     ((jd - 2_440_587.5) * 86_400_000.0).round() as i64
 }
 
-/// What a consumer at `seq` lacks of the log up to `high_water`: how many
-/// changes, and the write time (Unix milliseconds) of the oldest of them.
-pub fn pending(conn: &Connection, seq: i64, high_water: i64) -> Result<(u64, Option<i64>)> {
-    let (log, is_change) = (quote_ident(LOG_TABLE), cdc_schema::log::IS_CHANGE);
+/// What a consumer at `seq` lacks of the log up to `high_water` in the
+/// tables captured as `tids`: how many changes, and the write time (Unix
+/// milliseconds) of the oldest of them.
+pub fn pending(conn: &Connection, seq: i64, high_water: i64, tids: &[i64]) -> Result<(u64, Option<i64>)> {
+    let log = quote_ident(LOG_TABLE);
+    let tids = tids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let is_change = format!("{} AND tid IN ({tids})", cdc_schema::log::IS_CHANGE);
     let count: i64 = conn.query_row(
         &format!("SELECT count(*) FROM {log} WHERE seq > ?1 AND seq <= ?2 AND {is_change}"),
         [seq, high_water],

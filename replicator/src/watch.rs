@@ -17,6 +17,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+/// The kinds of [`StatsSnapshot::errors`].
+const ERROR_KINDS: [&str; 7] = ["locked", "unavailable", "target", "refused", "source", "moved", "fatal"];
+
 /// The states a table can be in, as `cdc_table_state{state=...}` series.
 const TABLE_STATES: [&str; 4] = ["live", "bootstrapping", "waiting", "halted"];
 
@@ -188,8 +191,11 @@ impl Collector for StatsCollector {
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
-        for (kind, n) in &s.errors {
-            ConstCounter::new(*n).encode(errors.encode_family(&[("kind", kind.as_str())])?)?;
+        // Every kind, zeros included: an alert on a rate needs the series
+        // before the first failure.
+        for kind in ERROR_KINDS {
+            let n = s.errors.get(kind).copied().unwrap_or(0);
+            ConstCounter::new(n).encode(errors.encode_family(&[("kind", kind)])?)?;
         }
         let mut tables = encoder.encode_descriptor(
             "cdc_table_state",

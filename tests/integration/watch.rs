@@ -72,6 +72,7 @@ fn metrics_are_scraped_by_a_real_client_and_say_what_the_replica_holds() {
         assert_eq!(series(&body, &format!("cdc_table_state{{table=\"{t}\",state=\"bootstrapping\"}}")), Some(0.0));
     }
     assert!(body.contains("# TYPE cdc_errors_total counter"), "{body}");
+    assert_eq!(series(&body, "cdc_errors_total{kind=\"locked\"}"), Some(0.0), "every kind, zeros too: {body}");
 
     // Changes after the bootstrap are counted and the position follows.
     let before = series(&body, "cdc_position").unwrap();

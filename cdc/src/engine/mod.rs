@@ -584,8 +584,12 @@ impl Engine {
         let mut drained = Drained { position: state.position, ..Drained::default() };
         // How far behind the target is, for watchers: kept while the
         // delivery fails and is retried, cleared once it went through.
-        let (pending, oldest) =
-            if high_water > from { log::pending(&self.source.conn, from, high_water)? } else { (0, None) };
+        let (pending, oldest) = if high_water > from {
+            let tids: Vec<i64> = self.source.followed.iter().map(|r| r.tid).collect();
+            log::pending(&self.source.conn, from, high_water, &tids)?
+        } else {
+            (0, None)
+        };
         self.stats.update(|s| {
             (s.pending, s.oldest_pending_ms) = (pending, oldest);
             s.last_look_ms = Some(now_ms());
@@ -938,6 +942,16 @@ fn acknowledge(
     let named = |e: Error| named(e, &path);
     let tx = source.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     let locked = Instant::now();
+    // Read under the write lock, so nobody writes meanwhile: whether the
+    // WAL holds nothing (the application checkpointed it away, or closed
+    // its last connection). Then this acknowledgement would put the only
+    // frames in it, and a file moved into place next (SQLite's rule met
+    // by the application: its own writes checkpointed away) would be read
+    // through them. So the sidecar checkpoints its own frames away again
+    // right after the commit.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal_was_empty = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
     if anchor.is_some() && log::anchor(&tx, position).map_err(named)? != anchor {
         tracing::debug!(position, "the log changed under the delivery; not acknowledging");
         return Ok(None);
@@ -966,5 +980,15 @@ fn acknowledge(
     let before_commit = locked.elapsed().as_micros() as u64;
     tx.commit().map_err(|e| classify(e, &path))?;
     tracing::debug!(pruned, before_commit, held_us = locked.elapsed().as_micros() as u64, "acknowledged");
+    if wal_was_empty && !replaced() {
+        // Briefly (the caller's busy handler): a reader or a writer of the
+        // application in the way means it is active, and its own frames
+        // will be checkpointed with ours.
+        let truncated = source
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0))
+            .is_ok_and(|busy| busy == 0);
+        tracing::debug!(truncated, "checkpointed the acknowledgement's own frames away");
+    }
     Ok(Some(more))
 }

@@ -487,12 +487,17 @@ fn dedup(mut followed: Vec<Registered>) -> Vec<Registered> {
     followed
 }
 
-/// A source missing from its path once running is waited for.
+/// A source missing from its path once running is waited for, and so is
+/// a file moved into place before capture was attached to it (restored,
+/// then `cdc-setup install`ed).
 fn gone(path: &Path) -> impl Fn(Error) -> Error + '_ {
     move |e| match e {
         Error::MissingFile(_) => Error::SourceGone(path.to_path_buf()),
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::SourceGone(path.to_path_buf())
+        }
+        e @ (Error::NothingCaptured(_) | Error::NotCapturedIn { .. } | Error::UnknownTables { .. }) => {
+            Error::NotReady(Box::new(e))
         }
         other => other,
     }
