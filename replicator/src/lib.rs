@@ -36,6 +36,13 @@ pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
     })
 }
 
+/// Writes `C`'s completion script for `shell` to stdout.
+pub fn completions<C: clap::CommandFactory>(shell: clap_complete::Shell, program: &str) -> cdc::Result<()> {
+    let mut out = std::io::stdout();
+    clap_complete::generate(shell, &mut C::command(), program, &mut out);
+    std::io::Write::flush(&mut out).map_err(|e| cdc::Error::Io { context: "stdout".into(), source: e })
+}
+
 /// How log lines are written (`--log-format`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

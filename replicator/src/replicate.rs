@@ -208,6 +208,13 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Print a shell completion script (e.g. `replicator completions bash
+    /// > /etc/bash_completion.d/replicator`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Parsed and checked settings; nothing touches a file before this succeeds.
@@ -331,8 +338,10 @@ fn progress_bars() -> impl FnMut(&Progress) + Send + 'static {
 
 /// Runs the replicator with already parsed arguments.
 pub fn run(cli: Cli) -> cdc::Result<()> {
-    if let Some(Command::Demo { duration: d, keep }) = cli.command {
-        return crate::demo::run(duration(&d, "duration")?, keep);
+    match cli.command {
+        Some(Command::Demo { duration: d, keep }) => return crate::demo::run(duration(&d, "duration")?, keep),
+        Some(Command::Completions { shell }) => return crate::completions::<Cli>(shell, "replicator"),
+        None => {}
     }
     let s = Settings::from_cli(cli)?;
     // Handlers first, so a Ctrl-C or SIGTERM at any moment is a clean stop.

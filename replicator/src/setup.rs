@@ -88,6 +88,13 @@ pub enum Command {
         #[arg(last = true, value_name = "COMMAND", required_unless_present_any = ["start", "finish"])]
         command: Vec<String>,
     },
+    /// Print a shell completion script (e.g. `cdc-setup completions bash
+    /// > /etc/bash_completion.d/cdc-setup`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Show captured tables, log size, consumers and schema drift.
     Status {
         #[command(flatten)]
@@ -113,6 +120,7 @@ pub struct DbArg {
 /// Runs `cdc-setup`, writing reports to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
     match cli.command {
+        Command::Completions { shell } => crate::completions::<Cli>(shell, "cdc-setup")?,
         Command::Install { db, tables, all } => {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
             let tables = if all { cdc::schema::capturable_tables(&conn)? } else { tables };

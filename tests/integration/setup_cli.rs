@@ -252,3 +252,21 @@ fn the_systemd_unit_is_valid() {
         assert!(out.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");
     }
 }
+
+/// Shell completions name every subcommand and option.
+#[test]
+fn shell_completions_cover_the_command_lines() {
+    let (code, out, err) = run_bin("replicator", &["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    for word in ["_replicator", "--target", "--metrics", "--format", "demo"] {
+        assert!(out.contains(word), "{word} missing from:\n{out}");
+    }
+    let (code, out, err) = run_bin("cdc-setup", &["completions", "zsh"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("#compdef cdc-setup"), "{out}");
+    for word in ["install", "consumers", "--stale-after", "migrate"] {
+        assert!(out.contains(word), "{word} missing from:\n{out}");
+    }
+    let (code, _, err) = run_bin("cdc-setup", &["completions", "tcsh"]);
+    assert_eq!((code, err.lines().count()), (2, 1), "{err}");
+}
