@@ -84,7 +84,11 @@ fn write_once(conn: &mut Connection, rng: &mut Rng, step: u64) -> Result<usize> 
 /// The replica's stored position (`None` until its first commit).
 fn position(replica: &Path) -> Option<i64> {
     let conn = Connection::open_with_flags(replica, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()?;
-    conn.query_row("SELECT max(position) FROM _cdc_replica", [], |r| r.get(0)).ok().flatten()
+    let sql = format!(
+        "SELECT json_extract(state, '$.position') FROM {} WHERE id = 1",
+        cdc::sql::quote_ident(cdc::targets::sqlite::STATE_TABLE)
+    );
+    conn.query_row(&sql, [], |r| r.get(0)).ok().flatten()
 }
 
 /// Runs the demo for `duration` of writes in a temporary folder (kept and

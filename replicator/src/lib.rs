@@ -26,11 +26,17 @@ pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
         }
         _ => {
             // clap's message spans several lines (the missing arguments, a
-            // usage block); fold what comes before the usage into one line.
+            // usage block, a hint); fold what comes before them into one.
             let text = e.to_string();
             let message = text.split("Usage:").next().unwrap_or_default();
+            let message = message.split("For more information").next().unwrap_or_default();
             let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
-            eprintln!("{program}: error: {} (see --help)", message.trim_start_matches("error: "));
+            let message = format!("{} (see --help)", message.trim_start_matches("error: "));
+            // Asked for JSON logs: the refusal is one JSON object too.
+            let args: Vec<String> = std::env::args().collect();
+            let json = args.windows(2).any(|w| w[0] == "--log-format" && w[1] == "json")
+                || args.iter().any(|a| a == "--log-format=json");
+            report(program, if json { LogFormat::Json } else { LogFormat::Text }, &message);
             ExitCode::from(2)
         }
     })
@@ -41,6 +47,32 @@ pub fn completions<C: clap::CommandFactory>(shell: clap_complete::Shell, program
     let mut out = std::io::stdout();
     clap_complete::generate(shell, &mut C::command(), program, &mut out);
     std::io::Write::flush(&mut out).map_err(|e| cdc::Error::Io { context: "stdout".into(), source: e })
+}
+
+/// A table name as written in SQL when it needs quoting, bare otherwise.
+pub fn sql_name(table: &str) -> String {
+    let bare = table.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if bare { table.to_string() } else { cdc::sql::quote_ident(table) }
+}
+
+/// Says a fatal error in one line: `PROGRAM: error: MESSAGE`, or one
+/// JSON object with JSON logs.
+fn report(program: &str, format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{program}: error: {message}"),
+        LogFormat::Json => {
+            // Logging is not set up yet when the arguments were refused.
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .json()
+                .with_current_span(false)
+                .with_span_list(false)
+                .try_init();
+            tracing::error!(program, "{message}");
+        }
+    }
 }
 
 /// How log lines are written (`--log-format`).
@@ -74,10 +106,7 @@ pub fn exit_with(program: &str, format: LogFormat, result: cdc::Result<()>) -> E
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            match format {
-                LogFormat::Text => eprintln!("{program}: error: {err}"),
-                LogFormat::Json => tracing::error!(program, "{err}"),
-            }
+            report(program, format, &err.to_string());
             ExitCode::FAILURE
         }
     }

@@ -81,7 +81,7 @@ pub struct Cli {
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g.
     /// 127.0.0.1:9187 (changes applied, bootstrap rows, lag, last apply
     /// time, errors by kind, each table's state).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<std::net::SocketAddr>,
     /// Log lines as text, or as one JSON object per line.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = crate::LogFormat::Text, global = true)]
@@ -133,6 +133,13 @@ pub enum BootstrapArg {
     Always,
     /// Never; a table the target does not hold is refused.
     Never,
+}
+
+/// `--metrics`: an address, or a host name and port (`localhost:9187`).
+fn socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
+    addrs.next().ok_or_else(|| "the name has no address".to_string())
 }
 
 /// `--format`.

@@ -283,10 +283,10 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
     let db_word = cdc::shell_word(&path.display().to_string());
     for t in &s.tables {
         lines.push(match &t.drift {
-            None => format!("  {}: captured", name(&t.name)),
+            None => format!("  {}: captured", crate::sql_name(&t.name)),
             Some(what) => format!(
                 "  {}: CHANGED since capture was attached ({what}); re-attach with: cdc-setup install --db {db_word} --table {}",
-                name(&t.name),
+                crate::sql_name(&t.name),
                 cdc::shell_word(&t.name)
             ),
         });
@@ -295,10 +295,11 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
         lines.push(format!(
             "migration window open since {} (capture paused on {}); close it with: cdc-setup migrate --db {db_word} --finish",
             m.started,
-            m.tables.iter().map(|t| name(t)).collect::<Vec<_>>().join(", "),
+            m.tables.iter().map(|t| crate::sql_name(t)).collect::<Vec<_>>().join(", "),
         ));
     }
     lines.push(match (s.oldest_seq, s.newest_seq) {
+        (Some(lo), Some(hi)) if lo == hi => format!("log: {} kept (seq {lo})", counted(s.log_rows, "change")),
         (Some(lo), Some(hi)) => format!("log: {} kept (seq {lo} to {hi})", counted(s.log_rows, "change")),
         _ => "log: empty".into(),
     });
@@ -323,7 +324,7 @@ fn render_consumer(path: &Path, c: &capture::ConsumerStatus, stale_after: f64) -
     if is_stale(c, stale_after) {
         line.push_str(&format!(
             " — STALE: nothing acknowledged for {} while changes wait, so it holds the log back; \
-             if it is gone for good: cdc-setup consumers --db {} --remove {}",
+             if it is gone for good: cdc-setup consumers --db {} --remove={}",
             age(c.acknowledged_seconds_ago),
             cdc::shell_word(&path.display().to_string()),
             cdc::shell_word(&c.name)
@@ -354,13 +355,6 @@ fn consumers_json(consumers: &[capture::ConsumerStatus], stale_after: f64) -> cd
 /// `n thing` or `n things`.
 fn counted(n: i64, thing: &str) -> String {
     if n == 1 { format!("1 {thing}") } else { format!("{n} {thing}s") }
-}
-
-/// A table name as written in SQL when it needs quoting, bare otherwise.
-fn name(table: &str) -> String {
-    let bare = table.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if bare { table.to_string() } else { cdc::sql::quote_ident(table) }
 }
 
 /// A duration in seconds as people say it: `850 ms`, `12 s`, `3 min`, `5 h`, `2 days`.

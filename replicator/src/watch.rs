@@ -103,12 +103,13 @@ fn status_lines(stats: &Stats, interval: Duration, stop: &(Mutex<bool>, Condvar)
         let now = Instant::now();
         let rate = (s.changes_applied - before.1) as f64 / now.duration_since(before.0).as_secs_f64();
         before = (now, s.changes_applied);
+        // Numbers as numbers (JSON logs), rounded for people.
         tracing::info!(
             position = s.position,
             behind = s.pending,
-            lag = %format!("{:.1}s", s.lag_seconds(cdc::stats::now_ms())),
+            lag_seconds = (s.lag_seconds(cdc::stats::now_ms()) * 10.0).round() / 10.0,
             applied = s.changes_applied,
-            rate = %format!("{rate:.0}/s"),
+            per_second = rate.round(),
             bootstrapped_rows = s.bootstrap_rows,
             tables = %tables_line(&s.tables),
             "status"
@@ -116,9 +117,9 @@ fn status_lines(stats: &Stats, interval: Duration, stop: &(Mutex<bool>, Condvar)
     }
 }
 
-/// `users live, orders bootstrapping`.
+/// `users live, "order items" bootstrapping`.
 fn tables_line(tables: &BTreeMap<String, String>) -> String {
-    tables.iter().map(|(t, state)| format!("{t} {state}")).collect::<Vec<_>>().join(", ")
+    tables.iter().map(|(t, state)| format!("{} {state}", crate::sql_name(t))).collect::<Vec<_>>().join(", ")
 }
 
 /// Answers `GET /metrics` (anything else: 404) until the server is
@@ -127,7 +128,10 @@ fn serve(server: &tiny_http::Server, stats: &Arc<Stats>) {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(StatsCollector(stats.clone())));
     for request in server.incoming_requests() {
-        let response = if request.url().split('?').next() == Some("/metrics") {
+        let get = matches!(request.method(), tiny_http::Method::Get | tiny_http::Method::Head);
+        let response = if !get {
+            tiny_http::Response::from_string("only GET\n").with_status_code(405)
+        } else if request.url().split('?').next() == Some("/metrics") {
             let mut body = String::new();
             match prometheus_client::encoding::prometheus_text::encode(&mut body, &registry) {
                 Ok(()) => tiny_http::Response::from_string(body)

@@ -544,7 +544,7 @@ fn consumers_are_listed_removed_and_uninstall_waits_for_them() {
     let (code, out, _) = run_bin("cdc-setup", &["consumers", "--db", src, "--stale-after", "0s"]);
     assert_eq!(code, 0);
     assert!(out.contains("STALE: nothing acknowledged for "), "{out}");
-    assert!(out.contains(&format!("cdc-setup consumers --db {src} --remove trial")), "{out}");
+    assert!(out.contains(&format!("cdc-setup consumers --db {src} --remove=trial")), "{out}");
     let (code, out, _) = run_bin("cdc-setup", &["status", "--db", src, "--stale-after", "0s"]);
     assert_eq!(code, 0);
     assert!(out.contains("1 consumer:\n  trial: 3 changes behind") && out.contains("STALE"), "{out}");

@@ -109,9 +109,9 @@ fn a_status_line_comes_every_interval_and_json_logs_parse() {
     let fields = &status["fields"];
     assert_eq!(status["level"], "INFO", "{status}");
     assert_eq!(fields["behind"], 0, "{status}");
-    assert_eq!(fields["lag"], "0.0s", "{status}");
+    assert_eq!(fields["lag_seconds"], 0.0, "{status}");
     assert!(fields["bootstrapped_rows"].as_u64().unwrap() > 0, "{status}");
-    assert!(fields["rate"].as_str().unwrap().ends_with("/s"), "{status}");
+    assert!(fields["per_second"].as_f64().unwrap() >= 0.0, "{status}");
     assert!(fields["position"].as_i64().unwrap() > 0, "{status}");
     sidecar.kill();
     // Every line the sidecar wrote is one JSON object (the replicating
@@ -144,4 +144,44 @@ fn bad_watch_options_are_refused_with_one_line_and_no_change() {
         assert!(!replica.exists(), "{extra:?}: the replica was created");
         assert_eq!(std::fs::read(&db.path).unwrap(), before, "{extra:?}: the source was written");
     }
+}
+
+/// A target down from the start: the metrics say so (no table live, changes
+/// and seconds behind growing, the outage counted); before, they showed a
+/// healthy lag of 0 and no tables at all (found by a new-user trial).
+#[test]
+fn a_target_down_from_the_start_shows_in_the_metrics() {
+    let db = app_db();
+    let dir = db.dir.path();
+    python_workload(&db.path, 43, 60);
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/events");
+    let log = dir.join("sidecar.log");
+    let sidecar =
+        Sidecar::start(&["--db", db.path.to_str().unwrap(), "--target", &url, "--metrics", "127.0.0.1:0"], &log);
+    let mut addr = String::new();
+    wait_until("the metrics address in the log", DEADLINE, || {
+        addr = lines_with(&sidecar.log(), "serving metrics at /metrics")
+            .first()
+            .and_then(|l| l.split("addr=").nth(1))
+            .map(|a| a.trim().to_string())
+            .unwrap_or_default();
+        !addr.is_empty()
+    });
+    let mut body = String::new();
+    wait_until("the outage in the metrics", DEADLINE, || {
+        body = http_get(&format!("http://{addr}/metrics")).1;
+        series(&body, "cdc_errors_total{kind=\"unavailable\"}").is_some_and(|n| n >= 2.0)
+            && series(&body, "cdc_lag_seconds").is_some_and(|s| s > 0.0)
+    });
+    assert!(series(&body, "cdc_lag_changes").unwrap() > 0.0, "{body}");
+    for t in APP_TABLES {
+        // Waiting for, or in, a bootstrap that cannot get through: not live.
+        let state = |s: &str| series(&body, &format!("cdc_table_state{{table=\"{t}\",state=\"{s}\"}}"));
+        assert_eq!(state("live"), Some(0.0), "{body}");
+        assert_eq!(state("waiting").unwrap() + state("bootstrapping").unwrap(), 1.0, "{body}");
+    }
+    assert_eq!(series(&body, "cdc_last_apply_timestamp_seconds"), Some(0.0), "{body}");
+    sidecar.kill();
 }

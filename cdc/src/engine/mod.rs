@@ -403,6 +403,11 @@ impl Engine {
             let pin = log::low_water(conn)?.map_or(log::high_water(conn)?, |low| low - 1);
             log::set_position(conn, &self.consumer, pin).map_err(|e| self.named(e))?;
         }
+        let tables = self.table_states(&state);
+        self.stats.update(|s| {
+            s.position = state.position;
+            s.tables = tables;
+        });
         self.target = Some(Connected { state, owned });
         Ok(())
     }
@@ -554,6 +559,7 @@ impl Engine {
         for (table, position) in &plan.adopt {
             state.set_live(table, *position);
         }
+        self.look(&state, plan.high_water)?;
         let drained = if plan.bootstrap.is_empty() {
             state.layout = Some(layout);
             self.deliver_changes(target, state, plan.high_water)?
@@ -582,18 +588,6 @@ impl Engine {
         let positions = plan::live_positions(&self.source, &state);
         let from = positions.values().copied().min().unwrap_or(high_water);
         let mut drained = Drained { position: state.position, ..Drained::default() };
-        // How far behind the target is, for watchers: kept while the
-        // delivery fails and is retried, cleared once it went through.
-        let (pending, oldest) = if high_water > from {
-            let tids: Vec<i64> = self.source.followed.iter().map(|r| r.tid).collect();
-            log::pending(&self.source.conn, from, high_water, &tids)?
-        } else {
-            (0, None)
-        };
-        self.stats.update(|s| {
-            (s.pending, s.oldest_pending_ms) = (pending, oldest);
-            s.last_look_ms = Some(now_ms());
-        });
         if high_water <= from {
             if self.target.as_ref().is_some_and(|c| c.state != state) {
                 self.commit(target, state)?;
@@ -817,26 +811,56 @@ impl Engine {
         }
     }
 
-    /// Counts a drain that went through: the target has everything it was
-    /// shown, and each table's state.
-    fn record(&self, drained: &Drained) {
-        let Some(connected) = &self.target else { return };
+    /// Each followed table's state as the target holds it, for watchers.
+    fn table_states(&self, state: &DeliveryState) -> std::collections::BTreeMap<String, String> {
         let mut tables: std::collections::BTreeMap<String, String> = self
             .source
             .followed
             .iter()
             .map(|r| {
-                let state = match connected.state.tables.get(r.desc.name.as_ref()) {
+                let held = match state.tables.get(r.desc.name.as_ref()) {
                     Some(TableState::Live { .. }) => "live",
                     Some(TableState::Seeding) => "bootstrapping",
                     None => "waiting",
                 };
-                (r.desc.name.to_string(), state.to_string())
+                (r.desc.name.to_string(), held.to_string())
             })
             .collect();
         for h in &self.source.halted {
             tables.insert(h.table.clone(), "halted".into());
         }
+        tables
+    }
+
+    /// Records, before delivering, what the target holds and what it
+    /// lacks of the log up to `high_water` (the followed tables' changes
+    /// after its lowest live position): kept while the delivery fails and
+    /// is retried (a target down from the start included), cleared once
+    /// it went through.
+    fn look(&self, state: &DeliveryState, high_water: i64) -> Result<()> {
+        let positions = plan::live_positions(&self.source, state);
+        let from = positions.values().copied().min().unwrap_or(state.position).min(high_water);
+        let (pending, oldest) = if high_water > from {
+            let tids: Vec<i64> = self.source.followed.iter().map(|r| r.tid).collect();
+            log::pending(&self.source.conn, from, high_water, &tids)?
+        } else {
+            (0, None)
+        };
+        let tables = self.table_states(state);
+        self.stats.update(|s| {
+            (s.pending, s.oldest_pending_ms) = (pending, oldest);
+            s.position = state.position;
+            s.last_look_ms = Some(now_ms());
+            s.tables = tables;
+        });
+        Ok(())
+    }
+
+    /// Counts a drain that went through: the target has everything it was
+    /// shown, and each table's state.
+    fn record(&self, drained: &Drained) {
+        let Some(connected) = &self.target else { return };
+        let tables = self.table_states(&connected.state);
         let now = now_ms();
         self.stats.update(|s| {
             s.changes_applied += drained.changes;

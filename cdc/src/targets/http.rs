@@ -94,7 +94,15 @@ impl Target for HttpTarget {
     /// that never resolved, are a configuration to fix (permanent).
     fn apply(&mut self, events: &[Event]) -> Result<()> {
         let body = match &mut self.debezium {
-            Some(d) => serde_json::to_vec(&d.envelopes(events))?,
+            Some(d) => {
+                let envelopes = d.envelopes(events);
+                // A batch that only began or ended a bootstrap (or holds
+                // back its last row) has nothing to post.
+                if envelopes.is_empty() {
+                    return Ok(());
+                }
+                serde_json::to_vec(&envelopes)?
+            }
             None => serde_json::to_vec(&Body(events))?,
         };
         let unavailable = |message: String| Error::Unavailable { target: self.shown.clone(), message };
