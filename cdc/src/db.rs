@@ -57,6 +57,20 @@ pub fn classify(err: rusqlite::Error, path: &Path) -> Error {
     }
 }
 
+/// The WAL file of the database at `path` (SQLite names it by appending
+/// `-wal`).
+pub fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
+/// Whether the WAL of the database at `path` holds nothing: missing (no
+/// connection open, or not in WAL mode) or empty (checkpointed away).
+pub fn wal_is_empty(path: &Path) -> bool {
+    std::fs::metadata(wal_path(path)).map_or(true, |m| m.len() == 0)
+}
+
 /// The file a connection has open, for error messages (`:memory:` when none).
 pub fn path_of(conn: &Connection) -> PathBuf {
     conn.path().filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(":memory:"))

@@ -63,13 +63,7 @@ fn report(program: &str, format: LogFormat, message: &str) {
         LogFormat::Text => eprintln!("{program}: error: {message}"),
         LogFormat::Json => {
             // Logging is not set up yet when the arguments were refused.
-            let _ = tracing_subscriber::fmt()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .json()
-                .with_current_span(false)
-                .with_span_list(false)
-                .try_init();
+            init_logging(format);
             tracing::error!(program, "{message}");
         }
     }
@@ -86,16 +80,18 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Once per
+/// process: a second call changes nothing.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false);
-    match format {
+    // Already set (a second call): nothing to do.
+    let _ = match format {
         // Colour only for a person at a terminal, never in files or pipes.
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-        LogFormat::Json => builder.json().with_current_span(false).with_span_list(false).init(),
-    }
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        LogFormat::Json => builder.json().with_current_span(false).with_span_list(false).try_init(),
+    };
 }
 
 /// Runs a command, printing any error as one line on stderr (`PROGRAM:

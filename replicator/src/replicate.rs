@@ -259,7 +259,7 @@ pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
 impl Settings {
     fn from_cli(cli: Cli) -> cdc::Result<Settings> {
         let target = cli.target.ok_or_else(|| Error::Config("--target is required".into()))?;
-        if cli.format == FormatArg::Debezium && !matches!(target, TargetSpec::Jsonl(_)) && !target.is_http() {
+        if cli.format == FormatArg::Debezium && !target.writes_json() {
             return Err(Error::Config("--format debezium is for the jsonl and http targets".into()));
         }
         let batch_size = match cli.batch_size.parse::<usize>() {

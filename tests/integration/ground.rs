@@ -312,9 +312,7 @@ fn a_source_that_vanishes_from_its_path_is_waited_for() {
     sqlite3(&db.path, &format!(".backup '{}'", fresh.display()));
     python_workload(&fresh, 52, 100);
     wait_until("the sidecar closed the source", DEADLINE, || !sidecar.holds(&db.path));
-    wait_until("the WAL checkpointed away", DEADLINE, || {
-        sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);").trim() == "0|0|0"
-    });
+    crate::support::checkpoint_away(&db.path);
     std::fs::rename(&db.path, dir.join("old.db")).unwrap();
     // A file event or the timer wakes it; nothing is there.
     wait_until("the wait is said", DEADLINE, || sidecar.log().contains("the source file is gone from its path"));
@@ -381,9 +379,7 @@ fn files_moved_into_place_in_a_hurry_are_never_damaged_and_followed() {
         sqlite3(&db.path, &format!(".backup '{}'", fresh.display()));
         write(&db.path);
         wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
-        wait_until("the WAL checkpointed away", DEADLINE, || {
-            sqlite3(&db.path, "PRAGMA wal_checkpoint(TRUNCATE);").trim() == "0|0|0"
-        });
+        crate::support::checkpoint_away(&db.path);
         // The new file is made after the checkpoint (as a restore script
         // does): the sidecar's acknowledgement, deferred up to a second
         // after its last delivery, often lands meanwhile. Its frames must

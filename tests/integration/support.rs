@@ -341,16 +341,21 @@ impl Sidecar {
 /// Moves `fresh` over the WAL-mode `db` as SQLite requires of a file
 /// replaced under a running sidecar: the caller stopped writing (and let
 /// the sidecar catch up), the sidecar holds nothing of the file (it
-/// closes it when it owes the source nothing), the WAL is checkpointed
-/// away (`0|0|0`: nothing left in it), then the move.
+/// closes it when the source is quiet), the WAL is checkpointed away,
+/// then the move.
 pub fn replace_file(db: &Path, fresh: &Path, sidecar: Option<&Sidecar>) {
     if let Some(sidecar) = sidecar {
         wait_until("the sidecar closed the source", std::time::Duration::from_secs(60), || !sidecar.holds(db));
     }
+    checkpoint_away(db);
+    std::fs::rename(fresh, db).unwrap();
+}
+
+/// Checkpoints `db`'s WAL until it prints `0|0|0`: nothing left in it.
+pub fn checkpoint_away(db: &Path) {
     wait_until("the WAL checkpointed away", std::time::Duration::from_secs(60), || {
         sqlite3(db, "PRAGMA wal_checkpoint(TRUNCATE);").trim() == "0|0|0"
     });
-    std::fs::rename(fresh, db).unwrap();
 }
 
 impl Drop for Sidecar {

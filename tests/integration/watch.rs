@@ -34,6 +34,21 @@ fn series(body: &str, name: &str) -> Option<f64> {
     body.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.parse().unwrap()))
 }
 
+/// The address of the sidecar's metrics endpoint (the port the OS chose
+/// for `127.0.0.1:0`), from its log line.
+fn metrics_addr(sidecar: &Sidecar) -> String {
+    let mut addr = String::new();
+    wait_until("the metrics address in the log", DEADLINE, || {
+        addr = lines_with(&sidecar.log(), "serving metrics at /metrics")
+            .first()
+            .and_then(|l| l.split("addr=").nth(1))
+            .map(|a| a.trim().to_string())
+            .unwrap_or_default();
+        !addr.is_empty()
+    });
+    addr
+}
+
 fn start(db: &Path, replica: &Path, log: &Path, extra: &[&str]) -> Sidecar {
     let t = format!("sqlite:{}", replica.display());
     Sidecar::start(&[&["--db", db.to_str().unwrap(), "--target", &t][..], extra].concat(), log)
@@ -47,16 +62,7 @@ fn metrics_are_scraped_by_a_real_client_and_say_what_the_replica_holds() {
     python_workload(&db.path, 41, 150);
     let sidecar = start(&db.path, &replica, &log, &["--metrics", "127.0.0.1:0"]);
     wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
-    // The port the OS chose, from the log line.
-    let mut addr = String::new();
-    wait_until("the metrics address in the log", DEADLINE, || {
-        addr = lines_with(&sidecar.log(), "serving metrics at /metrics")
-            .first()
-            .and_then(|l| l.split("addr=").nth(1))
-            .map(|a| a.trim().to_string())
-            .unwrap_or_default();
-        !addr.is_empty()
-    });
+    let addr = metrics_addr(&sidecar);
     let rows: u64 = APP_TABLES
         .iter()
         .map(|t| sqlite3(&db.path, &format!("SELECT count(*) FROM \"{t}\";")).trim().parse::<u64>().unwrap())
@@ -160,15 +166,7 @@ fn a_target_down_from_the_start_shows_in_the_metrics() {
     let log = dir.join("sidecar.log");
     let sidecar =
         Sidecar::start(&["--db", db.path.to_str().unwrap(), "--target", &url, "--metrics", "127.0.0.1:0"], &log);
-    let mut addr = String::new();
-    wait_until("the metrics address in the log", DEADLINE, || {
-        addr = lines_with(&sidecar.log(), "serving metrics at /metrics")
-            .first()
-            .and_then(|l| l.split("addr=").nth(1))
-            .map(|a| a.trim().to_string())
-            .unwrap_or_default();
-        !addr.is_empty()
-    });
+    let addr = metrics_addr(&sidecar);
     let mut body = String::new();
     wait_until("the outage in the metrics", DEADLINE, || {
         body = http_get(&format!("http://{addr}/metrics")).1;

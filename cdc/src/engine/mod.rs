@@ -973,9 +973,7 @@ fn acknowledge(
     // by the application: its own writes checkpointed away) would be read
     // through them. So the sidecar checkpoints its own frames away again
     // right after the commit.
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let wal_was_empty = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+    let wal_was_empty = crate::db::wal_is_empty(&path);
     if anchor.is_some() && log::anchor(&tx, position).map_err(named)? != anchor {
         tracing::debug!(position, "the log changed under the delivery; not acknowledging");
         return Ok(None);

@@ -363,9 +363,9 @@ impl SourceDb {
         // every lock a process holds on a file when it closes any
         // descriptor of it, so an old connection closed after the new
         // one opened would silently take the new one's locks with it.
-        let old = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
-        close(old, &self.path, (!self.parked).then_some(self.file));
-        self.parked = true;
+        let file = (!self.parked).then_some(self.file);
+        let old = self.take_conn()?;
+        close(old, &self.path, file);
         let path = self.path.clone();
         *self = SourceDb::open(&path, &self.requested, self.follow_schema).map_err(gone(&path))?;
         tracing::warn!(db = %self.path.display(), same_log = old_log == self.log_id,
@@ -377,13 +377,19 @@ impl SourceDb {
     /// nothing is owed to the source and the engine is about to wait.
     pub fn park(&mut self) {
         if !self.parked
-            && let Ok(placeholder) = Connection::open_in_memory()
+            && let Ok(conn) = self.take_conn()
         {
             // Never checkpointing: a checkpoint writes the file, and the
             // file event would wake the engine to open it again.
-            close(std::mem::replace(&mut self.conn, placeholder), &self.path, None);
-            self.parked = true;
+            close(conn, &self.path, None);
         }
+    }
+
+    /// The connection, an in-memory placeholder left in its place (parked).
+    fn take_conn(&mut self) -> Result<Connection> {
+        let conn = std::mem::replace(&mut self.conn, Connection::open_in_memory()?);
+        self.parked = true;
+        Ok(conn)
     }
 
     /// Opens a parked connection again; `false` (and nothing opened) when
@@ -455,12 +461,11 @@ impl SourceDb {
     }
 
     /// `PRAGMA data_version`: changes whenever another connection commits.
-    /// `None` while parked (it compares commits seen by one connection
-    /// only) or when the file was replaced (the old file's version says
-    /// nothing about the new one, and reading the old file through a WAL
-    /// the new one now uses may fail).
+    /// `None` while parked: it compares commits seen by one connection
+    /// only (the engine parks as soon as it sees the file replaced: the
+    /// old file's version says nothing about the new one).
     pub fn data_version(&self) -> Result<Option<i64>> {
-        if self.parked || self.replaced() {
+        if self.parked {
             return Ok(None);
         }
         pragma(&self.conn, "data_version").map(Some).map_err(|e| classify(e, &self.path))
@@ -469,8 +474,9 @@ impl SourceDb {
 
 impl Drop for SourceDb {
     fn drop(&mut self) {
-        if !self.parked {
-            let conn = std::mem::replace(&mut self.conn, Connection::open_in_memory().expect("an in-memory database"));
+        if !self.parked
+            && let Ok(conn) = self.take_conn()
+        {
             close(conn, &self.path, Some(self.file));
         }
     }
@@ -540,10 +546,7 @@ fn connect(path: &Path) -> Result<(Connection, FileId)> {
 /// another, or rewrite a source file that a refused run must not touch;
 /// the application's own connections checkpoint.
 fn close(conn: Connection, path: &Path, file: Option<FileId>) {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let tidy = file.is_some_and(|f| FileId::of(path).ok() == Some(f))
-        && std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+    let tidy = file.is_some_and(|f| FileId::of(path).ok() == Some(f)) && db::wal_is_empty(path);
     if !tidy {
         let _ = conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
     }

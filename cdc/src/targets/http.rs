@@ -74,10 +74,10 @@ impl HttpTarget {
         Ok(HttpTarget { url: url.to_string(), shown, agent, answered: false, debezium: None })
     }
 
-    /// Posts each batch as a JSON array of Debezium envelopes (see
-    /// [`crate::debezium`]; a tombstone is a `null` element) instead.
-    pub fn with_debezium(mut self, debezium: Debezium) -> HttpTarget {
-        self.debezium = Some(debezium);
+    /// With `Some`, posts each batch as a JSON array of Debezium envelopes
+    /// (see [`crate::debezium`]; a tombstone is a `null` element) instead.
+    pub fn with_debezium(mut self, debezium: Option<Debezium>) -> HttpTarget {
+        self.debezium = debezium;
         self
     }
 

@@ -35,10 +35,10 @@ impl JsonlTarget {
         JsonlTarget { out: BufWriter::new(Box::new(std::io::stdout())), debezium: None, file: None }
     }
 
-    /// Writes Debezium envelopes (see [`crate::debezium`]) instead, a
-    /// tombstone as a `null` line.
-    pub fn with_debezium(mut self, debezium: Debezium) -> JsonlTarget {
-        self.debezium = Some(debezium);
+    /// With `Some`, writes Debezium envelopes (see [`crate::debezium`])
+    /// instead, a tombstone as a `null` line.
+    pub fn with_debezium(mut self, debezium: Option<Debezium>) -> JsonlTarget {
+        self.debezium = debezium;
         self
     }
 

@@ -167,13 +167,14 @@ impl TargetSpec {
         }
     }
 
-    /// Whether this is an `http://` or `https://` target.
-    pub fn is_http(&self) -> bool {
+    /// Whether this target writes events as JSON (`jsonl`, `http`): the
+    /// targets an [`EventFormat`] applies to.
+    pub fn writes_json(&self) -> bool {
         #[cfg(feature = "http")]
         if matches!(self, TargetSpec::Http(_)) {
             return true;
         }
-        false
+        matches!(self, TargetSpec::Jsonl(_))
     }
 
     /// The file this target writes, if any.
@@ -199,7 +200,7 @@ impl TargetSpec {
         let debezium = match format {
             EventFormat::Json => None,
             EventFormat::Debezium { tombstones } => {
-                if !matches!(self, TargetSpec::Jsonl(_)) && !self.is_http() {
+                if !self.writes_json() {
                     return Err(Error::Config(
                         "the Debezium format is for the jsonl and http targets (a replica or bincode file holds values, not JSON)"
                             .into(),
@@ -219,25 +220,11 @@ impl TargetSpec {
         }
         Ok(match self {
             TargetSpec::Sqlite(p) => Box::new(SqliteTarget::open(p)?),
-            TargetSpec::Jsonl(p) => {
-                let target = match p {
-                    None => JsonlTarget::stdout(),
-                    Some(p) => JsonlTarget::file(p)?,
-                };
-                Box::new(match debezium {
-                    Some(d) => target.with_debezium(d),
-                    None => target,
-                })
-            }
+            TargetSpec::Jsonl(None) => Box::new(JsonlTarget::stdout().with_debezium(debezium)),
+            TargetSpec::Jsonl(Some(p)) => Box::new(JsonlTarget::file(p)?.with_debezium(debezium)),
             TargetSpec::Bincode(p) => Box::new(BincodeTarget::open(p)?),
             #[cfg(feature = "http")]
-            TargetSpec::Http(url) => {
-                let target = HttpTarget::new(url)?;
-                Box::new(match debezium {
-                    Some(d) => target.with_debezium(d),
-                    None => target,
-                })
-            }
+            TargetSpec::Http(url) => Box::new(HttpTarget::new(url)?.with_debezium(debezium)),
         })
     }
 }

@@ -291,11 +291,10 @@ impl Target for SqliteTarget {
         // SQLite's own name for the file (symbolic links resolved): its
         // `-wal` is beside the real file. It exists while the connection
         // is open; missing, it is an error, never a silent no-op.
-        let mut wal = crate::db::path_of(&self.conn).into_os_string();
-        wal.push("-wal");
+        let wal = crate::db::wal_path(&crate::db::path_of(&self.conn));
         std::fs::File::open(&wal)
             .and_then(|f| f.sync_data())
-            .map_err(|e| Error::Io { context: std::path::PathBuf::from(wal).display().to_string(), source: e })
+            .map_err(|e| Error::Io { context: wal.display().to_string(), source: e })
     }
 
     fn rollback(&mut self) -> Result<()> {
