@@ -165,6 +165,8 @@ mod event;
 pub mod json;
 pub mod lock;
 pub mod log;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod schema;
 pub mod signal;
 mod state;

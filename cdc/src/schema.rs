@@ -86,7 +86,7 @@ pub fn describe_difference(then: &TableDesc, now: &TableDesc) -> String {
 
 /// An explicit index of a table (`CREATE INDEX`, not one SQLite made for
 /// a constraint), as the source stores it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IndexSql {
     /// The index's name, which a replica keeps.
     pub name: String,

@@ -6,8 +6,9 @@ use crate::error::Result;
 use crate::event::Event;
 use crate::state::DeliveryState;
 
-/// What a target learns about the source when the engine opens it.
-#[derive(Clone, Debug)]
+/// What a target learns about the source when the engine opens it. It
+/// serialises (the NATS target sends it to followers on other hosts).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     /// Random id of the source's log; a position is only meaningful
     /// together with it.
@@ -26,7 +27,7 @@ pub struct Source {
 
 /// One followed table, with the SQL that created it (replicas create
 /// missing tables from it).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SourceTable {
     /// The table as captured: the columns the events carry.
     pub desc: TableDesc,

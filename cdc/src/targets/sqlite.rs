@@ -278,7 +278,7 @@ impl Target for SqliteTarget {
     }
 
     fn commit(&mut self, state: &DeliveryState) -> Result<()> {
-        self.commit_state(state).map_err(|e| self.named(e))
+        self.commit_state(state, &|_| Ok(())).map_err(|e| self.named(e))
     }
 
     /// Flushes the `-wal`, which holds every commit not yet checkpointed
@@ -508,7 +508,14 @@ impl SqliteTarget {
         Ok(())
     }
 
-    fn commit_state(&mut self, state: &DeliveryState) -> Result<()> {
+    /// [`Target::commit`], also running `extra` inside the transaction
+    /// just before it commits: bookkeeping that must be atomic with the
+    /// rows and the state (a follower's stream position).
+    pub fn commit_with(&mut self, state: &DeliveryState, extra: &dyn Fn(&Connection) -> Result<()>) -> Result<()> {
+        self.commit_state(state, extra).map_err(|e| self.named(e))
+    }
+
+    fn commit_state(&mut self, state: &DeliveryState, extra: &dyn Fn(&Connection) -> Result<()>) -> Result<()> {
         // A live position never moves back, except for a table reseeded
         // in this very transaction.
         for (table, held) in &self.stored.tables {
@@ -525,6 +532,7 @@ impl SqliteTarget {
         }
         self.begin()?;
         write_state(&self.conn, state)?;
+        extra(&self.conn)?;
         self.conn.execute_batch("COMMIT").map_err(|e| self.sql_error(e))?;
         self.in_tx = false;
         for table in self.purged.drain() {

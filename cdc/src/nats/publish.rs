@@ -1,0 +1,259 @@
+//! `nats://HOST:PORT/STREAM` as a target: every event published to
+//! JetStream, the position advanced only once the server acknowledged it.
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream::Stream};
+
+use super::{COMMIT_TOKEN, FORMAT, KIND, LOG_ID, NatsUrl, PayloadFormat, SCHEMA_TOKEN, SEQ, TIME_MS, one_line};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::state::DeliveryState;
+use crate::target::{Source, Target};
+
+/// Publishes unacknowledged at most this many messages before waiting for
+/// the server's acknowledgements (memory stays flat in a large bootstrap).
+const IN_FLIGHT: usize = 2048;
+
+/// A JetStream stream as a target. It keeps its delivery state in the
+/// stream itself (the last `$commit` message), so what the stream holds
+/// and what the engine believes it holds cannot disagree: a stream that
+/// was deleted and created again, or emptied by retention, is
+/// bootstrapped again. A resend after a crash is dropped by the server's
+/// duplicate window (`Nats-Msg-Id`); a follower also skips changes it
+/// already holds, so a resend after the window is harmless too.
+pub struct NatsTarget {
+    url: NatsUrl,
+    rt: tokio::runtime::Runtime,
+    js: jetstream::Context,
+    stream: Stream,
+    log_id: String,
+    /// Acknowledgements not yet awaited.
+    pending: Vec<PublishAckFuture>,
+    /// With `counter`, ids of messages that are not changes (`fresh_id`).
+    nonce: u64,
+    counter: u64,
+    debezium: Option<crate::debezium::Debezium>,
+}
+
+impl NatsTarget {
+    /// Connects and creates the stream if missing (or checks an existing
+    /// one). An unreachable server or an unsuitable stream is an error
+    /// naming the address without credentials.
+    pub fn connect(url: &NatsUrl, source_name: &str) -> Result<NatsTarget> {
+        let super::Connection { rt, client, .. } = url.connect()?;
+        // The context spawns its acknowledgement task on the runtime.
+        let _in_runtime = rt.enter();
+        let js = jetstream::ContextBuilder::new()
+            .timeout(super::REQUEST_TIMEOUT)
+            .backpressure_on_inflight(true)
+            .build(client);
+        let stream = rt.block_on(super::ensure_stream(&js, url, true)).map_err(|e| match e {
+            Error::Unavailable { target, message } => Error::Config(format!("NATS server {target}: {message}")),
+            other => other,
+        })?;
+        let debezium =
+            (url.format == PayloadFormat::Debezium).then(|| crate::debezium::Debezium::new(source_name, false));
+        Ok(NatsTarget {
+            url: url.clone(),
+            rt,
+            js,
+            stream,
+            log_id: String::new(),
+            pending: Vec::new(),
+            nonce: fastrand::u64(..),
+            counter: 0,
+            debezium,
+        })
+    }
+
+    fn headers(&self, kind: &str, seq: Option<i64>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(KIND, kind);
+        h.insert(LOG_ID, self.log_id.as_str());
+        h.insert(FORMAT, self.url.format.name());
+        if let Some(seq) = seq {
+            h.insert(SEQ, seq.to_string().as_str());
+        }
+        h
+    }
+
+    /// An id no earlier message has: this target's random nonce and a
+    /// counter. Bootstrap rows, schema and commit messages take one, so a
+    /// bootstrap sent again (after a rollback or a restart, perhaps from
+    /// another cut) or a commit point that closes other events than an
+    /// earlier one with the same state is never dropped as a duplicate.
+    fn fresh_id(&mut self, kind: &str) -> String {
+        self.counter += 1;
+        format!("{}:{kind}:{:016x}:{}", self.log_id, self.nonce, self.counter)
+    }
+
+    /// A change's id: its log position and a digest of its content. The
+    /// same change sent again is dropped by the server; another change at
+    /// the same position (a source restored from a backup rewinds its log,
+    /// and the engine reseeds) is not.
+    fn change_id(&self, seq: i64, payload: &[u8]) -> String {
+        format!("{}:{seq}:{:016x}", self.log_id, fnv(payload))
+    }
+
+    /// Sends one message; its acknowledgement is awaited later.
+    fn send(&mut self, subject: String, id: String, headers: HeaderMap, payload: Vec<u8>) -> Result<()> {
+        if self.pending.len() >= IN_FLIGHT {
+            self.wait_acks()?;
+        }
+        let publish = PublishMessage::build().headers(headers).payload(payload.into()).message_id(id);
+        let ack = self.rt.block_on(self.js.send_publish(subject, publish)).map_err(|e| self.publish_error(e))?;
+        self.pending.push(ack);
+        Ok(())
+    }
+
+    /// Waits for every outstanding acknowledgement: only then are the
+    /// messages in the stream.
+    fn wait_acks(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let results = self
+            .rt
+            .block_on(futures_util::future::join_all(pending.into_iter().map(std::future::IntoFuture::into_future)));
+        for r in results {
+            r.map_err(|e| self.publish_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn publish_error(&self, e: async_nats::jetstream::context::PublishError) -> Error {
+        match e.kind() {
+            PublishErrorKind::StreamNotFound => Error::Config(format!(
+                "stream {:?} on {} is gone (deleted while publishing); restart the replicator to create it again \
+                 (it bootstraps every table into the new stream)",
+                self.url.stream,
+                self.url.redacted()
+            )),
+            PublishErrorKind::MaxPayloadExceeded => {
+                Error::Config(format!("NATS server {}: {}", self.url.redacted(), one_line(&e)))
+            }
+            _ => self.url.unavailable("publishing", e),
+        }
+    }
+
+    fn event_message(&mut self, event: &Event) -> Result<(String, Option<i64>, &'static str, Vec<u8>)> {
+        let (kind, seq) = match event {
+            Event::Change(c) => ("change", Some(c.seq)),
+            Event::BootstrapBegin { .. } => ("bootstrap-begin", None),
+            Event::Bootstrap { .. } => ("bootstrap-row", None),
+            Event::BootstrapEnd { .. } => ("bootstrap-end", None),
+        };
+        let payload = match self.url.format {
+            PayloadFormat::Json => crate::json::to_line(event)?.into_bytes(),
+            _ => bincode::serde::encode_to_vec(event, bincode::config::standard())
+                .map_err(|e| Error::Config(format!("bincode encoding failed: {e}")))?,
+        };
+        let id = match seq {
+            Some(seq) => self.change_id(seq, &payload),
+            None => self.fresh_id("b"),
+        };
+        Ok((id, seq, kind, payload))
+    }
+
+    fn publish_events(&mut self, events: &[Event]) -> Result<()> {
+        if let Some(mut dbz) = self.debezium.take() {
+            let result = self.publish_envelopes(&mut dbz, events);
+            self.debezium = Some(dbz);
+            return result;
+        }
+        for event in events {
+            let (id, seq, kind, payload) = self.event_message(event)?;
+            let mut headers = self.headers(kind, seq);
+            if let Event::Change(c) = event {
+                headers.insert(TIME_MS, c.time_ms.to_string().as_str());
+            }
+            self.send(self.url.subject(event.table()), id, headers, payload)?;
+        }
+        Ok(())
+    }
+
+    /// Debezium envelopes, one message each, on the table's subject (no
+    /// tombstones: they are a Kafka compaction device).
+    fn publish_envelopes(&mut self, dbz: &mut crate::debezium::Debezium, events: &[Event]) -> Result<()> {
+        for envelope in dbz.envelopes(events).into_iter().flatten() {
+            let table = envelope["source"]["table"].as_str().unwrap_or_default().to_string();
+            let seq = envelope["source"]["seq"].as_i64();
+            let payload = envelope.to_string().into_bytes();
+            let id = match seq {
+                Some(seq) => self.change_id(seq, &payload),
+                None => self.fresh_id("b"),
+            };
+            let headers = self.headers("debezium", seq);
+            self.send(self.url.subject(&table), id, headers, payload)?;
+        }
+        Ok(())
+    }
+
+    /// The state the stream holds: its last commit message's, or nothing.
+    fn stored_state(&self) -> Result<Option<DeliveryState>> {
+        let subject = self.url.control(COMMIT_TOKEN);
+        match self.rt.block_on(self.stream.get_last_raw_message_by_subject(&subject)) {
+            Ok(message) => {
+                let text = std::str::from_utf8(&message.payload).map_err(|_| self.bad_commit())?;
+                DeliveryState::from_json(text).map(Some).map_err(|_| self.bad_commit())
+            }
+            Err(e) if e.kind() == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(self.url.unavailable("reading the stream's last commit point", e)),
+        }
+    }
+
+    fn bad_commit(&self) -> Error {
+        Error::Config(format!(
+            "stream {:?} on {}: its last {COMMIT_TOKEN} message is not a delivery state (is another program \
+             publishing to it?)",
+            self.url.stream,
+            self.url.redacted()
+        ))
+    }
+}
+
+impl Target for NatsTarget {
+    fn open(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
+        self.rollback()?;
+        self.log_id = source.log_id.clone();
+        let state = self.stored_state()?.unwrap_or_else(|| DeliveryState::empty(&source.log_id));
+        // The description, for followers: they create and check their
+        // tables from it, and discard what they applied since the last
+        // commit point (this publisher starts again from it).
+        let json = serde_json::to_string(source)?;
+        let id = self.fresh_id("schema");
+        let headers = self.headers("schema", None);
+        self.send(self.url.control(SCHEMA_TOKEN), id, headers, json.into_bytes())?;
+        self.wait_acks()?;
+        Ok(Some(state))
+    }
+
+    fn apply(&mut self, events: &[Event]) -> Result<()> {
+        self.publish_events(events)
+    }
+
+    fn commit(&mut self, state: &DeliveryState) -> Result<()> {
+        let json = state.to_json();
+        let id = self.fresh_id("commit");
+        let headers = self.headers("commit", Some(state.position));
+        self.send(self.url.control(COMMIT_TOKEN), id, headers, json.into_bytes())?;
+        self.wait_acks()
+    }
+
+    /// What was published since the last commit point stays in the stream
+    /// (it cannot be taken back); the engine sends it again from the last
+    /// commit point, changes under the same ids (dropped as duplicates)
+    /// and followers skip what they already hold.
+    fn rollback(&mut self) -> Result<()> {
+        self.pending.clear();
+        if let Some(d) = self.debezium.as_mut() {
+            d.reset();
+        }
+        Ok(())
+    }
+}
+
+/// FNV-1a, 64 bits: a short, stable digest for message ids.
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
