@@ -413,3 +413,30 @@ fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(text).unwrap()
 }
+
+/// The stream no longer holds the commit point the replica applied last
+/// (as after a server that lost acknowledged messages, or a stream
+/// restored from an older backup; here the message is deleted): the
+/// follower stops in one line and changes nothing.
+#[test]
+fn a_stream_whose_history_changed_under_the_replica_stops_the_follower() {
+    let server = NatsServer::start();
+    let db = crate::support::TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    sqlite3(&db.path, "INSERT INTO t(v) VALUES(1), ('two');");
+    let url = server.url("H");
+    publish_once(&db.path, &url, &[]);
+    let replica = db.dir.path().join("r.db");
+    let (code, err) = follow_once(&url, &replica);
+    assert_eq!(code, 0, "{err}");
+    let at: u64 = sqlite3(&replica, "SELECT stream_seq FROM _cdc_follow;").trim().parse().unwrap();
+    let deleted = server.request("$JS.API.STREAM.MSG.DELETE.H", &format!(r#"{{"seq":{at}}}"#)).unwrap();
+    assert!(deleted.contains("\"success\":true"), "{deleted}");
+    sqlite3(&db.path, "INSERT INTO t(v) VALUES(3);");
+    publish_once(&db.path, &url, &[]);
+    let before = sqlite3(&replica, "SELECT * FROM t; SELECT stream_seq FROM _cdc_follow;");
+    let (code, err) = follow_once(&url, &replica);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("no longer holds, at sequence {at}")), "{err}");
+    assert_eq!(sqlite3(&replica, "SELECT * FROM t; SELECT stream_seq FROM _cdc_follow;"), before);
+}

@@ -58,6 +58,9 @@ struct Record {
     created: String,
     seq: u64,
     source: Option<String>,
+    /// The `Nats-Msg-Id` of the commit message at `seq`: the stream must
+    /// still hold it there, else its history changed under the replica.
+    commit_id: Option<String>,
 }
 
 /// Follows a stream into a replica (see the module docs).
@@ -281,6 +284,7 @@ impl Follower {
         if self.record.seq > 0 && first > from && info.state.messages > 0 {
             return Err(self.gap(from, first));
         }
+        self.check_history(first)?;
         if self.record.seq == 0 && first > 1 {
             tracing::warn!(
                 stream = %self.url.stream,
@@ -398,6 +402,35 @@ impl Follower {
         self.stream.create_consumer(config).await.map_err(|e| self.url.unavailable("creating the durable consumer", e))
     }
 
+    /// The stream must still hold, at the replica's sequence, the commit
+    /// message the replica applied last (unless retention removed it):
+    /// otherwise the server lost acknowledged messages (a crash before
+    /// they reached its disk) or the stream was restored from an older
+    /// backup, and new messages may sit at sequences the replica counts
+    /// as applied. Nothing can be placed safely then: a loud stop.
+    fn check_history(&self, first: u64) -> Result<()> {
+        let (seq, Some(id)) = (self.record.seq, &self.record.commit_id) else { return Ok(()) };
+        if seq < first {
+            return Ok(());
+        }
+        let found = match self.rt.block_on(self.stream.get_raw_message(seq)) {
+            Ok(m) => m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_string()),
+            Err(e) if e.kind() == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => None,
+            Err(e) => return Err(self.url.unavailable("reading the stream", e)),
+        };
+        if found.as_deref() == Some(id.as_str()) {
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "stream {:?} no longer holds, at sequence {seq}, the commit point replica {} applied last: the server \
+             lost acknowledged messages (a crash with JetStream's default sync_interval) or the stream was restored \
+             from an older backup. To reseed: delete the replica, restart the publisher with --bootstrap always, \
+             start this follower again",
+            self.url.stream,
+            self.replica_path.display()
+        )))
+    }
+
     /// Messages `from..first` are needed and gone.
     fn gap(&self, from: u64, first: u64) -> Error {
         Error::Config(format!(
@@ -452,7 +485,7 @@ impl Follower {
                 if self.source.is_none() {
                     return Ok(false); // a new follower before the first schema message
                 }
-                self.commit(&published, seq)?;
+                self.commit(&published, seq, header("Nats-Msg-Id"))?;
                 Ok(true)
             }
             "change" | "bootstrap-begin" | "bootstrap-row" | "bootstrap-end" => {
@@ -546,7 +579,7 @@ impl Follower {
     /// A commit point: the replica's state is the publisher's for what
     /// this replica holds (a table it skipped stays unheld), stored with
     /// the stream sequence in one transaction.
-    fn commit(&mut self, published: &DeliveryState, seq: u64) -> Result<()> {
+    fn commit(&mut self, published: &DeliveryState, seq: u64, id: Option<String>) -> Result<()> {
         let mut state = self.working.clone();
         if state.log_id != published.log_id {
             state = DeliveryState::empty(&published.log_id);
@@ -560,7 +593,7 @@ impl Follower {
                 state.set_live(&table, at);
             }
         }
-        let record = Record { seq, ..self.record.clone() };
+        let record = Record { seq, commit_id: id, ..self.record.clone() };
         let write = |conn: &Connection| write_record(conn, &record);
         self.replica.commit_with(&state, &write)?;
         self.record = record;
@@ -599,10 +632,16 @@ fn read_record(conn: &Connection) -> Result<Option<Record>> {
     if !exists {
         return Ok(None);
     }
-    let sql = format!("SELECT stream, stream_created, stream_seq, source FROM {FOLLOW_TABLE} WHERE id = 1");
+    let sql = format!("SELECT stream, stream_created, stream_seq, source, commit_id FROM {FOLLOW_TABLE} WHERE id = 1");
     Ok(conn
         .query_row(&sql, [], |r| {
-            Ok(Record { stream: r.get(0)?, created: r.get(1)?, seq: r.get::<_, i64>(2)? as u64, source: r.get(3)? })
+            Ok(Record {
+                stream: r.get(0)?,
+                created: r.get(1)?,
+                seq: r.get::<_, i64>(2)? as u64,
+                source: r.get(3)?,
+                commit_id: r.get(4)?,
+            })
         })
         .optional()?)
 }
@@ -610,15 +649,15 @@ fn read_record(conn: &Connection) -> Result<Option<Record>> {
 fn write_record(conn: &Connection, r: &Record) -> Result<()> {
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {FOLLOW_TABLE}(id INTEGER PRIMARY KEY CHECK (id = 1), stream TEXT NOT NULL, \
-         stream_created TEXT NOT NULL, stream_seq INTEGER NOT NULL, source TEXT, updated_at TEXT)"
+         stream_created TEXT NOT NULL, stream_seq INTEGER NOT NULL, source TEXT, commit_id TEXT, updated_at TEXT)"
     ))?;
     conn.prepare_cached(&format!(
-        "INSERT INTO {FOLLOW_TABLE}(id, stream, stream_created, stream_seq, source, updated_at) \
-         VALUES(1, ?1, ?2, ?3, ?4, CURRENT_TIMESTAMP) ON CONFLICT(id) DO UPDATE SET stream = excluded.stream, \
+        "INSERT INTO {FOLLOW_TABLE}(id, stream, stream_created, stream_seq, source, commit_id, updated_at) \
+         VALUES(1, ?1, ?2, ?3, ?4, ?5, CURRENT_TIMESTAMP) ON CONFLICT(id) DO UPDATE SET stream = excluded.stream, \
          stream_created = excluded.stream_created, stream_seq = excluded.stream_seq, source = excluded.source, \
-         updated_at = excluded.updated_at"
+         commit_id = excluded.commit_id, updated_at = excluded.updated_at"
     ))?
-    .execute(params![r.stream, r.created, r.seq as i64, r.source])?;
+    .execute(params![r.stream, r.created, r.seq as i64, r.source, r.commit_id])?;
     Ok(())
 }
 

@@ -317,7 +317,7 @@ pub(crate) async fn ensure_stream(
             url.redacted()
         )))
     };
-    if !c.subjects.iter().any(|s| *s == wanted) {
+    if !c.subjects.contains(&wanted) {
         return refuse(format!("subjects {:?}", c.subjects), &format!("the subject {wanted:?}"));
     }
     if c.retention == RetentionPolicy::WorkQueue {

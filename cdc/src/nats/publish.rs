@@ -35,6 +35,14 @@ pub struct NatsTarget {
     nonce: u64,
     counter: u64,
     debezium: Option<crate::debezium::Debezium>,
+    /// The last state this target committed to the stream.
+    committed: Option<DeliveryState>,
+    /// The commit point being published: a failure may come after the
+    /// server stored it.
+    sending: Option<DeliveryState>,
+    /// After a failure: check that the stream still ends with `committed`
+    /// (or `sending`) before publishing on.
+    verify: bool,
 }
 
 impl NatsTarget {
@@ -65,6 +73,9 @@ impl NatsTarget {
             nonce: fastrand::u64(..),
             counter: 0,
             debezium,
+            committed: None,
+            sending: None,
+            verify: false,
         })
     }
 
@@ -212,11 +223,48 @@ impl NatsTarget {
     }
 }
 
+impl NatsTarget {
+    /// After a failure (the server restarted, say): the stream must still
+    /// end with the last commit point this target published. A server
+    /// that lost acknowledged messages (a crash with JetStream's default
+    /// `sync_interval`) has not: publishing on from the engine's position
+    /// would leave a hole, so the replicator stops, and started again it
+    /// publishes from what the stream holds.
+    fn verify_stream(&mut self) -> Result<()> {
+        if !std::mem::take(&mut self.verify) {
+            return Ok(());
+        }
+        let Some(ours) = self.committed.clone() else { return Ok(()) };
+        let theirs = self.stored_state().inspect_err(|_| self.verify = true)?;
+        if theirs.as_ref() == Some(&ours) {
+            return Ok(());
+        }
+        if let Some(sent) = self.sending.take()
+            && theirs.as_ref() == Some(&sent)
+        {
+            self.committed = Some(sent);
+            return Ok(());
+        }
+        Err(Error::Config(format!(
+            "the NATS server lost acknowledged messages of stream {:?} on {} (its last commit point is {}, this \
+             replicator had published up to {}; a crash with JetStream's default sync_interval?): restart the \
+             replicator, it publishes again from what the stream holds",
+            self.url.stream,
+            self.url.redacted(),
+            theirs.map_or("gone".into(), |s| s.position.to_string()),
+            ours.position
+        )))
+    }
+}
+
 impl Target for NatsTarget {
     fn open(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
         self.rollback()?;
         self.log_id = source.log_id.clone();
         let state = self.stored_state()?.unwrap_or_else(|| DeliveryState::empty(&source.log_id));
+        self.committed = Some(state.clone());
+        self.sending = None;
+        self.verify = false;
         // The description, for followers: they create and check their
         // tables from it, and discard what they applied since the last
         // commit point (this publisher starts again from it).
@@ -229,15 +277,20 @@ impl Target for NatsTarget {
     }
 
     fn apply(&mut self, events: &[Event]) -> Result<()> {
+        self.verify_stream()?;
         self.publish_events(events)
     }
 
     fn commit(&mut self, state: &DeliveryState) -> Result<()> {
+        self.verify_stream()?;
+        self.sending = Some(state.clone());
         let json = state.to_json();
         let id = self.fresh_id("commit");
         let headers = self.headers("commit", Some(state.position));
         self.send(self.url.control(COMMIT_TOKEN), id, headers, json.into_bytes())?;
-        self.wait_acks()
+        self.wait_acks()?;
+        self.committed = self.sending.take();
+        Ok(())
     }
 
     /// What was published since the last commit point stays in the stream
@@ -246,6 +299,7 @@ impl Target for NatsTarget {
     /// and followers skip what they already hold.
     fn rollback(&mut self) -> Result<()> {
         self.pending.clear();
+        self.verify = self.committed.is_some();
         if let Some(d) = self.debezium.as_mut() {
             d.reset();
         }
