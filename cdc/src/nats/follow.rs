@@ -80,8 +80,10 @@ pub struct Follower {
     working: DeliveryState,
     /// The source description in force (filtered to the followed tables).
     source: Option<Source>,
-    /// Events applied since the last commit point.
+    /// Events applied or held since the last commit point.
     dirty: bool,
+    /// The open transaction's changes, applied at its commit point.
+    buffered: Vec<crate::event::Change>,
     /// The last stream sequence read in this run.
     last: u64,
     warned: HashSet<String>,
@@ -201,6 +203,7 @@ impl Follower {
             record,
             source,
             dirty: false,
+            buffered: Vec::new(),
             warned: HashSet::new(),
             stop: options.stop.clone(),
             disconnected,
@@ -266,6 +269,7 @@ impl Follower {
     }
 
     fn rollback(&mut self) -> Result<()> {
+        self.buffered.clear();
         self.replica.rollback()?;
         self.working = self.committed.clone();
         self.dirty = false;
@@ -297,6 +301,7 @@ impl Follower {
             return Ok(Outcome::CaughtUp);
         }
         self.disconnected.store(false, Ordering::Relaxed);
+        tracing::debug!(from, first, last = last_in_stream, "reading the stream");
         let consumer = self.rt.block_on(self.consumer(from))?;
         let mut idle_since = Instant::now();
         let mut messages = self
@@ -470,6 +475,7 @@ impl Follower {
                 let source: Source = serde_json::from_str(text()?).map_err(|_| self.bad(seq, "bad schema message"))?;
                 let json = text()?.to_string();
                 self.replica.rollback()?;
+                self.buffered.clear();
                 self.working = self.committed.clone();
                 self.dirty = false;
                 let source = filtered(source, &self.options.tables);
@@ -531,7 +537,16 @@ impl Follower {
                 );
             }
             self.working = DeliveryState::empty(log_id);
+            self.buffered.clear();
         }
+        let event = match event {
+            Event::Change(c) => {
+                self.buffered.push(c);
+                self.dirty = true;
+                return Ok(());
+            }
+            other => other,
+        };
         let apply = match &event {
             Event::BootstrapBegin { .. } => {
                 self.working.forget(&table);
@@ -550,24 +565,13 @@ impl Follower {
                 }
                 seeding
             }
-            Event::Change(c) => match self.working.live_position(&table) {
-                Some(p) if c.seq > p => {
-                    self.working.set_live(&table, c.seq);
-                    true
-                }
-                Some(_) => false, // sent again; already applied
-                None => {
-                    if self.working.table(&table).is_none() && self.warned.insert(table.clone()) {
-                        tracing::warn!(
-                            table = %table,
-                            "the replica does not hold this table and the stream holds no bootstrap of it from here: \
-                             its changes are skipped until one comes (restart the publisher with --bootstrap always)"
-                        );
-                    }
-                    false
-                }
-            },
+            Event::Change(_) => false, // held above
         };
+        if let Event::BootstrapBegin { .. } = &event {
+            // Changes of an earlier attempt at this table's bootstrap:
+            // the new one supersedes them, and its changes follow it.
+            self.buffered.retain(|c| *c.table != *table);
+        }
         if apply {
             self.replica.apply(std::slice::from_ref(&event))?;
             self.dirty = true;
@@ -576,10 +580,46 @@ impl Follower {
         Ok(())
     }
 
+    /// The changes of the open transaction, in log order. They are held
+    /// until its commit point because the stream may carry them out of
+    /// order: when the server goes away mid-transaction, messages sent on
+    /// the lost connection are gone while later ones, queued by the client
+    /// and sent on the next connection, are stored; the publisher then
+    /// sends the whole transaction again, and only the lost ones are new.
+    /// Sorted by log position (a change sent twice is one), each is applied
+    /// only to a table the replica holds at a position before it.
+    fn apply_buffered(&mut self) -> Result<()> {
+        let mut changes = std::mem::take(&mut self.buffered);
+        changes.sort_by_key(|c| c.seq);
+        changes.dedup_by_key(|c| c.seq);
+        for c in changes {
+            let table = c.table.to_string();
+            match self.working.live_position(&table) {
+                Some(p) if c.seq > p => {
+                    self.working.set_live(&table, c.seq);
+                    self.replica.apply(&[Event::Change(c)])?;
+                    self.applied += 1;
+                }
+                Some(_) => {} // sent again; already applied
+                None => {
+                    if self.working.table(&table).is_none() && self.warned.insert(table.clone()) {
+                        tracing::warn!(
+                            table = %table,
+                            "the replica does not hold this table and the stream holds no bootstrap of it from here: \
+                             its changes are skipped until one comes (restart the publisher with --bootstrap always)"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A commit point: the replica's state is the publisher's for what
     /// this replica holds (a table it skipped stays unheld), stored with
     /// the stream sequence in one transaction.
     fn commit(&mut self, published: &DeliveryState, seq: u64, id: Option<String>) -> Result<()> {
+        self.apply_buffered()?;
         let mut state = self.working.clone();
         if state.log_id != published.log_id {
             state = DeliveryState::empty(&published.log_id);
@@ -596,6 +636,7 @@ impl Follower {
         let record = Record { seq, commit_id: id, ..self.record.clone() };
         let write = |conn: &Connection| write_record(conn, &record);
         self.replica.commit_with(&state, &write)?;
+        tracing::debug!(seq, position = state.position, "committed");
         self.record = record;
         self.committed = state.clone();
         self.working = state;

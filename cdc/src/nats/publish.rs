@@ -283,6 +283,10 @@ impl Target for NatsTarget {
 
     fn commit(&mut self, state: &DeliveryState) -> Result<()> {
         self.verify_stream()?;
+        // Every event first: a commit point stored after a lost message
+        // (a connection that dropped mid-transaction) would close a
+        // transaction with a hole in it.
+        self.wait_acks()?;
         self.sending = Some(state.clone());
         let json = state.to_json();
         let id = self.fresh_id("commit");

