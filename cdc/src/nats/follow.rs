@@ -34,6 +34,9 @@ pub const FOLLOW_TABLE: &str = "_cdc_follow";
 /// server whether messages wait for it.
 const STALL_CHECK: Duration = Duration::from_secs(5);
 
+/// Messages taken from the client in one go.
+const BATCH: usize = 1000;
+
 /// How a follower runs.
 #[derive(Clone, Debug, Default)]
 pub struct FollowerOptions {
@@ -319,8 +322,23 @@ impl Follower {
             if self.disconnected.load(Ordering::Relaxed) {
                 return Err(self.url.unavailable("reading", "the connection to the server was lost"));
             }
-            let next =
-                self.rt.block_on(async { tokio::time::timeout(Duration::from_millis(500), messages.next()).await });
+            // The first message waited for, then whatever else is ready
+            // (one trip into the runtime per batch, not per message).
+            let next = self.rt.block_on(async {
+                let first = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
+                let mut batch = Vec::new();
+                if let Ok(Some(Ok(m))) = first {
+                    batch.push(m);
+                    while batch.len() < BATCH {
+                        match futures_util::FutureExt::now_or_never(messages.next()) {
+                            Some(Some(Ok(m))) => batch.push(m),
+                            _ => break,
+                        }
+                    }
+                    return Ok(Some(Ok(batch)));
+                }
+                first.map(|r| r.map(|r| r.map(|_| batch)))
+            });
             if next.is_err() && idle_since.elapsed() > STALL_CHECK {
                 // Nothing for a while: a consumer that has messages for
                 // us and delivers none is read again from scratch.
@@ -332,7 +350,7 @@ impl Follower {
                     return Err(self.url.unavailable("reading", "the consumer stopped delivering"));
                 }
             }
-            let message = match next {
+            let batch = match next {
                 Err(_) if self.options.once => {
                     // Nothing came: with `--table`, what is left may all
                     // be other tables' messages.
@@ -349,32 +367,35 @@ impl Follower {
                 Err(_) => continue,
                 Ok(None) => return Err(self.url.unavailable("reading", "the message stream ended")),
                 Ok(Some(Err(e))) => return Err(self.url.unavailable("reading", e)),
-                Ok(Some(Ok(m))) => m,
+                Ok(Some(Ok(batch))) => batch,
             };
             idle_since = Instant::now();
             if let Some(since) = self.outage.take() {
                 tracing::info!(stream = %self.url.stream, after = ?since.elapsed(), "the NATS server answers again");
             }
-            let (seq, pending) = {
-                let info = message.info().map_err(|e| self.url.unavailable("reading a message's metadata", e))?;
-                (info.stream_sequence, info.pending)
-            };
-            if seq <= self.last {
-                continue; // delivered again (an acknowledgement wait ran out)
-            }
-            if seq > self.last + 1 {
-                self.check_gap(seq)?;
-            }
-            self.last = seq;
-            let committed = self.handle(&message, seq)?;
-            if committed {
-                // AckPolicy::All: this acknowledges everything before it.
-                let _ = self.rt.block_on(message.ack());
-            }
-            // At the end with a transaction the publisher never finished
-            // (it was killed): `run` discards it; it comes again, whole.
-            if self.options.once && pending == 0 {
-                return Ok(Outcome::CaughtUp);
+            for message in batch {
+                let (seq, pending) = {
+                    let info = message.info().map_err(|e| self.url.unavailable("reading a message's metadata", e))?;
+                    (info.stream_sequence, info.pending)
+                };
+                if seq <= self.last {
+                    continue; // delivered again (an acknowledgement wait ran out)
+                }
+                if seq > self.last + 1 {
+                    self.check_gap(seq)?;
+                }
+                self.last = seq;
+                let committed = self.handle(&message, seq)?;
+                if committed {
+                    // AckPolicy::All: this acknowledges everything before it.
+                    let _ = self.rt.block_on(message.ack());
+                }
+                // At the end with a transaction the publisher never
+                // finished (it was killed): `run` discards it; it comes
+                // again, whole.
+                if self.options.once && pending == 0 {
+                    return Ok(Outcome::CaughtUp);
+                }
             }
         }
     }

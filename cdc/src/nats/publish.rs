@@ -29,6 +29,8 @@ pub struct NatsTarget {
     js: jetstream::Context,
     stream: Stream,
     log_id: String,
+    /// Messages queued, not yet handed to the client.
+    outbox: Vec<(String, PublishMessage)>,
     /// Acknowledgements not yet awaited.
     pending: Vec<PublishAckFuture>,
     /// With `counter`, ids of messages that are not changes (`fresh_id`).
@@ -69,6 +71,7 @@ impl NatsTarget {
             js,
             stream,
             log_id: String::new(),
+            outbox: Vec::new(),
             pending: Vec::new(),
             nonce: fastrand::u64(..),
             counter: 0,
@@ -110,18 +113,37 @@ impl NatsTarget {
 
     /// Sends one message; its acknowledgement is awaited later.
     fn send(&mut self, subject: String, id: String, headers: HeaderMap, payload: Vec<u8>) -> Result<()> {
-        if self.pending.len() >= IN_FLIGHT {
-            self.wait_acks()?;
-        }
         let publish = PublishMessage::build().headers(headers).payload(payload.into()).message_id(id);
-        let ack = self.rt.block_on(self.js.send_publish(subject, publish)).map_err(|e| self.publish_error(e))?;
-        self.pending.push(ack);
+        self.outbox.push((subject, publish));
         Ok(())
+    }
+
+    /// Hands the queued messages to the client, in one trip into the
+    /// runtime, waiting for acknowledgements whenever `IN_FLIGHT` are
+    /// outstanding.
+    fn flush(&mut self) -> Result<()> {
+        let outbox = std::mem::take(&mut self.outbox);
+        let mut pending = std::mem::take(&mut self.pending);
+        let js = &self.js;
+        let result = self.rt.block_on(async {
+            for (subject, publish) in outbox {
+                if pending.len() >= IN_FLIGHT {
+                    for ack in pending.drain(..) {
+                        ack.await?;
+                    }
+                }
+                pending.push(js.send_publish(subject, publish).await?);
+            }
+            Ok(())
+        });
+        self.pending = pending;
+        result.map_err(|e| self.publish_error(e))
     }
 
     /// Waits for every outstanding acknowledgement: only then are the
     /// messages in the stream.
     fn wait_acks(&mut self) -> Result<()> {
+        self.flush()?;
         let pending = std::mem::take(&mut self.pending);
         let results = self
             .rt
@@ -278,7 +300,8 @@ impl Target for NatsTarget {
 
     fn apply(&mut self, events: &[Event]) -> Result<()> {
         self.verify_stream()?;
-        self.publish_events(events)
+        self.publish_events(events)?;
+        self.flush()
     }
 
     fn commit(&mut self, state: &DeliveryState) -> Result<()> {
@@ -302,6 +325,7 @@ impl Target for NatsTarget {
     /// commit point, changes under the same ids (dropped as duplicates)
     /// and followers skip what they already hold.
     fn rollback(&mut self) -> Result<()> {
+        self.outbox.clear();
         self.pending.clear();
         self.verify = self.committed.is_some();
         if let Some(d) = self.debezium.as_mut() {
