@@ -440,3 +440,35 @@ fn a_stream_whose_history_changed_under_the_replica_stops_the_follower() {
     assert!(err.contains(&format!("no longer holds, at sequence {at}")), "{err}");
     assert_eq!(sqlite3(&replica, "SELECT * FROM t; SELECT stream_seq FROM _cdc_follow;"), before);
 }
+
+/// The publisher SIGKILLed in the middle of a large source transaction
+/// (published in batches, no commit point yet) and started again at once:
+/// the resent changes are dropped by the server as duplicates, so the
+/// follower must keep what it held across the new `$schema` message.
+#[test]
+fn a_publisher_killed_mid_transaction_and_restarted_at_once_loses_nothing() {
+    let server = NatsServer::start();
+    let db = crate::support::TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
+    db.install(&["t"]);
+    let url = server.url("MID");
+    publish_once(&db.path, &url, &[]);
+    let replica = db.dir.path().join("r.db");
+    let follower = follower(&url, &replica, &[], &db.dir.path().join("follower.log"));
+    sqlite3(
+        &db.path,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+         INSERT INTO t(v) SELECT 'v' || i FROM n;",
+    );
+    let before = server.stream_state("MID")["messages"].as_u64().unwrap();
+    let publisher = Sidecar::start(
+        &["--db", db.path.to_str().unwrap(), "--target", &url, "--batch-size", "100", "--status-interval", "0"],
+        &db.dir.path().join("publisher.log"),
+    );
+    crate::support::wait_until("part of the transaction is in the stream", LONG, || {
+        server.stream_state("MID")["messages"].as_u64().unwrap() > before + 300
+    });
+    publisher.kill();
+    publish_once(&db.path, &url, &["--batch-size", "100"]);
+    wait_equal(&db.path, &replica, &["t"], LONG);
+    no_errors(&follower.log(), "follower");
+}

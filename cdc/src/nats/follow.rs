@@ -189,7 +189,7 @@ impl Follower {
         let mut source = None;
         if let Some(json) = &record.source {
             let s = filtered(serde_json::from_str(json)?, &options.tables);
-            committed = target.open(&s)?.unwrap_or_default();
+            committed = unfollowed_forgotten(target.open(&s)?.unwrap_or_default(), &s);
             source = Some(s);
         }
         let durable = options.durable.clone().unwrap_or_else(|| default_durable(replica));
@@ -288,7 +288,7 @@ impl Follower {
             self.rt.block_on(self.stream.get_info()).map_err(|e| self.url.unavailable("reading the stream", e))?;
         let (first, last_in_stream) = (info.state.first_sequence, info.state.last_sequence);
         let from = self.record.seq + 1;
-        if self.record.seq > 0 && first > from && info.state.messages > 0 {
+        if self.record.seq > 0 && first > from && last_in_stream >= from {
             return Err(self.gap(from, first));
         }
         self.check_history(first)?;
@@ -495,12 +495,16 @@ impl Follower {
             "schema" => {
                 let source: Source = serde_json::from_str(text()?).map_err(|_| self.bad(seq, "bad schema message"))?;
                 let json = text()?.to_string();
+                // Bootstrap events applied since the last commit point are
+                // undone (a bootstrap sent again has new ids, so it comes
+                // again whole); held changes stay: a publisher restarting
+                // within the duplicate window sends them again under the
+                // same ids, which the server drops.
                 self.replica.rollback()?;
-                self.buffered.clear();
                 self.working = self.committed.clone();
                 self.dirty = false;
                 let source = filtered(source, &self.options.tables);
-                let state = self.replica.open(&source)?.unwrap_or_default();
+                let state = unfollowed_forgotten(self.replica.open(&source)?.unwrap_or_default(), &source);
                 self.committed = state.clone();
                 self.working = state;
                 self.source = Some(source);
@@ -609,10 +613,18 @@ impl Follower {
     /// sends the whole transaction again, and only the lost ones are new.
     /// Sorted by log position (a change sent twice is one), each is applied
     /// only to a table the replica holds at a position before it.
-    fn apply_buffered(&mut self) -> Result<()> {
+    fn apply_buffered(&mut self, upto: i64) -> Result<()> {
         let mut changes = std::mem::take(&mut self.buffered);
+        // The latest copy of a position first (after a rewound source, the
+        // position's change sent last is the current one), then in order.
+        changes.reverse();
         changes.sort_by_key(|c| c.seq);
         changes.dedup_by_key(|c| c.seq);
+        // Changes past this commit point belong to a later one (sent
+        // before a failure, and not sent again by the server's duplicate
+        // window): held for it.
+        let later = changes.partition_point(|c| c.seq <= upto);
+        self.buffered = changes.split_off(later);
         for c in changes {
             let table = c.table.to_string();
             match self.working.live_position(&table) {
@@ -640,7 +652,7 @@ impl Follower {
     /// this replica holds (a table it skipped stays unheld), stored with
     /// the stream sequence in one transaction.
     fn commit(&mut self, published: &DeliveryState, seq: u64, id: Option<String>) -> Result<()> {
-        self.apply_buffered()?;
+        self.apply_buffered(published.position)?;
         let mut state = self.working.clone();
         if state.log_id != published.log_id {
             state = DeliveryState::empty(&published.log_id);
@@ -661,9 +673,22 @@ impl Follower {
         self.record = record;
         self.committed = state.clone();
         self.working = state;
-        self.dirty = false;
+        self.dirty = !self.buffered.is_empty();
         Ok(())
     }
+}
+
+/// `state` without the tables `source` does not follow: their messages
+/// are not read (`--table`), so what the replica holds of them stops
+/// being current; followed again later, they wait for a bootstrap.
+fn unfollowed_forgotten(mut state: DeliveryState, source: &Source) -> DeliveryState {
+    let gone: Vec<String> =
+        state.tables.keys().filter(|t| !source.tables.iter().any(|s| s.desc.name == **t)).cloned().collect();
+    for table in gone {
+        tracing::warn!(table = %table, "this replica held the table, but it is not followed now: it waits for a bootstrap if followed again");
+        state.forget(&table);
+    }
+    state
 }
 
 /// `source` restricted to `tables` (all when empty).

@@ -320,10 +320,12 @@ pub(crate) async fn ensure_stream(
     if !c.subjects.contains(&wanted) {
         return refuse(format!("subjects {:?}", c.subjects), &format!("the subject {wanted:?}"));
     }
-    if c.retention == RetentionPolicy::WorkQueue {
+    if c.retention != RetentionPolicy::Limits {
+        let found = if c.retention == RetentionPolicy::WorkQueue { "workqueue" } else { "interest" };
         return refuse(
-            "retention workqueue".into(),
-            "limits or interest retention (each follower reads every message)",
+            format!("retention {found}"),
+            "limits retention (each follower reads every message, a follower started later replays the stream, \
+             and the last commit point must stay)",
         );
     }
     if c.max_messages_per_subject > 0 {
