@@ -1,5 +1,8 @@
 //! Bootstrap speed: reseeding a replica from a 1M-row table, against
-//! `VACUUM INTO` (SQLite copying the whole file itself). Run:
+//! `VACUUM INTO` (SQLite copying the whole file itself, each page written
+//! once, no journal) and against the floor of a copy that ends in a WAL
+//! replica (SQLite attaching the source and copying the table with one
+//! `INSERT … SELECT` into a WAL file, then its checkpoint). Run:
 //! `cargo bench -p cdc-benches --bench bootstrap`.
 
 use std::time::Duration;
@@ -36,6 +39,30 @@ fn bootstrap(c: &mut Criterion) {
             },
             |conn| {
                 conn.execute("VACUUM INTO ?1", [copy.to_str().unwrap()]).unwrap();
+                conn
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    group.bench_function("baseline: INSERT INTO ... SELECT into a WAL file", |b| {
+        let copy = dir.path().join("insert-copy.db");
+        b.iter_batched(
+            || {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
+                }
+                let conn = open(&copy);
+                conn.execute_batch(NARROW).unwrap();
+                conn.execute("ATTACH ?1 AS src", [format!("file:{}?mode=ro", source.display())]).unwrap();
+                conn
+            },
+            |conn| {
+                conn.execute_batch(
+                    "BEGIN IMMEDIATE; INSERT INTO main.narrow SELECT * FROM src.narrow; COMMIT; \
+                     PRAGMA wal_checkpoint(PASSIVE);",
+                )
+                .unwrap();
                 conn
             },
             BatchSize::PerIteration,

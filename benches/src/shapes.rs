@@ -80,9 +80,10 @@ pub enum Variant {
     None,
     /// This project's triggers.
     Cdc,
-    /// A trigger writing `json_object` images (the design most
-    /// trigger-based tools use), written here for comparison. BLOBs, which
-    /// JSON cannot hold, go in as hex.
+    /// kevinconway/sqlite-cdc's triggers (the design this project
+    /// replaces, and most trigger-based tools use): `json_object` images,
+    /// text timestamp, table and operation names, in its own log table.
+    /// BLOBs, which JSON cannot hold, go in as hex (its blob option).
     Json,
     /// No trigger: the application appends the same log row this
     /// project's trigger would, in the same transaction (the floor).
@@ -107,13 +108,17 @@ impl Variant {
     }
 }
 
+/// A row as kevinconway/sqlite-cdc writes it: `json_object` of every
+/// column, 63 columns per object, objects merged with `json_patch`.
 fn json_image(shape: &Shape, prefix: &str) -> String {
     let pairs: Vec<String> = std::iter::once(format!("'id', {prefix}.id"))
         .chain(shape.columns.iter().map(|(c, t)| {
             if *t == "BLOB" { format!("'{c}', hex({prefix}.{c})") } else { format!("'{c}', {prefix}.{c}") }
         }))
         .collect();
-    format!("json_object({})", pairs.join(", "))
+    let objects: Vec<String> = pairs.chunks(63).map(|c| format!("json_object({})", c.join(", "))).collect();
+    let (last, rest) = objects.split_last().unwrap();
+    rest.iter().rev().fold(last.clone(), |acc, o| format!("json_patch({o}, {acc})"))
 }
 
 /// Installs the variant's capture on table `t`.
@@ -140,15 +145,19 @@ pub fn install(conn: &mut Connection, shape: &Shape, variant: Variant) {
             }
         }
         Variant::Json => {
+            // kevinconway/sqlite-cdc's log table and triggers, as it
+            // generates them (with its BLOB support on: hex).
             let (new, old) = (json_image(shape, "NEW"), json_image(shape, "OLD"));
+            let now = "datetime('now', 'subsec')";
             conn.execute_batch(&format!(
-                "CREATE TABLE json_log(seq INTEGER PRIMARY KEY, tbl TEXT, op TEXT, ts REAL, before TEXT, after TEXT);
-                 CREATE TRIGGER ji AFTER INSERT ON t BEGIN
-                   INSERT INTO json_log(tbl, op, ts, after) VALUES('t', 'I', julianday('now'), {new}); END;
-                 CREATE TRIGGER ju AFTER UPDATE ON t BEGIN
-                   INSERT INTO json_log(tbl, op, ts, before, after) VALUES('t', 'U', julianday('now'), {old}, {new}); END;
-                 CREATE TRIGGER jd AFTER DELETE ON t BEGIN
-                   INSERT INTO json_log(tbl, op, ts, before) VALUES('t', 'D', julianday('now'), {old}); END;"
+                "CREATE TABLE __cdc_log(id INTEGER PRIMARY KEY, timestamp TEXT NOT NULL, tablename TEXT NOT NULL,
+                   operation TEXT NOT NULL, before TEXT, after TEXT);
+                 CREATE TRIGGER t__cdc_insert AFTER INSERT ON t BEGIN
+                   INSERT INTO __cdc_log(timestamp, tablename, operation, before, after) VALUES({now}, 't', 'INSERT', NULL, {new}); END;
+                 CREATE TRIGGER t__cdc_update AFTER UPDATE ON t BEGIN
+                   INSERT INTO __cdc_log(timestamp, tablename, operation, before, after) VALUES({now}, 't', 'UPDATE', {old}, {new}); END;
+                 CREATE TRIGGER t__cdc_delete AFTER DELETE ON t BEGIN
+                   INSERT INTO __cdc_log(timestamp, tablename, operation, before, after) VALUES({now}, 't', 'DELETE', {old}, NULL); END;"
             ))
             .unwrap();
         }

@@ -157,6 +157,32 @@ impl TableDesc {
         format!("SELECT {} FROM {} ORDER BY {order}", self.image_columns().join(", "), quote_ident(&self.name))
     }
 
+    /// Copies rows straight from the same table in the attached database
+    /// `schema` into `main` (a bootstrap inside SQLite, no values through
+    /// the caller), writing exactly the columns [`Self::upsert_sql`]
+    /// writes. For a table with a usable rowid name the copy is one batch:
+    /// rows with rowids from `?1` to `?2`, inclusive (see
+    /// [`Self::copy_bound_sql`]); otherwise it copies every row at once.
+    pub fn copy_sql(&self, schema: &str) -> String {
+        let cols: Vec<String> = self.written().into_iter().map(|(c, _)| c).collect();
+        let cols = cols.join(", ");
+        let (table, from) = (quote_ident(&self.name), quote_ident(schema));
+        let range = match self.rowid_alias() {
+            Some(alias) => format!(" WHERE {alias} BETWEEN ?1 AND ?2 ORDER BY {alias}"),
+            None => String::new(),
+        };
+        format!("INSERT OR REPLACE INTO main.{table}({cols}) SELECT {cols} FROM {from}.{table}{range}")
+    }
+
+    /// The rowid `?2` rows past rowid `?1` (inclusive) in the attached
+    /// database `schema`: where the next copy batch starts. `None` when
+    /// the table has no usable rowid name (copied in one statement).
+    pub fn copy_bound_sql(&self, schema: &str) -> Option<String> {
+        let alias = self.rowid_alias()?;
+        let (table, from) = (quote_ident(&self.name), quote_ident(schema));
+        Some(format!("SELECT {alias} FROM {from}.{table} WHERE {alias} >= ?1 ORDER BY {alias} LIMIT 1 OFFSET ?2"))
+    }
+
     /// Column list of one image: `rowid, "a", "b"`.
     fn image_columns(&self) -> Vec<String> {
         self.rowid_alias()
@@ -189,6 +215,20 @@ impl TableDesc {
 mod tests {
     use crate::table::tests::users;
     use crate::{ColumnDesc, TableDesc};
+
+    #[test]
+    fn copy_statements() {
+        let t = users();
+        assert_eq!(
+            t.copy_sql("src"),
+            "INSERT OR REPLACE INTO main.\"users\"(rowid, \"id\", \"name\") SELECT rowid, \"id\", \"name\" \
+             FROM \"src\".\"users\" WHERE rowid BETWEEN ?1 AND ?2 ORDER BY rowid"
+        );
+        assert_eq!(
+            t.copy_bound_sql("src").unwrap(),
+            "SELECT rowid FROM \"src\".\"users\" WHERE rowid >= ?1 ORDER BY rowid LIMIT 1 OFFSET ?2"
+        );
+    }
 
     #[test]
     fn rowid_statements() {

@@ -76,6 +76,30 @@ pub fn path_of(conn: &Connection) -> PathBuf {
     conn.path().filter(|p| !p.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(":memory:"))
 }
 
+/// A `file:` URI opening the database at `path` read only (`ATTACH`
+/// takes a URI only on a connection opened with `SQLITE_OPEN_URI`). Every
+/// byte but unreserved ones and `/` is percent-encoded, so a `?`, `#` or
+/// `%` in a name stays part of it.
+pub fn read_only_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
+}
+
+/// `path` as a file name that a connection opened with `SQLITE_OPEN_URI`
+/// never takes for a URI (a relative name starting with `file:`).
+pub fn not_a_uri(path: &Path) -> PathBuf {
+    if path.as_os_str().as_encoded_bytes().starts_with(b"file:") { Path::new(".").join(path) } else { path.into() }
+}
+
 /// Whether the database is in WAL mode (recommended: readers never block
 /// the application's writers).
 pub fn is_wal(conn: &Connection) -> Result<bool> {

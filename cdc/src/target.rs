@@ -93,6 +93,57 @@ pub trait Target {
     fn rollback(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// A target that can copy a table's rows straight from the source
+    /// file returns its [`BulkCopy`]: bootstraps then skip the `Bootstrap`
+    /// events (still `BootstrapBegin` and `BootstrapEnd`). Only the SQLite
+    /// replica can (SQLite copies the rows itself, several times faster
+    /// than decoding and binding each one); others keep the default.
+    fn bulk_copy(&mut self) -> Option<&mut dyn BulkCopy> {
+        None
+    }
+}
+
+/// What a target's own read of the source sees ([`BulkCopy::read_source`]):
+/// the engine copies through it only when it is exactly the engine's cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceCut {
+    /// The log's high-water `seq`. Every committed change of a captured
+    /// table appends a log row, so two reads that see the same high-water
+    /// mark (and schema) see the same captured rows.
+    pub high_water: i64,
+    /// The source's schema cookie (`PRAGMA schema_version`).
+    pub schema_version: i64,
+}
+
+/// One batch of a [`BulkCopy`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyBatch {
+    /// Rows copied.
+    pub rows: u64,
+    /// Where the next batch starts (a rowid), `None` when the table is done.
+    pub next: Option<i64>,
+}
+
+/// Bootstrap rows copied by the target itself from the source file,
+/// inside the same transaction as the `BootstrapBegin` and `BootstrapEnd`
+/// events around them (so a reader still never sees half a table).
+///
+/// The engine calls [`BulkCopy::read_source`] with no target transaction
+/// open, right after its own read of the source started and while it
+/// holds back the source's writers (when it can), compares the two cuts,
+/// and copies only when they are the same; otherwise it rolls the target
+/// back and sends rows as events. The target stops reading the source when
+/// it commits or rolls back.
+pub trait BulkCopy {
+    /// Starts the target's transaction and its read of the source at
+    /// `source` (read only), and says what that read sees.
+    fn read_source(&mut self, source: &std::path::Path) -> Result<SourceCut>;
+
+    /// Copies up to `limit` rows of `table` starting at rowid `from`
+    /// (`i64::MIN` first; every row at once for a table without a usable
+    /// rowid name).
+    fn copy_rows(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch>;
 }
 
 impl<F> Target for F

@@ -4,6 +4,7 @@
 //! `sqlite3` module, each in its own process.
 
 mod apply;
+mod bulk;
 mod busy;
 mod capture;
 mod debezium;

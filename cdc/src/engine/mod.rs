@@ -655,20 +655,27 @@ impl Engine {
         let stopped = Drained { position: held, stopped: true, ..Drained::default() };
 
         // One read transaction: every snapshot and the log's high-water
-        // mark S are one consistent cut.
+        // mark S are one consistent cut. A target that copies rows itself
+        // starts its own read of the source right after, with the
+        // application's writers held back so both reads see one commit.
+        let writers = target.bulk_copy().and_then(|_| self.source.hold_writers());
         let tx = self.source.conn.unchecked_transaction()?;
         let cut = log::high_water(&tx)?;
         let layout = self.source.layout(&tx)?;
+        let via = self.share_cut(target, &tx, cut);
+        drop(writers);
         // Live tables get changes up to the cut by rowid: not across a
         // VACUUM since the plan.
         let live = plan::live_positions(&self.source, &seeding);
         if self.layout_breaks(planned_layout, &layout, live.keys()) {
             drop(tx);
+            target.rollback().map_err(Failure::Target)?;
             return Err(Failure::Moved("the source file was rewritten before the snapshot"));
         }
         let mut rows = 0;
         for (table, _) in &plan.bootstrap {
-            match snapshot::table(&tx, table, self.settings.batch_size, &self.waker, &mut self.progress, target)? {
+            let batch = self.settings.batch_size;
+            match snapshot::table(&tx, table, via, batch, &self.waker, &mut self.progress, target)? {
                 Some(n) => rows += n,
                 None => {
                     target.rollback().map_err(Failure::Target)?;
@@ -703,6 +710,38 @@ impl Engine {
         tx.commit()?;
         self.commit(target, state)?;
         Ok(Drained { changes, bootstrapped_rows: rows, position: cut, stopped: false })
+    }
+
+    /// How this bootstrap's rows reach `target`: through its own read of
+    /// the source ([`crate::BulkCopy`]) when that read sees exactly the
+    /// cut of `tx` (same log high-water mark, same schema, same file),
+    /// else as events. A mismatch (no writer lock to hold, a file moved
+    /// in meanwhile) or any error reading costs speed, never correctness.
+    fn share_cut(&self, target: &mut dyn Target, tx: &rusqlite::Connection, cut: i64) -> snapshot::Via {
+        let Some(copier) = target.bulk_copy() else { return snapshot::Via::Events };
+        let source = crate::db::path_of(&self.source.conn);
+        let theirs = copier.read_source(&source);
+        let ours = crate::target::SourceCut {
+            high_water: cut,
+            schema_version: tx.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap_or(-1),
+        };
+        let same_file = crate::lock::FileId::of(&source).ok() == Some(self.source.file());
+        match theirs {
+            Ok(theirs) if theirs == ours && same_file => return snapshot::Via::BulkCopy,
+            Ok(theirs) => {
+                tracing::debug!(
+                    ?ours,
+                    ?theirs,
+                    same_file,
+                    "the target's read of the source is another cut; sending rows as events"
+                )
+            }
+            Err(e) => tracing::debug!(error = %e, "the target cannot read the source; sending rows as events"),
+        }
+        if let Err(e) = target.rollback() {
+            tracing::debug!(error = %e, "rolling back the target's read of the source");
+        }
+        snapshot::Via::Events
     }
 
     /// Whether moving from layout `then` to `now` breaks delivery to

@@ -3,6 +3,10 @@
 //! transaction that makes the snapshot and the log's high-water mark one
 //! consistent cut; rows are streamed, so memory is bounded by the batch
 //! size however large the table.
+//!
+//! A target with a [`crate::BulkCopy`] whose own read of the source is the same
+//! cut gets `BootstrapBegin`, then copies the rows itself in batches of
+//! rowids (SQLite to SQLite, no values through Rust), then `BootstrapEnd`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +36,18 @@ pub struct Progress {
     pub elapsed: Duration,
     /// The table is complete.
     pub done: bool,
+    /// The rows are copied by the target straight from the source file
+    /// (a SQLite replica: SQLite copies them), not sent as events.
+    pub direct: bool,
+}
+
+/// How a snapshot reaches the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// One `Bootstrap` event per row.
+    Events,
+    /// The target's [`crate::BulkCopy`], reading the same cut.
+    BulkCopy,
 }
 
 /// Streams one table's snapshot to `target`. Returns the row count, or
@@ -39,6 +55,7 @@ pub struct Progress {
 pub(crate) fn table(
     conn: &Connection,
     reg: &Registered,
+    via: Via,
     batch_size: usize,
     waker: &Waker,
     progress: &mut Option<ProgressFn>,
@@ -52,10 +69,28 @@ pub(crate) fn table(
     let started = Instant::now();
     let mut report = |rows: u64, done: bool| {
         if let Some(f) = progress.as_mut() {
-            f(&Progress { table: table.clone(), rows, total, elapsed: started.elapsed(), done });
+            f(&Progress {
+                table: table.clone(),
+                rows,
+                total,
+                elapsed: started.elapsed(),
+                done,
+                direct: via == Via::BulkCopy,
+            });
         }
     };
-    let mut events = vec![Event::BootstrapBegin { table: table.clone(), columns: columns.clone() }];
+    let begin = Event::BootstrapBegin { table: table.clone(), columns: columns.clone() };
+    if via == Via::BulkCopy {
+        target.apply(&[begin]).map_err(Failure::Target)?;
+        let Some(count) = bulk(desc, batch_size, waker, &mut report, target)? else { return Ok(None) };
+        let sequence = autoincrement_sequence(conn, &desc.name)?;
+        target
+            .apply(&[Event::BootstrapEnd { table: table.clone(), rows: count, sequence }])
+            .map_err(Failure::Target)?;
+        report(count, true);
+        return Ok(Some(count));
+    }
+    let mut events = vec![begin];
     let has_rowid = !desc.without_rowid;
     let width = desc.image_len();
     let mut stmt = conn.prepare(&desc.snapshot_sql())?;
@@ -98,6 +133,39 @@ pub(crate) fn table(
     target.apply(&events).map_err(Failure::Target)?;
     report(count, true);
     Ok(Some(count))
+}
+
+/// Rows copied per [`BulkCopy`] batch, at least: a batch costs two
+/// statements, so it is larger than an event batch.
+const BULK_BATCH: usize = 16_384;
+
+/// The rows of `desc`, copied by the target itself in batches of rowids.
+fn bulk(
+    desc: &cdc_schema::TableDesc,
+    batch_size: usize,
+    waker: &Waker,
+    report: &mut dyn FnMut(u64, bool),
+    target: &mut dyn Target,
+) -> Result<Option<u64>, Failure> {
+    let limit = batch_size.max(BULK_BATCH);
+    let (mut count, mut from) = (0u64, i64::MIN);
+    loop {
+        if waker.is_stopped() {
+            return Ok(None);
+        }
+        let copier = target
+            .bulk_copy()
+            .ok_or_else(|| Failure::Target(crate::Error::Config("the target stopped offering a bulk copy".into())))?;
+        let batch = copier.copy_rows(desc, from, limit).map_err(Failure::Target)?;
+        count += batch.rows;
+        match batch.next {
+            Some(next) => {
+                from = next;
+                report(count, false);
+            }
+            None => return Ok(Some(count)),
+        }
+    }
 }
 
 /// `table`'s entry in `sqlite_sequence` (its AUTOINCREMENT counter), if any.

@@ -423,6 +423,29 @@ impl SourceDb {
         Ok(format!("{}:{cookie}", self.file))
     }
 
+    /// Holds the application's writers back for a moment: a second
+    /// connection takes the source's write lock (waiting at most
+    /// [`HOLD_WAIT`]), so that reads started while it is held (the
+    /// engine's and a target's own, for a bulk copy) see the same commit.
+    /// `None` when the lock cannot be had in time or the path names
+    /// another file now. Released when dropped.
+    pub fn hold_writers(&self) -> Option<WritersHeld> {
+        let conn = db::open(&self.path, Access::ReadWrite).ok()?;
+        let held = WritersHeld { conn: Some(conn), path: self.path.clone(), file: self.file };
+        let conn = held.conn.as_ref()?;
+        if FileId::of(&self.path).ok()? != self.file {
+            return None;
+        }
+        conn.busy_timeout(HOLD_WAIT).ok()?;
+        conn.execute_batch("BEGIN IMMEDIATE").ok()?;
+        Some(held)
+    }
+
+    /// The source file's identity as opened.
+    pub fn file(&self) -> FileId {
+        self.file
+    }
+
     /// Whether the schema changed since it was last read (a table of the
     /// plan may be gone).
     pub fn schema_moved(&self) -> bool {
@@ -534,6 +557,26 @@ fn connect(path: &Path) -> Result<(Connection, FileId)> {
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| classify(e, path))?;
         }
         return Ok((conn, after));
+    }
+}
+
+/// How long [`SourceDb::hold_writers`] waits for the write lock.
+const HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The source's write lock, held by a connection of its own; dropping it
+/// rolls back (nothing was written) and closes the connection.
+pub(crate) struct WritersHeld {
+    conn: Option<Connection>,
+    path: PathBuf,
+    file: FileId,
+}
+
+impl Drop for WritersHeld {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.execute_batch("ROLLBACK");
+            close(conn, &self.path, Some(self.file));
+        }
     }
 }
 

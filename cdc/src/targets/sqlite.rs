@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Statement, params};
 
-use cdc_schema::quote_ident;
+use cdc_schema::{TableDesc, quote_ident};
 
 use crate::Op;
 use crate::capture::{Against, mismatches};
@@ -16,7 +16,7 @@ use crate::event::{Event, Row};
 use crate::lock::{FileId, OwnerLock, target_lock_path};
 use crate::schema::{IndexSql, describe, table_exists, unique_index_sql};
 use crate::state::{DeliveryState, TableState};
-use crate::target::{Source, SourceTable, Target};
+use crate::target::{BulkCopy, CopyBatch, Source, SourceCut, SourceTable, Target};
 
 /// The replica's own bookkeeping table: one row with the delivery state
 /// (which source log, and per table: seeding or live from a position),
@@ -118,6 +118,10 @@ pub struct SqliteTarget {
     /// transaction, so a reader sees the old table until the new one is full.
     rebuild: HashMap<String, SourceTable>,
     in_tx: bool,
+    /// The source is attached (read only) for a bootstrap copied inside
+    /// SQLite ([`BulkCopy`]); detached when the transaction ends, so the
+    /// replica holds nothing of the source file between bootstraps.
+    attached: bool,
     /// The replica is in WAL mode (commits flushed by `sync`).
     wal: bool,
     _lock: OwnerLock,
@@ -138,8 +142,12 @@ impl SqliteTarget {
         }
         let what = format!("replica {}", path.display());
         let lock = OwnerLock::acquire(&target_lock_path(path), &what)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
+        // URIs on, for attaching the source read only (`BulkCopy`).
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(crate::db::not_a_uri(path), flags).map_err(|e| classify(e, path))?;
         conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
             .map_err(|e| classify(e, path))?;
@@ -156,6 +164,7 @@ impl SqliteTarget {
             purged: HashSet::new(),
             rebuild: HashMap::new(),
             in_tx: false,
+            attached: false,
             wal: false,
             _lock: lock,
         })
@@ -302,6 +311,75 @@ impl Target for SqliteTarget {
         if self.in_tx {
             self.in_tx = false;
             self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql_error(e))?;
+        }
+        self.detach()
+    }
+
+    fn bulk_copy(&mut self) -> Option<&mut dyn BulkCopy> {
+        Some(self)
+    }
+}
+
+/// The schema name the source is attached under for a bulk copy.
+const SOURCE_SCHEMA: &str = "_cdc_source";
+
+impl BulkCopy for SqliteTarget {
+    fn read_source(&mut self, source: &Path) -> Result<SourceCut> {
+        self.read_attached(source).map_err(|e| self.named(e))
+    }
+
+    fn copy_rows(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch> {
+        self.copy_batch(table, from, limit).map_err(|e| self.refused(self.named(e), &table.name))
+    }
+}
+
+impl SqliteTarget {
+    fn read_attached(&mut self, source: &Path) -> Result<SourceCut> {
+        if self.in_tx {
+            return Err(Error::Config(format!(
+                "replica {}: a bulk copy must start its own transaction",
+                self.path.display()
+            )));
+        }
+        if !self.attached {
+            // Read only: `BEGIN IMMEDIATE` takes no lock on a read-only
+            // attachment, so the application's writers go on meanwhile.
+            self.conn.execute("ATTACH ?1 AS _cdc_source", [crate::db::read_only_uri(source)])?;
+            self.attached = true;
+        }
+        self.begin()?;
+        let log = quote_ident(cdc_schema::log::LOG_TABLE);
+        let high_water: i64 =
+            self.conn
+                .query_row(&format!("SELECT coalesce(max(seq), 0) FROM {SOURCE_SCHEMA}.{log}"), [], |r| r.get(0))?;
+        let schema_version: i64 =
+            self.conn.query_row(&format!("PRAGMA {SOURCE_SCHEMA}.schema_version"), [], |r| r.get(0))?;
+        Ok(SourceCut { high_water, schema_version })
+    }
+
+    fn copy_batch(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch> {
+        if !self.attached || !self.in_tx {
+            return Err(Error::Config(format!("replica {}: no source attached to copy from", self.path.display())));
+        }
+        let copy = table.copy_sql(SOURCE_SCHEMA);
+        let Some(bound) = table.copy_bound_sql(SOURCE_SCHEMA) else {
+            let rows = self.conn.prepare_cached(&copy)?.execute([])?;
+            return Ok(CopyBatch { rows: rows as u64, next: None });
+        };
+        let next: Option<i64> =
+            self.conn.prepare_cached(&bound)?.query_row(params![from, limit as i64], |r| r.get(0)).optional()?;
+        // `next` is past `from`, so `next - 1` cannot overflow.
+        let to = next.map_or(i64::MAX, |n| n - 1);
+        let rows = self.conn.prepare_cached(&copy)?.execute(params![from, to])?;
+        Ok(CopyBatch { rows: rows as u64, next })
+    }
+
+    /// Detaches the source after a bulk copy (outside any transaction).
+    fn detach(&mut self) -> Result<()> {
+        if self.attached && !self.in_tx {
+            self.conn.flush_prepared_statement_cache();
+            self.conn.execute_batch("DETACH DATABASE _cdc_source").map_err(|e| self.sql_error(e))?;
+            self.attached = false;
         }
         Ok(())
     }
@@ -539,7 +617,7 @@ impl SqliteTarget {
             self.rebuild.remove(&table);
         }
         self.stored = state.clone();
-        Ok(())
+        self.detach()
     }
 }
 
