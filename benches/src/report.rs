@@ -54,6 +54,7 @@ pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> 
         ("replication/", "baseline: INSERT INTO ... SELECT via ATTACH", "INSERT … SELECT via ATTACH"),
         ("replication/", "baseline: the same writes as SQL statements", "the same writes as SQL statements"),
         ("bootstrap/", "baseline: VACUUM INTO", "VACUUM INTO"),
+        ("bootstrap/", "baseline: INSERT INTO ... SELECT into a WAL file", "INSERT … SELECT into a WAL file"),
         ("drain", "baseline: SELECT every log row", "SELECT of the log rows"),
     ] {
         for (group, r) in results.iter().filter(|(g, _)| g.starts_with(prefix)) {

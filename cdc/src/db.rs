@@ -82,7 +82,9 @@ pub fn path_of(conn: &Connection) -> PathBuf {
 /// `%` in a name stays part of it.
 pub fn read_only_uri(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let mut uri = String::from("file:");
+    // `file:` then the path; an absolute one after an empty authority
+    // (`file:///a`), so a path starting `//` is never taken for a host.
+    let mut uri = String::from(if path.is_absolute() { "file://" } else { "file:" });
     for &b in path.as_os_str().as_bytes() {
         if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
             uri.push(b as char);
@@ -105,4 +107,20 @@ pub fn not_a_uri(path: &Path) -> PathBuf {
 pub fn is_wal(conn: &Connection) -> Result<bool> {
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
     Ok(mode.eq_ignore_ascii_case("wal"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Path;
+
+    #[test]
+    fn read_only_uris_keep_every_byte_of_the_name() {
+        let odd = Path::new(std::ffi::OsStr::from_bytes(b"/a b/?#%/\xff\xc3\xbc.db"));
+        assert_eq!(super::read_only_uri(odd), "file:///a%20b/%3F%23%25/%FF%C3%BC.db?mode=ro");
+        assert_eq!(super::read_only_uri(Path::new("//host/x.db")), "file:////host/x.db?mode=ro");
+        assert_eq!(super::read_only_uri(Path::new("rel/x.db")), "file:rel/x.db?mode=ro");
+        assert_eq!(super::not_a_uri(Path::new("file:x.db")), Path::new("./file:x.db"));
+        assert_eq!(super::not_a_uri(Path::new("/file:x.db")), Path::new("/file:x.db"));
+    }
 }

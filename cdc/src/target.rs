@@ -129,16 +129,22 @@ pub struct CopyBatch {
 /// inside the same transaction as the `BootstrapBegin` and `BootstrapEnd`
 /// events around them (so a reader still never sees half a table).
 ///
-/// The engine calls [`BulkCopy::read_source`] with no target transaction
-/// open, right after its own read of the source started and while it
-/// holds back the source's writers (when it can), compares the two cuts,
-/// and copies only when they are the same; otherwise it rolls the target
-/// back and sends rows as events. The target stops reading the source when
-/// it commits or rolls back.
+/// The engine calls [`BulkCopy::open_source`] with no target transaction
+/// open, then [`BulkCopy::read_source`] right after its own read of the
+/// source started and while it holds back the source's writers (when it
+/// can), compares the two cuts, and copies only when they are the same;
+/// otherwise it rolls the target back and sends rows as events. The
+/// target lets go of the source when it commits or rolls back.
 pub trait BulkCopy {
-    /// Starts the target's transaction and its read of the source at
-    /// `source` (read only), and says what that read sees.
-    fn read_source(&mut self, source: &std::path::Path) -> Result<SourceCut>;
+    /// Opens the source at `source` for reading only (outside any
+    /// transaction: the engine holds the source's writers back only
+    /// for the read itself).
+    fn open_source(&mut self, source: &std::path::Path) -> Result<()>;
+
+    /// Starts the target's transaction and its read of the source opened
+    /// by [`BulkCopy::open_source`], and says what that read sees. It
+    /// must not wait for any lock: the source's writers wait meanwhile.
+    fn read_source(&mut self) -> Result<SourceCut>;
 
     /// Copies up to `limit` rows of `table` starting at rowid `from`
     /// (`i64::MIN` first; every row at once for a table without a usable

@@ -175,3 +175,34 @@ while not os.path.exists(sys.argv[2]):
     eprintln!("copied inside SQLite: {}", direct.lock().unwrap());
     assert_equal(&db.path, &replica, &["big", "small"]);
 }
+
+/// A source whose path has characters a `file:` URI gives meaning to
+/// (`?`, `#`, `%`), spaces and bytes that are not UTF-8: still attached
+/// (read only) and copied inside SQLite, not silently sent row by row.
+#[test]
+fn a_source_at_an_odd_path_is_copied_inside_sqlite_too() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"we ird ?#%25&=; \xc3\xbc\xff"));
+    std::fs::create_dir(&odd).unwrap();
+    let path = odd.join("app #1?.db");
+    sqlite3(
+        &path,
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE t(id INTEGER PRIMARY KEY, v);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000)
+         INSERT INTO t SELECT i, 'v' || i FROM n;",
+    );
+    let db = TempDb { dir, path };
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    let direct = Arc::new(Mutex::new(Vec::new()));
+    let seen = direct.clone();
+    let mut engine =
+        Engine::builder(&db.path).on_progress(move |p| seen.lock().unwrap().push(p.direct)).open().unwrap();
+    let mut target = SqliteTarget::open(&replica).unwrap();
+    assert_eq!(engine.drain(&mut target).unwrap().bootstrapped_rows, 30_000);
+    let direct = direct.lock().unwrap().clone();
+    assert!(!direct.is_empty() && direct.iter().all(|d| *d), "copied inside SQLite: {direct:?}");
+    assert_equal(&db.path, &replica, &["t"]);
+}

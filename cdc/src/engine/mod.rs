@@ -658,11 +658,12 @@ impl Engine {
         // mark S are one consistent cut. A target that copies rows itself
         // starts its own read of the source right after, with the
         // application's writers held back so both reads see one commit.
-        let writers = target.bulk_copy().and_then(|_| self.source.hold_writers());
+        let bulk = self.open_bulk_copy(target);
+        let writers = bulk.then(|| self.source.hold_writers()).flatten();
         let tx = self.source.conn.unchecked_transaction()?;
         let cut = log::high_water(&tx)?;
         let layout = self.source.layout(&tx)?;
-        let via = self.share_cut(target, &tx, cut);
+        let via = if bulk { self.share_cut(target, &tx, cut) } else { snapshot::Via::Events };
         drop(writers);
         // Live tables get changes up to the cut by rowid: not across a
         // VACUUM since the plan.
@@ -719,13 +720,12 @@ impl Engine {
     /// in meanwhile) or any error reading costs speed, never correctness.
     fn share_cut(&self, target: &mut dyn Target, tx: &rusqlite::Connection, cut: i64) -> snapshot::Via {
         let Some(copier) = target.bulk_copy() else { return snapshot::Via::Events };
-        let source = crate::db::path_of(&self.source.conn);
-        let theirs = copier.read_source(&source);
+        let theirs = copier.read_source();
         let ours = crate::target::SourceCut {
             high_water: cut,
             schema_version: tx.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap_or(-1),
         };
-        let same_file = crate::lock::FileId::of(&source).ok() == Some(self.source.file());
+        let same_file = !self.source.replaced();
         match theirs {
             Ok(theirs) if theirs == ours && same_file => return snapshot::Via::BulkCopy,
             Ok(theirs) => {
@@ -742,6 +742,27 @@ impl Engine {
             tracing::debug!(error = %e, "rolling back the target's read of the source");
         }
         snapshot::Via::Events
+    }
+
+    /// Lets a target that copies rows itself open the source, when the
+    /// path still names the file the engine has open (attaching another
+    /// file and closing it would drop this process's locks on the `-shm`
+    /// they share). Whether the target then can be asked for a read.
+    fn open_bulk_copy(&self, target: &mut dyn Target) -> bool {
+        let Some(copier) = target.bulk_copy() else { return false };
+        if self.source.replaced() {
+            return false;
+        }
+        match copier.open_source(&self.source.path) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "the target cannot open the source; sending rows as events");
+                if let Err(e) = target.rollback() {
+                    tracing::debug!(error = %e, "letting the target close the source");
+                }
+                false
+            }
+        }
     }
 
     /// Whether moving from layout `then` to `now` breaks delivery to

@@ -430,20 +430,20 @@ impl SourceDb {
     /// `None` when the lock cannot be had in time or the path names
     /// another file now. Released when dropped.
     pub fn hold_writers(&self) -> Option<WritersHeld> {
+        // Never open another file at the path: closing it would drop this
+        // process's locks on a `-shm` it shares with the open connection.
+        if self.replaced() {
+            return None;
+        }
         let conn = db::open(&self.path, Access::ReadWrite).ok()?;
         let held = WritersHeld { conn: Some(conn), path: self.path.clone(), file: self.file };
         let conn = held.conn.as_ref()?;
-        if FileId::of(&self.path).ok()? != self.file {
+        if self.replaced() {
             return None;
         }
         conn.busy_timeout(HOLD_WAIT).ok()?;
         conn.execute_batch("BEGIN IMMEDIATE").ok()?;
         Some(held)
-    }
-
-    /// The source file's identity as opened.
-    pub fn file(&self) -> FileId {
-        self.file
     }
 
     /// Whether the schema changed since it was last read (a table of the

@@ -247,6 +247,10 @@ impl SqliteTarget {
 
 impl SqliteTarget {
     fn begin(&mut self) -> Result<()> {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+
+    fn begin_with(&mut self, begin: &str) -> Result<()> {
         if !self.in_tx {
             if FileId::of(&self.path).ok() != Some(self.file) {
                 return Err(Error::Config(format!(
@@ -254,7 +258,7 @@ impl SqliteTarget {
                     self.path.display()
                 )));
             }
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.sql_error(e))?;
+            self.conn.execute_batch(begin).map_err(|e| self.sql_error(e))?;
             self.in_tx = true;
         }
         Ok(())
@@ -308,11 +312,16 @@ impl Target for SqliteTarget {
 
     fn rollback(&mut self) -> Result<()> {
         self.purged.clear();
+        let mut done = Ok(());
         if self.in_tx {
             self.in_tx = false;
-            self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql_error(e))?;
+            // SQLite may have rolled back by itself already (disk full).
+            if !self.conn.is_autocommit() {
+                done = self.conn.execute_batch("ROLLBACK").map_err(|e| self.sql_error(e));
+            }
         }
-        self.detach()
+        let detached = self.detach();
+        done.and(detached)
     }
 
     fn bulk_copy(&mut self) -> Option<&mut dyn BulkCopy> {
@@ -324,17 +333,21 @@ impl Target for SqliteTarget {
 const SOURCE_SCHEMA: &str = "_cdc_source";
 
 impl BulkCopy for SqliteTarget {
-    fn read_source(&mut self, source: &Path) -> Result<SourceCut> {
-        self.read_attached(source).map_err(|e| self.named(e))
+    fn open_source(&mut self, source: &Path) -> Result<()> {
+        self.attach(source).map_err(|e| self.named(e))
+    }
+
+    fn read_source(&mut self) -> Result<SourceCut> {
+        self.read_attached().map_err(|e| self.named(e))
     }
 
     fn copy_rows(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch> {
-        self.copy_batch(table, from, limit).map_err(|e| self.refused(self.named(e), &table.name))
+        self.copy_batch(table, from, limit).map_err(|e| self.named(self.refused(e, &table.name)))
     }
 }
 
 impl SqliteTarget {
-    fn read_attached(&mut self, source: &Path) -> Result<SourceCut> {
+    fn attach(&mut self, source: &Path) -> Result<()> {
         if self.in_tx {
             return Err(Error::Config(format!(
                 "replica {}: a bulk copy must start its own transaction",
@@ -342,12 +355,23 @@ impl SqliteTarget {
             )));
         }
         if !self.attached {
-            // Read only: `BEGIN IMMEDIATE` takes no lock on a read-only
-            // attachment, so the application's writers go on meanwhile.
+            // Read only: no transaction of this connection ever takes a
+            // lock on the source that would stop the application's writers.
             self.conn.execute("ATTACH ?1 AS _cdc_source", [crate::db::read_only_uri(source)])?;
             self.attached = true;
         }
-        self.begin()?;
+        Ok(())
+    }
+
+    fn read_attached(&mut self) -> Result<SourceCut> {
+        if self.in_tx || !self.attached {
+            return Err(Error::Config(format!("replica {}: no source opened to read", self.path.display())));
+        }
+        // Deferred, and reading only the source: the replica's own write
+        // lock is taken by the first write (the bootstrap's purge), after
+        // the engine let the source's writers go, so no wait for the
+        // replica ever holds them up.
+        self.begin_with("BEGIN")?;
         let log = quote_ident(cdc_schema::log::LOG_TABLE);
         let high_water: i64 =
             self.conn
@@ -376,7 +400,7 @@ impl SqliteTarget {
 
     /// Detaches the source after a bulk copy (outside any transaction).
     fn detach(&mut self) -> Result<()> {
-        if self.attached && !self.in_tx {
+        if self.attached && self.conn.is_autocommit() {
             self.conn.flush_prepared_statement_cache();
             self.conn.execute_batch("DETACH DATABASE _cdc_source").map_err(|e| self.sql_error(e))?;
             self.attached = false;
