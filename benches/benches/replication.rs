@@ -89,6 +89,74 @@ fn replication(c: &mut Criterion) {
         });
     }
     group.finish();
+    large_backlog(c);
+}
+
+/// 400 000 changes (20 000 in a debug build, which `cargo test --benches`
+/// runs once).
+const LARGE: usize = if cfg!(debug_assertions) { 20_000 } else { 400_000 };
+
+/// A large backlog drained to the end (`--once`: read, applied, the
+/// replica flushed, the source's log pruned), against the same inserts as
+/// plain SQL: one prepared statement, values bound, one transaction, into
+/// the same kind of replica file.
+fn large_backlog(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let template = backlog_source(dir.path(), LARGE);
+    let rows: Vec<Vec<rusqlite::types::Value>> = {
+        let conn = open(&template);
+        let mut stmt = conn.prepare("SELECT id, a, b, c, d, e FROM narrow ORDER BY id").unwrap();
+        stmt.query_map([], |r| (0..6).map(|i| r.get(i)).collect()).unwrap().map(Result::unwrap).collect()
+    };
+    let mut group = c.benchmark_group("replication/narrow-400k");
+    group.throughput(Throughput::Elements(LARGE as u64));
+    group.sample_size(10);
+    group.bench_function("baseline: the same inserts as plain SQL", |b| {
+        b.iter_batched(
+            || {
+                let replica = dir.path().join("plain-replica.db");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", replica.display()));
+                }
+                let conn = open(&replica);
+                conn.execute_batch(NARROW).unwrap();
+                conn
+            },
+            |mut conn| {
+                let tx = conn.transaction().unwrap();
+                {
+                    let mut stmt = tx.prepare("INSERT INTO narrow VALUES(?1, ?2, ?3, ?4, ?5, ?6)").unwrap();
+                    for row in &rows {
+                        stmt.execute(rusqlite::params_from_iter(row)).unwrap();
+                    }
+                }
+                tx.commit().unwrap();
+                conn
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("replicator drain to the end, batch 1000", |b| {
+        b.iter_batched(
+            || {
+                let source = copy_of(&template, "large-source.db");
+                let replica = dir.path().join("large-replica.db");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", replica.display()));
+                }
+                let mut engine = Engine::builder(&source).bootstrap(BootstrapMode::Never).open().unwrap();
+                let mut target = SqliteTarget::open(&replica).unwrap();
+                engine.connect(&mut target).unwrap();
+                (engine, target)
+            },
+            |(mut engine, mut target)| {
+                assert_eq!(engine.drain(&mut target).unwrap().changes, LARGE as u64);
+                (engine, target)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
 }
 
 criterion_group! {
