@@ -51,8 +51,13 @@ pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> 
         ));
     }
     for (prefix, baseline, what) in [
-        ("replication/", "baseline: INSERT INTO ... SELECT via ATTACH", "INSERT … SELECT via ATTACH"),
-        ("replication/", "baseline: the same writes as SQL statements", "the same writes as SQL statements"),
+        ("replication/narrow-inserts", "baseline: INSERT INTO ... SELECT via ATTACH", "INSERT … SELECT via ATTACH"),
+        (
+            "replication/narrow-inserts",
+            "baseline: the same writes as SQL statements",
+            "the same writes as SQL statements",
+        ),
+        ("replication/narrow-400k", "baseline: the same inserts as plain SQL", "the same inserts as plain SQL"),
         ("bootstrap/", "baseline: VACUUM INTO", "VACUUM INTO"),
         ("bootstrap/", "baseline: INSERT INTO ... SELECT into a WAL file", "INSERT … SELECT into a WAL file"),
         ("drain", "baseline: SELECT every log row", "SELECT of the log rows"),
