@@ -50,6 +50,29 @@ pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> 
             ratio(r, "cdc", "new-image-trigger"),
         ));
     }
+    // Every log shape against kevinconway/sqlite-cdc's triggers, and
+    // against the floor (the application writing capture's own row).
+    let shapes = [
+        "cdc",
+        "cand: julianday()",
+        "cand: 8 values per row",
+        "cand: 16 values per row",
+        "cand: rowid once",
+        "cand: all three",
+        "app-writes-log",
+    ];
+    out.push_str("\n| log shape / json_object: group |");
+    for s in shapes {
+        out.push_str(&format!(" {s} |"));
+    }
+    out.push_str(&format!("\n|{}\n", " --- |".repeat(shapes.len() + 1)));
+    for (group, r) in results.iter().filter(|(g, r)| g.starts_with("capture/") && r.contains_key("cand: all three")) {
+        out.push_str(&format!("| {} |", group.trim_start_matches("capture/")));
+        for s in shapes {
+            out.push_str(&format!(" {} |", ratio(r, s, "json_object")));
+        }
+        out.push('\n');
+    }
     for (prefix, baseline, what) in [
         ("replication/narrow-inserts", "baseline: INSERT INTO ... SELECT via ATTACH", "INSERT … SELECT via ATTACH"),
         (

@@ -92,10 +92,68 @@ pub enum Variant {
     /// as capture did before it read the row from the table (which an
     /// application trigger may have rewritten): what that correctness costs.
     NewImage,
+    /// A candidate log shape ([`cdc::sql::LogShape`]): this project's
+    /// triggers writing rows of that shape into a log table of their own.
+    Candidate(Candidate),
+}
+
+/// The log shapes measured against capture's own (each changes one
+/// thing, the last all of them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Candidate {
+    /// `julianday()` for the write time: the same value without parsing
+    /// its `'now'` argument.
+    NoArgTime,
+    /// 8 value columns per log row instead of 32.
+    Width8,
+    /// 16 value columns per log row.
+    Width16,
+    /// The rowid of an `INTEGER PRIMARY KEY` table written once.
+    RowidOnce,
+    /// All of the above.
+    Lean,
+}
+
+impl Candidate {
+    pub const ALL: [Candidate; 5] =
+        [Candidate::NoArgTime, Candidate::Width8, Candidate::Width16, Candidate::RowidOnce, Candidate::Lean];
+
+    pub fn shape(self) -> cdc::sql::LogShape {
+        let capture = cdc::sql::LogShape::CAPTURE;
+        let candidate = cdc::sql::LogShape { table: "cand_log", ..capture };
+        match self {
+            Candidate::NoArgTime => cdc::sql::LogShape { time: "julianday()", ..candidate },
+            Candidate::Width8 => cdc::sql::LogShape { width: 8, ..candidate },
+            Candidate::Width16 => cdc::sql::LogShape { width: 16, ..candidate },
+            Candidate::RowidOnce => cdc::sql::LogShape { rowid_once: true, ..candidate },
+            Candidate::Lean => cdc::sql::LogShape { width: 8, time: "julianday()", rowid_once: true, ..candidate },
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Candidate::NoArgTime => "cand: julianday()",
+            Candidate::Width8 => "cand: 8 values per row",
+            Candidate::Width16 => "cand: 16 values per row",
+            Candidate::RowidOnce => "cand: rowid once",
+            Candidate::Lean => "cand: all three",
+        }
+    }
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [Variant::None, Variant::Cdc, Variant::Json, Variant::AppLog, Variant::NewImage];
+    pub const ALL: [Variant; 10] = [
+        Variant::None,
+        Variant::Cdc,
+        Variant::Json,
+        Variant::AppLog,
+        Variant::NewImage,
+        Variant::Candidate(Candidate::NoArgTime),
+        Variant::Candidate(Candidate::Width8),
+        Variant::Candidate(Candidate::Width16),
+        Variant::Candidate(Candidate::RowidOnce),
+        Variant::Candidate(Candidate::Lean),
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -104,6 +162,7 @@ impl Variant {
             Variant::Json => "json_object",
             Variant::AppLog => "app-writes-log",
             Variant::NewImage => "new-image-trigger",
+            Variant::Candidate(c) => c.label(),
         }
     }
 }
@@ -142,6 +201,18 @@ pub fn install(conn: &mut Connection, shape: &Shape, variant: Variant) {
             }
             for op in cdc::Op::ALL {
                 conn.execute(&new_image_trigger(&desc, op), []).unwrap();
+            }
+        }
+        Variant::Candidate(candidate) => {
+            cdc::capture::install(conn, &["t".into()]).unwrap();
+            let desc = shape.desc(conn);
+            for sql in desc.drop_triggers() {
+                conn.execute(&sql, []).unwrap();
+            }
+            let log = candidate.shape();
+            conn.execute(&log.create_sql(), []).unwrap();
+            for op in cdc::Op::ALL {
+                conn.execute(&desc.create_trigger_shaped(op, &log), []).unwrap();
             }
         }
         Variant::Json => {

@@ -23,4 +23,4 @@ pub use ident::{quote_ident, quote_literal};
 pub use log::{CHUNK_WIDTH, LOG_TABLE, Op};
 pub use replica::Identity;
 pub use table::{Affinity, ColumnDesc, TableDesc};
-pub use triggers::SchemaError;
+pub use triggers::{LogShape, SchemaError};

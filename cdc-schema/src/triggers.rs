@@ -18,6 +18,41 @@ impl std::fmt::Display for SchemaError {
 
 impl std::error::Error for SchemaError {}
 
+/// The shape of the log rows the triggers write. Capture uses
+/// [`LogShape::CAPTURE`]; the others are candidates the capture bench
+/// measures against it (a narrower row, a cheaper time, the rowid of an
+/// `INTEGER PRIMARY KEY` table written once), each in its own log table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogShape {
+    /// The log table written.
+    pub table: &'static str,
+    /// Value columns per log row; a change with more values spills into
+    /// continuation rows.
+    pub width: usize,
+    /// The write-time expression.
+    pub time: &'static str,
+    /// An image of a table with an `INTEGER PRIMARY KEY` holds the rowid
+    /// once (the key column, being the rowid, is left out).
+    pub rowid_once: bool,
+}
+
+impl LogShape {
+    /// The shape capture writes into `_cdc_log`.
+    pub const CAPTURE: LogShape =
+        LogShape { table: LOG_TABLE, width: CHUNK_WIDTH, time: "julianday('now')", rowid_once: false };
+
+    /// `CREATE TABLE IF NOT EXISTS` for this shape's log table (the same
+    /// columns as `_cdc_log`, `width` values).
+    pub fn create_sql(&self) -> String {
+        let values: Vec<String> = (0..self.width).map(value_column).collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}(seq INTEGER PRIMARY KEY, tid INTEGER, op INTEGER NOT NULL, ts REAL, {})",
+            quote_ident(self.table),
+            values.join(", ")
+        )
+    }
+}
+
 impl TableDesc {
     /// Checks that triggers can be generated for this table.
     pub fn validate(&self) -> Result<(), SchemaError> {
@@ -56,23 +91,25 @@ impl TableDesc {
 
     /// Value expressions of one image read from `from`: `NEW`, `OLD`, or
     /// the table itself (`"t"`): `NEW.rowid, NEW."a", ...`.
-    fn image_exprs(&self, from: &str) -> Vec<String> {
+    fn image_exprs(&self, from: &str, shape: &LogShape) -> Vec<String> {
         let rowid = self.rowid_alias().map(|alias| format!("{from}.{alias}"));
-        rowid.into_iter().chain(self.captured().map(|c| format!("{from}.{}", quote_ident(&c.name)))).collect()
+        let skip = if shape.rowid_once { self.integer_primary_key().map(|c| c.name.clone()) } else { None };
+        let columns = self.captured().filter(|c| Some(&c.name) != skip.as_ref());
+        rowid.into_iter().chain(columns.map(|c| format!("{from}.{}", quote_ident(&c.name)))).collect()
     }
 
     /// The values a change of `op` writes, in log order: the after image
     /// for INSERT, the before image for DELETE, before then after for
     /// UPDATE. After images are read from the table (`"t"."a"`), not from
     /// `NEW`: see [`TableDesc::create_trigger`].
-    fn change_exprs(&self, op: Op) -> Vec<String> {
+    fn change_exprs(&self, op: Op, shape: &LogShape) -> Vec<String> {
         let table = quote_ident(&self.name);
         match op {
-            Op::Insert => self.image_exprs(&table),
-            Op::Delete => self.image_exprs("OLD"),
+            Op::Insert => self.image_exprs(&table, shape),
+            Op::Delete => self.image_exprs("OLD", shape),
             Op::Update => {
-                let mut v = self.image_exprs("OLD");
-                v.extend(self.image_exprs(&table));
+                let mut v = self.image_exprs("OLD", shape);
+                v.extend(self.image_exprs(&table, shape));
                 v
             }
         }
@@ -98,20 +135,20 @@ impl TableDesc {
 
     /// `INSERT INTO _cdc_log ... SELECT ...` statements writing the values
     /// `exprs` as one change of log op `code`, spilling into continuation
-    /// rows every [`CHUNK_WIDTH`] values; `tail` ends each `SELECT` (its
-    /// `FROM`/`WHERE`).
-    fn log_inserts(&self, code: i64, exprs: &[String], tail: &str) -> String {
+    /// rows every `shape.width` values ([`CHUNK_WIDTH`] for capture);
+    /// `tail` ends each `SELECT` (its `FROM`/`WHERE`).
+    fn log_inserts(&self, code: i64, exprs: &[String], tail: &str, shape: &LogShape) -> String {
         let mut body = String::new();
-        for (part, chunk) in exprs.chunks(CHUNK_WIDTH).enumerate() {
+        for (part, chunk) in exprs.chunks(shape.width).enumerate() {
             let cols: Vec<String> = (0..chunk.len()).map(value_column).collect();
             let (head_cols, head_vals) = if part == 0 {
-                ("tid, op, ts, ", format!("{}, {code}, julianday('now'), ", self.capture_id()))
+                ("tid, op, ts, ", format!("{}, {code}, {}, ", self.capture_id(), shape.time))
             } else {
                 ("op, ", "0, ".to_string())
             };
             body.push_str(&format!(
                 "\n  INSERT INTO {}({head_cols}{}) SELECT {head_vals}{}{tail};",
-                quote_ident(LOG_TABLE),
+                quote_ident(shape.table),
                 cols.join(", "),
                 chunk.join(", ")
             ));
@@ -130,16 +167,23 @@ impl TableDesc {
     /// as deleted by an UPDATE (its `OLD` image), and not at all by an
     /// INSERT (the delete was logged already).
     pub fn create_trigger(&self, op: Op) -> String {
-        let exprs = self.change_exprs(op);
+        self.create_trigger_shaped(op, &LogShape::CAPTURE)
+    }
+
+    /// [`TableDesc::create_trigger`] writing log rows of another shape
+    /// (candidates measured by the capture bench; capture itself always
+    /// uses [`LogShape::CAPTURE`]).
+    pub fn create_trigger_shaped(&self, op: Op, shape: &LogShape) -> String {
+        let exprs = self.change_exprs(op, shape);
         let table = quote_ident(&self.name);
         let found = self.new_row_predicate();
         let body = match op {
-            Op::Delete => self.log_inserts(op.code(), &exprs, ""),
-            Op::Insert => self.log_inserts(op.code(), &exprs, &format!(" FROM {table} WHERE {found}")),
+            Op::Delete => self.log_inserts(op.code(), &exprs, "", shape),
+            Op::Insert => self.log_inserts(op.code(), &exprs, &format!(" FROM {table} WHERE {found}"), shape),
             Op::Update => {
-                let mut body = self.log_inserts(op.code(), &exprs, &format!(" FROM {table} WHERE {found}"));
+                let mut body = self.log_inserts(op.code(), &exprs, &format!(" FROM {table} WHERE {found}"), shape);
                 let gone = format!(" WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {found})");
-                body.push_str(&self.log_inserts(Op::Delete.code(), &self.image_exprs("OLD"), &gone));
+                body.push_str(&self.log_inserts(Op::Delete.code(), &self.image_exprs("OLD", shape), &gone, shape));
                 body
             }
         };
@@ -199,6 +243,24 @@ mod tests {
         // the delete branch: 41 values = 2 rows.
         assert_eq!(sql.matches("INSERT INTO").count(), 5);
         assert_eq!(sql.matches("SELECT 0, ").count(), 3);
+    }
+
+    #[test]
+    fn a_candidate_shape_changes_only_what_it_names() {
+        let t = users();
+        let lean = super::LogShape { table: "_lean_log", width: 2, time: "julianday()", rowid_once: true };
+        let sql = t.create_trigger_shaped(Op::Insert, &lean);
+        let id = t.capture_id();
+        assert_eq!(
+            sql,
+            format!(
+                "CREATE TRIGGER \"_cdc_insert_users\" AFTER INSERT ON \"users\" FOR EACH ROW BEGIN\n  \
+                 INSERT INTO \"_lean_log\"(tid, op, ts, v0, v1) SELECT {id}, 1, julianday(), \"users\".rowid, \"users\".\"name\" \
+                 FROM \"users\" WHERE \"users\".rowid = NEW.rowid;\nEND"
+            )
+        );
+        assert!(lean.create_sql().ends_with("ts REAL, v0, v1)"), "{}", lean.create_sql());
+        assert_eq!(t.create_trigger(Op::Update), t.create_trigger_shaped(Op::Update, &super::LogShape::CAPTURE));
     }
 
     #[test]

@@ -331,7 +331,11 @@ pub fn rename_consumer(conn: &Connection, from: &str, to: &str) -> Result<bool> 
 /// rows were deleted. Does nothing while there is no consumer. Returns the
 /// rows deleted.
 pub fn prune(conn: &Connection) -> Result<usize> {
-    prune_at_most(conn, i64::MAX)
+    let deleted = prune_at_most(conn, i64::MAX)?;
+    if deleted > 0 {
+        forget_unused_layouts(conn)?;
+    }
+    Ok(deleted)
 }
 
 /// Deletes the log rows from `?1` to `?2`: one rowid range, so SQLite
@@ -342,9 +346,10 @@ fn prune_sql() -> String {
 
 /// [`prune`], deleting at most about `rows` rows (the oldest): a sidecar
 /// prunes a large backlog over several short write transactions, so it
-/// never holds the source's write lock for long.
+/// never holds the source's write lock for long. Call it inside a write
+/// transaction (its bounds are read by separate statements); it leaves
+/// layouts no longer used to [`forget_unused_layouts`].
 pub fn prune_at_most(conn: &Connection, rows: i64) -> Result<usize> {
-    let log = quote_ident(LOG_TABLE);
     let min: Option<i64> =
         conn.query_row(&format!("SELECT min(position) FROM {}", quote_ident(CONSUMERS_TABLE)), [], |r| r.get(0))?;
     let Some(min) = min else { return Ok(0) };
@@ -354,22 +359,24 @@ pub fn prune_at_most(conn: &Connection, rows: i64) -> Result<usize> {
     // in the statement made each chunk walk every row below the lowest
     // pin (a 1M-row backlog took minutes to prune, each chunk holding the
     // write lock for tens of milliseconds).
-    let last = (min - 1).min(high - 1).min(low.saturating_add(rows.saturating_sub(1)));
+    let last = min.saturating_sub(1).min(high - 1).min(low.saturating_add(rows.saturating_sub(1)));
     if last < low {
         return Ok(0);
     }
-    let deleted = conn.prepare_cached(&prune_sql())?.execute(params![low, last])?;
-    if deleted > 0 {
-        // Layouts no longer active and no longer referenced can go.
-        conn.execute(
-            &format!(
-                "DELETE FROM {} WHERE active = 0 AND NOT EXISTS (SELECT 1 FROM {log} WHERE tid = {0}.tid)",
-                quote_ident(cdc_schema::log::TABLES_TABLE)
-            ),
-            [],
-        )?;
-    }
-    Ok(deleted)
+    Ok(conn.prepare_cached(&prune_sql())?.execute(params![low, last])?)
+}
+
+/// Drops the registry rows of layouts no longer active that no log row
+/// refers to any more. Each one costs a walk of the log up to its first
+/// remaining row (`tid` has no index: every capture write would pay for
+/// one), so callers run it once per pruning pass, not per chunk.
+pub fn forget_unused_layouts(conn: &Connection) -> Result<usize> {
+    let sql = format!(
+        "DELETE FROM {} WHERE active = 0 AND NOT EXISTS (SELECT 1 FROM {} WHERE tid = {0}.tid)",
+        quote_ident(cdc_schema::log::TABLES_TABLE),
+        quote_ident(LOG_TABLE)
+    );
+    Ok(conn.execute(&sql, [])?)
 }
 
 #[cfg(test)]

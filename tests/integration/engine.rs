@@ -594,3 +594,18 @@ fn a_replica_never_moves_a_table_back_except_by_reseeding_it() {
     let err = cdc::targets::SqliteTarget::open(&replica).err().unwrap().to_string();
     assert!(err.contains(&format!("already in use by process {}", std::process::id())), "{err}");
 }
+
+#[test]
+fn a_layout_nothing_refers_to_any_more_is_forgotten_once_pruned() {
+    let db = db_with_table();
+    sqlite3(&db.path, "INSERT INTO t(v) VALUES(1), (2); ALTER TABLE t ADD COLUMN w;");
+    // Re-attached: the old layout stays registered for its log rows.
+    db.install(&["t"]);
+    sqlite3(&db.path, "INSERT INTO t(v, w) VALUES(3, 4);");
+    let layouts = || db.conn().query_row("SELECT count(*) FROM _cdc_tables", [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(layouts(), 2);
+    let mut engine = Engine::builder(&db.path).open().unwrap();
+    let mut target = |_: &[Event]| Ok(());
+    engine.drain(&mut target).unwrap();
+    assert_eq!(layouts(), 1, "the old layout went with its last log row");
+}

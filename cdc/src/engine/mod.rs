@@ -725,7 +725,7 @@ impl Engine {
             high_water: cut,
             schema_version: tx.query_row("PRAGMA schema_version", [], |r| r.get(0)).unwrap_or(-1),
         };
-        let same_file = !self.source.replaced();
+        let same_file = !self.source.replaced() && self.source.path.exists();
         match theirs {
             Ok(theirs) if theirs == ours && same_file => return snapshot::Via::BulkCopy,
             Ok(theirs) => {
@@ -1051,6 +1051,11 @@ fn acknowledge(
             if !more || locked.elapsed() >= PRUNE_BUDGET {
                 break;
             }
+        }
+        // Once pruning caught up (not after every chunk: each check
+        // walks the log), layouts nothing refers to any more go.
+        if pruned > 0 && !more {
+            log::forget_unused_layouts(&tx).map_err(named)?;
         }
     }
     // Nothing is written to the `-wal` before the commit: checked again

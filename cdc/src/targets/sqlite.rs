@@ -118,10 +118,10 @@ pub struct SqliteTarget {
     /// transaction, so a reader sees the old table until the new one is full.
     rebuild: HashMap<String, SourceTable>,
     in_tx: bool,
-    /// The source is attached (read only) for a bootstrap copied inside
+    /// The source attached (read only) for a bootstrap copied inside
     /// SQLite ([`BulkCopy`]); detached when the transaction ends, so the
     /// replica holds nothing of the source file between bootstraps.
-    attached: bool,
+    attached: Option<PathBuf>,
     /// The replica is in WAL mode (commits flushed by `sync`).
     wal: bool,
     _lock: OwnerLock,
@@ -164,7 +164,7 @@ impl SqliteTarget {
             purged: HashSet::new(),
             rebuild: HashMap::new(),
             in_tx: false,
-            attached: false,
+            attached: None,
             wal: false,
             _lock: lock,
         })
@@ -342,7 +342,7 @@ impl BulkCopy for SqliteTarget {
     }
 
     fn copy_rows(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch> {
-        self.copy_batch(table, from, limit).map_err(|e| self.named(self.refused(e, &table.name)))
+        self.copy_batch(table, from, limit).map_err(|e| self.copy_error(e, &table.name))
     }
 }
 
@@ -354,17 +354,39 @@ impl SqliteTarget {
                 self.path.display()
             )));
         }
-        if !self.attached {
-            // Read only: no transaction of this connection ever takes a
-            // lock on the source that would stop the application's writers.
-            self.conn.execute("ATTACH ?1 AS _cdc_source", [crate::db::read_only_uri(source)])?;
-            self.attached = true;
-        }
+        // An attachment left by a failed detach may be another file.
+        self.detach()?;
+        // Read only: no transaction of this connection ever takes a lock
+        // on the source that would stop the application's writers.
+        self.conn.execute("ATTACH ?1 AS _cdc_source", [crate::db::read_only_uri(source)])?;
+        self.attached = Some(source.into());
         Ok(())
     }
 
+    /// An error copying `table`: a refusal by the replica (the engine
+    /// reseeds the table), the source's fault when the attached source
+    /// is what is damaged, else the replica's.
+    fn copy_error(&self, err: Error, table: &str) -> Error {
+        let err = self.refused(err, table);
+        if let (Error::Sqlite(e), Some(source)) = (&err, &self.attached)
+            && matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+            )
+        {
+            let healthy = self
+                .conn
+                .query_row("PRAGMA _cdc_source.quick_check(1)", [], |r| r.get::<_, String>(0))
+                .is_ok_and(|ok| ok == "ok");
+            if !healthy {
+                return Error::Corrupt(source.clone());
+            }
+        }
+        self.named(err)
+    }
+
     fn read_attached(&mut self) -> Result<SourceCut> {
-        if self.in_tx || !self.attached {
+        if self.in_tx || self.attached.is_none() {
             return Err(Error::Config(format!("replica {}: no source opened to read", self.path.display())));
         }
         // Deferred, and reading only the source: the replica's own write
@@ -372,17 +394,24 @@ impl SqliteTarget {
         // the engine let the source's writers go, so no wait for the
         // replica ever holds them up.
         self.begin_with("BEGIN")?;
+        // Never wait here (a source in rollback-journal mode whose writer
+        // waits for the engine's read): a wait means another cut anyway.
+        self.conn.busy_timeout(std::time::Duration::ZERO)?;
         let log = quote_ident(cdc_schema::log::LOG_TABLE);
-        let high_water: i64 =
-            self.conn
-                .query_row(&format!("SELECT coalesce(max(seq), 0) FROM {SOURCE_SCHEMA}.{log}"), [], |r| r.get(0))?;
-        let schema_version: i64 =
-            self.conn.query_row(&format!("PRAGMA {SOURCE_SCHEMA}.schema_version"), [], |r| r.get(0))?;
-        Ok(SourceCut { high_water, schema_version })
+        let read = || -> rusqlite::Result<SourceCut> {
+            let sql = format!("SELECT coalesce(max(seq), 0) FROM {SOURCE_SCHEMA}.{log}");
+            let high_water = self.conn.query_row(&sql, [], |r| r.get(0))?;
+            let sql = format!("PRAGMA {SOURCE_SCHEMA}.schema_version");
+            let schema_version = self.conn.query_row(&sql, [], |r| r.get(0))?;
+            Ok(SourceCut { high_water, schema_version })
+        };
+        let cut = read();
+        self.conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
+        Ok(cut?)
     }
 
     fn copy_batch(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch> {
-        if !self.attached || !self.in_tx {
+        if self.attached.is_none() || !self.in_tx {
             return Err(Error::Config(format!("replica {}: no source attached to copy from", self.path.display())));
         }
         let copy = table.copy_sql(SOURCE_SCHEMA);
@@ -400,10 +429,10 @@ impl SqliteTarget {
 
     /// Detaches the source after a bulk copy (outside any transaction).
     fn detach(&mut self) -> Result<()> {
-        if self.attached && self.conn.is_autocommit() {
+        if self.attached.is_some() && self.conn.is_autocommit() {
             self.conn.flush_prepared_statement_cache();
             self.conn.execute_batch("DETACH DATABASE _cdc_source").map_err(|e| self.sql_error(e))?;
-            self.attached = false;
+            self.attached = None;
         }
         Ok(())
     }
@@ -641,7 +670,12 @@ impl SqliteTarget {
             self.rebuild.remove(&table);
         }
         self.stored = state.clone();
-        self.detach()
+        // Committed: a failed detach is not a failed commit (the next
+        // attach detaches first).
+        if let Err(e) = self.detach() {
+            tracing::warn!(replica = %self.path.display(), error = %e, "could not detach the source after a bulk copy");
+        }
+        Ok(())
     }
 }
 
