@@ -11,7 +11,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 use cdc::targets::SqliteTarget;
 use cdc::{BootstrapMode, Engine};
-use cdc_benches::{NARROW, fill_narrow, open};
+use cdc_benches::{NARROW, fill_narrow, open, remove_db};
 
 /// 1M rows when benchmarking (release); a small table when `cargo test
 /// --benches` runs each bench once in a debug build, to keep CI quick.
@@ -49,9 +49,7 @@ fn bootstrap(c: &mut Criterion) {
         let copy = dir.path().join("insert-copy.db");
         b.iter_batched(
             || {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
-                }
+                remove_db(&copy);
                 let conn = open(&copy);
                 conn.execute_batch(NARROW).unwrap();
                 conn.execute("ATTACH ?1 AS src", [format!("file:{}?mode=ro", source.display())]).unwrap();
@@ -74,9 +72,7 @@ fn bootstrap(c: &mut Criterion) {
         let mut n = 0u64;
         b.iter_batched(
             || {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", replica.display()));
-                }
+                remove_db(&replica);
                 n += 1;
                 let mut engine = Engine::builder(&source)
                     .consumer(format!("bench{n}"))

@@ -12,7 +12,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 use cdc::targets::SqliteTarget;
 use cdc::{BootstrapMode, Engine};
-use cdc_benches::{NARROW, backlog_source, copy_of, open};
+use cdc_benches::{NARROW, backlog_source, copy_of, open, remove_db};
 
 const BACKLOG: usize = 20_000;
 
@@ -115,9 +115,7 @@ fn large_backlog(c: &mut Criterion) {
         b.iter_batched(
             || {
                 let replica = dir.path().join("plain-replica.db");
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", replica.display()));
-                }
+                remove_db(&replica);
                 let conn = open(&replica);
                 conn.execute_batch(NARROW).unwrap();
                 conn
@@ -141,9 +139,7 @@ fn large_backlog(c: &mut Criterion) {
             || {
                 let source = copy_of(&template, "large-source.db");
                 let replica = dir.path().join("large-replica.db");
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", replica.display()));
-                }
+                remove_db(&replica);
                 let mut engine = Engine::builder(&source).bootstrap(BootstrapMode::Never).open().unwrap();
                 let mut target = SqliteTarget::open(&replica).unwrap();
                 engine.connect(&mut target).unwrap();

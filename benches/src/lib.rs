@@ -59,6 +59,14 @@ pub fn backlog_source(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
+/// Removes a database file and its `-wal` and `-shm`, if present (a
+/// fresh target for the next iteration).
+pub fn remove_db(path: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 /// A fresh copy of `template` (each iteration consumes its backlog).
 pub fn copy_of(template: &Path, name: &str) -> PathBuf {
     let path = template.with_file_name(name);
