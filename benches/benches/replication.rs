@@ -134,6 +134,51 @@ fn large_backlog(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // What any replicator reading this log pays at least: every change
+    // read with one plain SELECT, its after image inserted as above, and
+    // the log emptied with one DELETE (each in one transaction).
+    group.bench_function("floor: SELECT the log, the same inserts, DELETE the log", |b| {
+        b.iter_batched(
+            || {
+                let source = copy_of(&template, "floor-source.db");
+                let replica = dir.path().join("floor-replica.db");
+                remove_db(&replica);
+                let conn = open(&replica);
+                conn.execute_batch(NARROW).unwrap();
+                (open(&source), conn)
+            },
+            |(mut source, mut conn)| {
+                let tx = conn.transaction().unwrap();
+                let mut n = 0;
+                {
+                    let mut insert = tx.prepare("INSERT INTO narrow VALUES(?1, ?2, ?3, ?4, ?5, ?6)").unwrap();
+                    // v0 is the rowid, v1..v6 the columns (the after image of an insert).
+                    let mut read = source
+                        .prepare("SELECT seq, tid, op, ts, v1, v2, v3, v4, v5, v6 FROM _cdc_log WHERE op BETWEEN 1 AND 3 ORDER BY seq")
+                        .unwrap();
+                    let mut rows = read.query([]).unwrap();
+                    while let Some(r) = rows.next().unwrap() {
+                        for i in 0..4 {
+                            std::hint::black_box(r.get_ref(i).unwrap());
+                        }
+                        for i in 0..6 {
+                            let v = rusqlite::types::ToSqlOutput::Borrowed(r.get_ref(4 + i).unwrap());
+                            insert.raw_bind_parameter(i + 1, &v).unwrap();
+                        }
+                        insert.raw_execute().unwrap();
+                        n += 1;
+                    }
+                }
+                tx.commit().unwrap();
+                assert_eq!(n, LARGE);
+                let prune = source.transaction().unwrap();
+                prune.execute("DELETE FROM _cdc_log WHERE op BETWEEN 1 AND 3", []).unwrap();
+                prune.commit().unwrap();
+                (source, conn)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.bench_function("replicator drain to the end, batch 1000", |b| {
         b.iter_batched(
             || {

@@ -81,6 +81,11 @@ pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> 
             "the same writes as SQL statements",
         ),
         ("replication/narrow-400k", "baseline: the same inserts as plain SQL", "the same inserts as plain SQL"),
+        (
+            "replication/narrow-400k",
+            "floor: SELECT the log, the same inserts, DELETE the log",
+            "SELECT + inserts + DELETE (floor)",
+        ),
         ("bootstrap/", "baseline: VACUUM INTO", "VACUUM INTO"),
         ("bootstrap/", "baseline: INSERT INTO ... SELECT into a WAL file", "INSERT … SELECT into a WAL file"),
         ("drain", "baseline: SELECT every log row", "SELECT of the log rows"),
@@ -88,7 +93,7 @@ pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> 
         for (group, r) in results.iter().filter(|(g, _)| g.starts_with(prefix)) {
             out.push_str(&format!("\n| {group} | time | / {what} |\n| --- | --- | --- |\n"));
             let base = r.get(baseline).copied();
-            for (name, ns) in r.iter().filter(|(n, _)| !n.starts_with("baseline")) {
+            for (name, ns) in r.iter().filter(|(n, _)| !n.starts_with("baseline") && *n != baseline) {
                 let ratio = base.map_or("–".into(), |b| format!("{:.2}", ns / b));
                 out.push_str(&format!("| {name} | {:.1} ms | {ratio} |\n", ns / 1e6));
             }
