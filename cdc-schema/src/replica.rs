@@ -183,6 +183,48 @@ impl TableDesc {
         Some(format!("SELECT {alias} FROM {from}.{table} WHERE {alias} >= ?1 ORDER BY {alias} LIMIT 1 OFFSET ?2"))
     }
 
+    /// Copies one batch of a table without a usable rowid name along its
+    /// primary key, like [`Self::copy_sql`]: rows whose key is at or after
+    /// `?1..?n` (with `lower`) and before `?{n+1}..?{2n}` (with `upper`,
+    /// numbered from 1 without `lower`), `n` being the key's width. The
+    /// comparison and the order are the key columns' own (their declared
+    /// collations), one consistent order whatever the key's index: the
+    /// batches cut it into ranges that neither overlap nor miss a row.
+    /// Whether the key's index serves them is for the caller to check
+    /// (the query plan).
+    pub fn copy_by_key_sql(&self, schema: &str, lower: bool, upper: bool) -> String {
+        let cols: Vec<String> = self.written().into_iter().map(|(c, _)| c).collect();
+        let cols = cols.join(", ");
+        let (table, from) = (quote_ident(&self.name), quote_ident(schema));
+        let (key, n) = (self.key_list(), self.key_columns().len());
+        let mut range = Vec::new();
+        if lower {
+            range.push(format!("({key}) >= {}", params(1, n)));
+        }
+        if upper {
+            let first = if lower { n + 1 } else { 1 };
+            range.push(format!("({key}) < {}", params(first, n)));
+        }
+        let range = if range.is_empty() { String::new() } else { format!(" WHERE {}", range.join(" AND ")) };
+        format!("INSERT OR REPLACE INTO main.{table}({cols}) SELECT {cols} FROM {from}.{table}{range} ORDER BY {key}")
+    }
+
+    /// The key `?{n+1}` rows past the key `?1..?n` (inclusive; with
+    /// `lower`, else from the first row, the offset then being `?1`), in
+    /// the order of [`Self::copy_by_key_sql`]: where its next batch starts.
+    pub fn copy_by_key_bound_sql(&self, schema: &str, lower: bool) -> String {
+        let (table, from) = (quote_ident(&self.name), quote_ident(schema));
+        let (key, n) = (self.key_list(), self.key_columns().len());
+        let (range, offset) =
+            if lower { (format!(" WHERE ({key}) >= {}", params(1, n)), n + 1) } else { (String::new(), 1) };
+        format!("SELECT {key} FROM {from}.{table}{range} ORDER BY {key} LIMIT 1 OFFSET ?{offset}")
+    }
+
+    /// The key columns, quoted, in key order: `"a", "b"`.
+    fn key_list(&self) -> String {
+        self.key_columns().iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ")
+    }
+
     /// Column list of one image: `rowid, "a", "b"`.
     fn image_columns(&self) -> Vec<String> {
         self.rowid_alias()
@@ -211,6 +253,12 @@ impl TableDesc {
     }
 }
 
+/// `(?first, ..., ?{first+n-1})`.
+fn params(first: usize, n: usize) -> String {
+    let p: Vec<String> = (first..first + n).map(|i| format!("?{i}")).collect();
+    format!("({})", p.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::table::tests::users;
@@ -227,6 +275,38 @@ mod tests {
         assert_eq!(
             t.copy_bound_sql("src").unwrap(),
             "SELECT rowid FROM \"src\".\"users\" WHERE rowid >= ?1 ORDER BY rowid LIMIT 1 OFFSET ?2"
+        );
+    }
+
+    #[test]
+    fn key_copy_statements() {
+        let t = TableDesc {
+            name: "kv".into(),
+            columns: vec![
+                ColumnDesc { primary_key: 2, ..ColumnDesc::new("b", "TEXT") },
+                ColumnDesc::new("v", "BLOB"),
+                ColumnDesc { primary_key: 1, ..ColumnDesc::new("a", "INT") },
+            ]
+            .into(),
+            without_rowid: true,
+        };
+        let head =
+            "INSERT OR REPLACE INTO main.\"kv\"(\"b\", \"v\", \"a\") SELECT \"b\", \"v\", \"a\" FROM \"s\".\"kv\"";
+        let (k, order) = ("(\"a\", \"b\")", "ORDER BY \"a\", \"b\"");
+        assert_eq!(t.copy_by_key_sql("s", false, false), format!("{head} {order}"));
+        assert_eq!(t.copy_by_key_sql("s", false, true), format!("{head} WHERE {k} < (?1, ?2) {order}"));
+        assert_eq!(
+            t.copy_by_key_sql("s", true, true),
+            format!("{head} WHERE {k} >= (?1, ?2) AND {k} < (?3, ?4) {order}")
+        );
+        assert_eq!(t.copy_by_key_sql("s", true, false), format!("{head} WHERE {k} >= (?1, ?2) {order}"));
+        assert_eq!(
+            t.copy_by_key_bound_sql("s", false),
+            format!("SELECT \"a\", \"b\" FROM \"s\".\"kv\" {order} LIMIT 1 OFFSET ?1")
+        );
+        assert_eq!(
+            t.copy_by_key_bound_sql("s", true),
+            format!("SELECT \"a\", \"b\" FROM \"s\".\"kv\" WHERE {k} >= (?1, ?2) {order} LIMIT 1 OFFSET ?3")
         );
     }
 

@@ -183,7 +183,7 @@ pub use event::{Cdc, Change, Event, Row, TypedChange};
 pub use rusqlite;
 pub use state::{DeliveryState, TableState};
 pub use stats::{Stats, StatsSnapshot};
-pub use target::{BulkCopy, CopyBatch, Source, SourceCut, SourceTable, Target};
+pub use target::{BulkCopy, CopyBatch, CopyFrom, Source, SourceCut, SourceTable, Target};
 pub use value::Value;
 
 /// Re-exports used by code that `#[derive(Cdc)]` generates. Not public API.

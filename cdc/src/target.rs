@@ -116,13 +116,25 @@ pub struct SourceCut {
     pub schema_version: i64,
 }
 
+/// Where a [`BulkCopy`] batch starts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CopyFrom {
+    /// At the table's first row.
+    Start,
+    /// At the row with this rowid, or the next one.
+    Rowid(i64),
+    /// At the row with this primary key (values exactly as the source
+    /// stores them, in key order), or the next one in the key's order.
+    Key(Vec<crate::Value>),
+}
+
 /// One batch of a [`BulkCopy`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CopyBatch {
     /// Rows copied.
     pub rows: u64,
-    /// Where the next batch starts (a rowid), `None` when the table is done.
-    pub next: Option<i64>,
+    /// Where the next batch starts, `None` when the table is done.
+    pub next: Option<CopyFrom>,
 }
 
 /// Bootstrap rows copied by the target itself from the source file,
@@ -146,10 +158,10 @@ pub trait BulkCopy {
     /// must not wait for any lock: the source's writers wait meanwhile.
     fn read_source(&mut self) -> Result<SourceCut>;
 
-    /// Copies up to `limit` rows of `table` starting at rowid `from`
-    /// (`i64::MIN` first; every row at once for a table without a usable
-    /// rowid name).
-    fn copy_rows(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch>;
+    /// Copies about `limit` rows of `table` starting at `from`
+    /// ([`CopyFrom::Start`] first, then each batch's `next`). A target may
+    /// copy more at once (every row, when it finds no order to batch by).
+    fn copy_rows(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch>;
 }
 
 impl<F> Target for F

@@ -83,6 +83,17 @@ pub(crate) fn table(
     if via == Via::BulkCopy {
         target.apply(&[begin]).map_err(Failure::Target)?;
         let Some(count) = bulk(desc, batch_size, waker, &mut report, target)? else { return Ok(None) };
+        // Both reads are the same cut: a copy that is not every row of it
+        // is never committed.
+        if count != total {
+            return Err(Failure::Target(crate::Error::Target {
+                target: "bulk copy".into(),
+                message: format!(
+                    "copied {count} rows of table {} where the snapshot has {total}; nothing was committed",
+                    desc.name
+                ),
+            }));
+        }
         let sequence = autoincrement_sequence(conn, &desc.name)?;
         target
             .apply(&[Event::BootstrapEnd { table: table.clone(), rows: count, sequence }])
@@ -139,7 +150,7 @@ pub(crate) fn table(
 /// statements, so it is larger than an event batch.
 const BULK_BATCH: usize = 16_384;
 
-/// The rows of `desc`, copied by the target itself in batches of rowids.
+/// The rows of `desc`, copied by the target itself in batches.
 fn bulk(
     desc: &cdc_schema::TableDesc,
     batch_size: usize,
@@ -148,7 +159,7 @@ fn bulk(
     target: &mut dyn Target,
 ) -> Result<Option<u64>, Failure> {
     let limit = batch_size.max(BULK_BATCH);
-    let (mut count, mut from) = (0u64, i64::MIN);
+    let (mut count, mut from) = (0u64, crate::CopyFrom::Start);
     loop {
         if waker.is_stopped() {
             return Ok(None);
@@ -156,7 +167,7 @@ fn bulk(
         let copier = target
             .bulk_copy()
             .ok_or_else(|| Failure::Target(crate::Error::Config("the target stopped offering a bulk copy".into())))?;
-        let batch = copier.copy_rows(desc, from, limit).map_err(Failure::Target)?;
+        let batch = copier.copy_rows(desc, &from, limit).map_err(Failure::Target)?;
         count += batch.rows;
         match batch.next {
             Some(next) => {

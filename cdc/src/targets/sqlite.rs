@@ -16,7 +16,8 @@ use crate::event::{Event, Row};
 use crate::lock::{FileId, OwnerLock, target_lock_path};
 use crate::schema::{IndexSql, describe, table_exists, unique_index_sql};
 use crate::state::{DeliveryState, TableState};
-use crate::target::{BulkCopy, CopyBatch, Source, SourceCut, SourceTable, Target};
+use crate::target::{BulkCopy, CopyBatch, CopyFrom, Source, SourceCut, SourceTable, Target};
+use crate::value::Value;
 
 /// The replica's own bookkeeping table: one row with the delivery state
 /// (which source log, and per table: seeding or live from a position),
@@ -341,7 +342,7 @@ impl BulkCopy for SqliteTarget {
         self.read_attached().map_err(|e| self.named(e))
     }
 
-    fn copy_rows(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch> {
+    fn copy_rows(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch> {
         self.copy_batch(table, from, limit).map_err(|e| self.copy_error(e, &table.name))
     }
 }
@@ -410,21 +411,100 @@ impl SqliteTarget {
         Ok(cut?)
     }
 
-    fn copy_batch(&mut self, table: &TableDesc, from: i64, limit: usize) -> Result<CopyBatch> {
+    fn copy_batch(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch> {
         if self.attached.is_none() || !self.in_tx {
             return Err(Error::Config(format!("replica {}: no source attached to copy from", self.path.display())));
         }
-        let copy = table.copy_sql(SOURCE_SCHEMA);
-        let Some(bound) = table.copy_bound_sql(SOURCE_SCHEMA) else {
-            let rows = self.conn.prepare_cached(&copy)?.execute([])?;
-            return Ok(CopyBatch { rows: rows as u64, next: None });
+        if let Some(bound) = table.copy_bound_sql(SOURCE_SCHEMA) {
+            let from = match from {
+                CopyFrom::Start => i64::MIN,
+                CopyFrom::Rowid(r) => *r,
+                CopyFrom::Key(_) => return Err(Error::Config("a rowid table's copy cannot start at a key".into())),
+            };
+            let next: Option<i64> =
+                self.conn.prepare_cached(&bound)?.query_row(params![from, limit as i64], |r| r.get(0)).optional()?;
+            // `next` is past `from`, so `next - 1` cannot overflow.
+            let to = next.map_or(i64::MAX, |n| n - 1);
+            let rows = self.conn.prepare_cached(&table.copy_sql(SOURCE_SCHEMA))?.execute(params![from, to])?;
+            return Ok(CopyBatch { rows: rows as u64, next: next.map(CopyFrom::Rowid) });
+        }
+        let lower = match from {
+            CopyFrom::Start => None,
+            CopyFrom::Key(key) => Some(key.as_slice()),
+            CopyFrom::Rowid(_) => return Err(Error::Config("a table without rowids cannot start at a rowid".into())),
         };
-        let next: Option<i64> =
-            self.conn.prepare_cached(&bound)?.query_row(params![from, limit as i64], |r| r.get(0)).optional()?;
-        // `next` is past `from`, so `next - 1` cannot overflow.
-        let to = next.map_or(i64::MAX, |n| n - 1);
-        let rows = self.conn.prepare_cached(&copy)?.execute(params![from, to])?;
-        Ok(CopyBatch { rows: rows as u64, next })
+        if self.batches_by_key(table)? {
+            return self.copy_key_batch(table, lower, limit);
+        }
+        if lower.is_some() {
+            return Err(Error::Config(format!("table {:?}: its key stopped serving the copy midway", table.name)));
+        }
+        let rows = self.conn.prepare_cached(&table.copy_sql(SOURCE_SCHEMA))?.execute([])?;
+        Ok(CopyBatch { rows: rows as u64, next: None })
+    }
+
+    /// Whether a table without a usable rowid name is copied in batches
+    /// along its primary key: only when SQLite serves every batch as a
+    /// range search of the key's own index, in its order. That plan also
+    /// proves the batches' comparison uses the index's collations (the
+    /// planner uses an index for a range, and skips the sort, only when
+    /// they match), under which keys are unique. Otherwise (a column of
+    /// the key descending where another is not, a `COLLATE` in the key
+    /// that is not the column's) each batch would sort the whole table:
+    /// it is copied in one statement.
+    fn batches_by_key(&self, table: &TableDesc) -> Result<bool> {
+        if table.key_columns().is_empty() {
+            return Ok(false);
+        }
+        let plan = self.query_plan(&table.copy_by_key_sql(SOURCE_SCHEMA, true, true))?;
+        let served = plan.iter().any(|d| d.starts_with("SEARCH") && d.contains("USING PRIMARY KEY"))
+            && !plan.iter().any(|d| d.starts_with("SCAN") || d.contains("TEMP B-TREE"));
+        if !served {
+            tracing::debug!(table = %table.name, ?plan, "copying the table in one statement: its key cannot batch it");
+        }
+        Ok(served)
+    }
+
+    /// The details of `sql`'s query plan.
+    fn query_plan(&self, sql: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+        // Unbound parameters are NULL: the plan does not depend on them.
+        let mut rows = stmt.raw_query();
+        let mut details = Vec::new();
+        while let Some(r) = rows.next()? {
+            details.push(r.get::<_, String>(3)?);
+        }
+        Ok(details)
+    }
+
+    /// One batch of rows by primary key, from `lower` (inclusive) to the
+    /// key `limit` rows on (exclusive). A bound key whose text is not
+    /// UTF-8 cannot be carried to the next batch as a [`Value`], and a
+    /// bound equal to `lower` would not move: the rest of the table is
+    /// then copied at once.
+    fn copy_key_batch(&self, table: &TableDesc, lower: Option<&[Value]>, limit: usize) -> Result<CopyBatch> {
+        let width = table.key_columns().len();
+        let mut bound = self.conn.prepare_cached(&table.copy_by_key_bound_sql(SOURCE_SCHEMA, lower.is_some()))?;
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(2 * width + 1);
+        if let Some(lower) = lower {
+            params.extend(lower.iter().map(|v| v as &dyn rusqlite::ToSql));
+        }
+        let offset = limit.max(1) as i64;
+        params.push(&offset);
+        let next: Option<Vec<Value>> = bound
+            .query_row(params.as_slice(), |r| {
+                (0..width).map(|i| r.get_ref(i).map(Value::from_ref)).collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .optional()?
+            .and_then(|parts| parts.into_iter().collect::<std::result::Result<Vec<_>, _>>().ok())
+            .filter(|next| Some(next.as_slice()) != lower);
+        params.pop();
+        if let Some(next) = &next {
+            params.extend(next.iter().map(|v| v as &dyn rusqlite::ToSql));
+        }
+        let copy = table.copy_by_key_sql(SOURCE_SCHEMA, lower.is_some(), next.is_some());
+        let rows = self.conn.prepare_cached(&copy)?.execute(params.as_slice())?;
+        Ok(CopyBatch { rows: rows as u64, next: next.map(CopyFrom::Key) })
     }
 
     /// Detaches the source after a bulk copy (outside any transaction).
