@@ -10,6 +10,7 @@
 
 mod config;
 mod deliver;
+mod pace;
 mod plan;
 mod snapshot;
 mod source;
@@ -57,15 +58,6 @@ const RECHECKS: [Duration; 5] = [
 /// --bench load`); a writer that pauses longer than this pays one reopen
 /// per pause.
 const PARK_AFTER: Duration = Duration::from_millis(20);
-
-/// The shortest time between the starts of two drains. Under a steady
-/// stream of commits the sidecar drains once per gap, many commits at a
-/// time, instead of once per commit: measured with the load bench
-/// (`cargo bench -p cdc-benches --bench load`), draining per commit beside
-/// a writer of ~760 commits/s took 42% of a core and raised the writer's
-/// commit p50 by half (the two share the machine); the first change after
-/// a quiet spell is drained at once, so idle latency is unchanged.
-const DRAIN_GAP: Duration = Duration::from_millis(10);
 
 /// How long an acknowledgement waits for the source's write lock before it
 /// is deferred: the application's writers come first, and a target that
@@ -280,7 +272,7 @@ impl Engine {
     fn run_loop(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let mut total = Drained { position: self.position().unwrap_or(0), ..Drained::default() };
         let mut seen: Option<i64> = None;
-        let mut last_drain: Option<Instant> = None;
+        let mut pace = pace::Pace::default();
         // When the source was last seen changing.
         let mut last_news = Instant::now();
         // Re-checks still due after the last ring (none before the first).
@@ -309,17 +301,18 @@ impl Engine {
             }
             if replaced || version.is_none() || seen != version {
                 // Commits coming fast: wait out the gap, then take them all.
-                if let Some(left) = last_drain.map(|at| (at + DRAIN_GAP).saturating_duration_since(Instant::now()))
-                    && !left.is_zero()
-                {
+                let left = pace.wait(Instant::now());
+                if !left.is_zero() {
                     if !self.waker.sleep(left) {
                         total.stopped = true;
                         return Ok(total);
                     }
                     continue;
                 }
-                last_drain = Some(Instant::now());
-                let drained = self.drain_with_retries(target)?;
+                pace.start(Instant::now());
+                let drained = self.drain_with_retries(target);
+                pace.end(Instant::now());
+                let drained = drained?;
                 total.add(drained);
                 if drained.changes > 0 || drained.bootstrapped_rows > 0 {
                     last_news = Instant::now();
