@@ -118,6 +118,7 @@ pub struct SourceCut {
 
 /// Where a [`BulkCopy`] batch starts.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum CopyFrom {
     /// At the table's first row.
     Start,

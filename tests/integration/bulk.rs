@@ -139,8 +139,17 @@ INSERT INTO two_ways SELECT i % 10, i, i FROM n;
 CREATE TABLE bad_utf8(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
 INSERT INTO bad_utf8 SELECT CAST(x'ff' || CAST(printf('%06d', i) AS BLOB) AS TEXT), i FROM n;
+CREATE TABLE late_bad(k TEXT PRIMARY KEY, v) WITHOUT ROWID;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+INSERT INTO late_bad SELECT CASE WHEN i <= 20000 THEN printf('k%06d', i)
+  ELSE CAST(x'ff' || CAST(printf('%06d', i) AS BLOB) AS TEXT) END, i FROM n;
+CREATE TABLE int_text(k INTEGER PRIMARY KEY, v) WITHOUT ROWID;
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+INSERT INTO int_text SELECT CASE i % 5 WHEN 0 THEN i WHEN 1 THEN i + 0.25 WHEN 2 THEN 'abc' || i
+  WHEN 3 THEN '0x' || i ELSE CAST(i AS BLOB) END, i FROM n;
 "#;
-    const KEYED_TABLES: [&str; 7] = ["mixed", "nocase", "real_key", "desc_key", "ci", "two_ways", "bad_utf8"];
+    const KEYED_TABLES: [&str; 9] =
+        ["mixed", "nocase", "real_key", "desc_key", "ci", "two_ways", "bad_utf8", "late_bad", "int_text"];
     let db = TempDb::with_schema(KEYED);
     db.install(&KEYED_TABLES);
     let replica = db.dir.path().join("replica.db");
@@ -152,7 +161,7 @@ INSERT INTO bad_utf8 SELECT CAST(x'ff' || CAST(printf('%06d', i) AS BLOB) AS TEX
         .unwrap();
     let mut target = SqliteTarget::open(&replica).unwrap();
     let drained = engine.drain(&mut target).unwrap();
-    assert_eq!(drained.bootstrapped_rows, 40_000 + 20_000 + 20_003 + 20_000 * 4);
+    assert_eq!(drained.bootstrapped_rows, 40_000 + 20_000 + 20_003 + 20_000 * 4 + 40_000 + 20_000);
     let reports = reports.lock().unwrap().clone();
     assert!(reports.iter().all(|p| p.3), "every table was copied inside SQLite: {reports:?}");
     let of = |t: &str| reports.iter().filter(|p| p.0 == t).map(|p| p.1).collect::<Vec<_>>();
@@ -163,6 +172,11 @@ INSERT INTO bad_utf8 SELECT CAST(x'ff' || CAST(printf('%06d', i) AS BLOB) AS TEX
     assert_eq!(of("ci"), [20_000], "a key collated unlike its column: one statement");
     assert_eq!(of("two_ways"), [20_000], "a key in two directions: one statement");
     assert_eq!(of("bad_utf8"), [20_000], "a bound that is not UTF-8: the rest at once");
+    assert_eq!(of("late_bad"), [16_384, 40_000], "the rest at once from the last good bound");
+    assert_eq!(of("int_text"), [16_384, 20_000], "text and blobs in an INTEGER key");
+    let classes =
+        sqlite3(&replica, "SELECT group_concat(t) FROM (SELECT DISTINCT typeof(k) AS t FROM int_text ORDER BY 1);");
+    assert_eq!(classes.trim(), "blob,integer,real,text");
     assert_equal(&db.path, &replica, &KEYED_TABLES);
 
     // Keys came across exactly: changes found by key land on their rows.
@@ -175,10 +189,39 @@ INSERT INTO bad_utf8 SELECT CAST(x'ff' || CAST(printf('%06d', i) AS BLOB) AS TEX
          DELETE FROM two_ways WHERE b % 3 = 0;
          UPDATE real_key SET v = 'hit' WHERE r IN (4.9e-324, 0.0, 100.0 / 3.0);
          DELETE FROM real_key WHERE r < 0;
-         UPDATE desc_key SET v = NULL WHERE k % 7 = 0;",
+         UPDATE desc_key SET v = NULL WHERE k % 7 = 0;
+         UPDATE int_text SET v = -v WHERE typeof(k) IN ('text', 'real');
+         DELETE FROM int_text WHERE typeof(k) = 'blob' AND v % 2 = 0;",
     );
     engine.drain(&mut target).unwrap();
     assert_equal(&db.path, &replica, &KEYED_TABLES);
+}
+
+/// A copy that does not land every row of the cut (here a user's own
+/// replica table whose trigger skips some rows) is never committed: the
+/// replicator stops, saying so in one line, and the replica keeps what it
+/// had.
+#[test]
+fn a_copy_that_does_not_land_every_row_is_refused() {
+    let db = TempDb::with_schema(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
+         INSERT INTO t SELECT i, 'v' || i FROM n;",
+    );
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    sqlite3(
+        &replica,
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO t VALUES(-1, 'kept');
+         CREATE TRIGGER skip BEFORE INSERT ON t WHEN NEW.id % 100 = 0 BEGIN SELECT RAISE(IGNORE); END;",
+    );
+    let mut engine = Engine::builder(&db.path).open().unwrap();
+    let mut target = SqliteTarget::open(&replica).unwrap();
+    let err = engine.drain(&mut target).unwrap_err().to_string();
+    assert!(err.contains("wrote 990 rows") && err.contains("has 1000") && !err.contains('\n'), "{err}");
+    drop(target);
+    assert_eq!(sqlite3(&replica, "SELECT group_concat(id || '=' || v) FROM t;").trim(), "-1=kept");
 }
 
 /// Rows changed by a writer at full speed while a table is copied: the

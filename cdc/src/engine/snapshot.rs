@@ -82,17 +82,9 @@ pub(crate) fn table(
     let begin = Event::BootstrapBegin { table: table.clone(), columns: columns.clone() };
     if via == Via::BulkCopy {
         target.apply(&[begin]).map_err(Failure::Target)?;
-        let Some(count) = bulk(desc, batch_size, waker, &mut report, target)? else { return Ok(None) };
-        // Both reads are the same cut: a copy that is not every row of it
-        // is never committed.
+        let Some(count) = bulk(desc, total, batch_size, waker, &mut report, target)? else { return Ok(None) };
         if count != total {
-            return Err(Failure::Target(crate::Error::Target {
-                target: "bulk copy".into(),
-                message: format!(
-                    "copied {count} rows of table {} where the snapshot has {total}; nothing was committed",
-                    desc.name
-                ),
-            }));
+            return Err(miscounted(&desc.name, count, total));
         }
         let sequence = autoincrement_sequence(conn, &desc.name)?;
         target
@@ -153,6 +145,7 @@ const BULK_BATCH: usize = 16_384;
 /// The rows of `desc`, copied by the target itself in batches.
 fn bulk(
     desc: &cdc_schema::TableDesc,
+    total: u64,
     batch_size: usize,
     waker: &Waker,
     report: &mut dyn FnMut(u64, bool),
@@ -169,6 +162,10 @@ fn bulk(
             .ok_or_else(|| Failure::Target(crate::Error::Config("the target stopped offering a bulk copy".into())))?;
         let batch = copier.copy_rows(desc, &from, limit).map_err(Failure::Target)?;
         count += batch.rows;
+        // Batches that stopped moving forward end here, not in a loop.
+        if count > total {
+            return Err(miscounted(&desc.name, count, total));
+        }
         match batch.next {
             Some(next) => {
                 from = next;
@@ -177,6 +174,17 @@ fn bulk(
             None => return Ok(Some(count)),
         }
     }
+}
+
+/// A bulk copy that did not write exactly the rows of the cut (both reads
+/// are the same cut, so only a fault of the copy, or a trigger on the
+/// replica's table skipping rows, can cause it): never committed, and not
+/// retried (it would do the same again).
+fn miscounted(table: &str, count: u64, total: u64) -> Failure {
+    Failure::Target(crate::Error::Config(format!(
+        "bootstrap of table {table:?} wrote {count} rows into the replica where the source has {total} \
+         (a trigger on the replica's table skipping rows?); nothing was committed"
+    )))
 }
 
 /// `table`'s entry in `sqlite_sequence` (its AUTOINCREMENT counter), if any.

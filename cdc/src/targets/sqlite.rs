@@ -453,7 +453,8 @@ impl SqliteTarget {
     /// that is not the column's) each batch would sort the whole table:
     /// it is copied in one statement.
     fn batches_by_key(&self, table: &TableDesc) -> Result<bool> {
-        if table.key_columns().is_empty() {
+        // A rowid table's key may hold NULLs, which no range holds.
+        if !table.without_rowid || table.key_columns().is_empty() {
             return Ok(false);
         }
         let plan = self.query_plan(&table.copy_by_key_sql(SOURCE_SCHEMA, true, true))?;
