@@ -102,6 +102,19 @@ pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> 
             }
         }
     }
+    if let Ok(text) = std::fs::read_to_string(dir.join("memory-rss.json"))
+        && let Ok(json) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+    {
+        let mib = |v: &serde_json::Value| v["peak_rss_mib"].as_f64().unwrap_or(f64::NAN);
+        let mut rows: Vec<(u64, f64)> = json.iter().filter_map(|(k, v)| Some((k.parse().ok()?, mib(v)))).collect();
+        rows.sort_by_key(|r| r.0);
+        let base = rows.first().map(|r| r.1);
+        out.push_str("\n| peak RSS of a drain into a replica | MiB | / an empty backlog |\n| --- | --- | --- |\n");
+        for (changes, rss) in rows {
+            let ratio = base.map_or("–".into(), |b| format!("{:.2}", rss / b));
+            out.push_str(&format!("| {changes} changes | {rss:.1} | {ratio} |\n"));
+        }
+    }
     if let Ok(text) = std::fs::read_to_string(dir.join("latency-percentiles.json"))
         && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
         && let Some(map) = json.as_object()
