@@ -97,11 +97,7 @@ fn latency(c: &mut Criterion) {
         );
     }
     group.finish();
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/latency-percentiles.json");
-    if let Some(parent) = out.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let _ = std::fs::write(out, serde_json::to_string_pretty(&report).unwrap());
+    cdc_benches::save_figures("latency-percentiles.json", &report);
 }
 
 criterion_group! {

@@ -81,11 +81,7 @@ fn memory(c: &mut Criterion) {
         report.insert(backlog.to_string(), serde_json::json!({ "peak_rss_mib": peak as f64 / 1024.0 }));
     }
     group.finish();
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/memory-rss.json");
-    if let Some(parent) = out.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let _ = std::fs::write(out, serde_json::to_string_pretty(&report).unwrap());
+    cdc_benches::save_figures("memory-rss.json", &report);
 }
 
 criterion_group! {

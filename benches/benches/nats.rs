@@ -238,11 +238,7 @@ fn lag(c: &mut Criterion, server: &Server) {
             serde_json::json!({ "p50_ms": p50.as_secs_f64() * 1e3, "p99_ms": p99.as_secs_f64() * 1e3, "samples": samples.len() }),
         );
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion/nats-percentiles.json");
-    if let Some(parent) = out.parent() {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let _ = std::fs::write(out, serde_json::to_string_pretty(&report).unwrap());
+    cdc_benches::save_figures("nats-percentiles.json", &report);
 }
 
 fn nats(c: &mut Criterion) {

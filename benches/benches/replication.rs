@@ -12,7 +12,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 
 use cdc::targets::SqliteTarget;
 use cdc::{BootstrapMode, Engine};
-use cdc_benches::{NARROW, backlog_source, copy_of, open, remove_db};
+use cdc_benches::{NARROW, backlog_source, copy_of, empty_narrow_replica, open, remove_db};
 
 const BACKLOG: usize = 20_000;
 
@@ -94,6 +94,9 @@ fn replication(c: &mut Criterion) {
 
 /// 400 000 changes (20 000 in a debug build, which `cargo test --benches`
 /// runs once).
+/// One row of `narrow`, every column bound.
+const INSERT_NARROW: &str = "INSERT INTO narrow VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+
 const LARGE: usize = if cfg!(debug_assertions) { 20_000 } else { 400_000 };
 
 /// A large backlog drained to the end (`--once`: read, applied, the
@@ -113,17 +116,11 @@ fn large_backlog(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("baseline: the same inserts as plain SQL", |b| {
         b.iter_batched(
-            || {
-                let replica = dir.path().join("plain-replica.db");
-                remove_db(&replica);
-                let conn = open(&replica);
-                conn.execute_batch(NARROW).unwrap();
-                conn
-            },
+            || empty_narrow_replica(dir.path(), "plain-replica.db"),
             |mut conn| {
                 let tx = conn.transaction().unwrap();
                 {
-                    let mut stmt = tx.prepare("INSERT INTO narrow VALUES(?1, ?2, ?3, ?4, ?5, ?6)").unwrap();
+                    let mut stmt = tx.prepare(INSERT_NARROW).unwrap();
                     for row in &rows {
                         stmt.execute(rusqlite::params_from_iter(row)).unwrap();
                     }
@@ -139,19 +136,12 @@ fn large_backlog(c: &mut Criterion) {
     // the log emptied with one DELETE (each in one transaction).
     group.bench_function("floor: SELECT the log, the same inserts, DELETE the log", |b| {
         b.iter_batched(
-            || {
-                let source = copy_of(&template, "floor-source.db");
-                let replica = dir.path().join("floor-replica.db");
-                remove_db(&replica);
-                let conn = open(&replica);
-                conn.execute_batch(NARROW).unwrap();
-                (open(&source), conn)
-            },
+            || (open(&copy_of(&template, "floor-source.db")), empty_narrow_replica(dir.path(), "floor-replica.db")),
             |(mut source, mut conn)| {
                 let tx = conn.transaction().unwrap();
                 let mut n = 0;
                 {
-                    let mut insert = tx.prepare("INSERT INTO narrow VALUES(?1, ?2, ?3, ?4, ?5, ?6)").unwrap();
+                    let mut insert = tx.prepare(INSERT_NARROW).unwrap();
                     // v0 is the rowid, v1..v6 the columns (the after image of an insert).
                     let mut read = source
                         .prepare("SELECT seq, tid, op, ts, v1, v2, v3, v4, v5, v6 FROM _cdc_log WHERE op BETWEEN 1 AND 3 ORDER BY seq")

@@ -59,6 +59,25 @@ pub fn backlog_source(dir: &Path, rows: usize) -> PathBuf {
     path
 }
 
+/// Saves figures a bench computes beside criterion's timings (percentiles,
+/// peak memory) as `target/criterion/<name>`, where the report reads them.
+pub fn save_figures(name: &str, figures: &serde_json::Map<String, serde_json::Value>) {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/criterion").join(name);
+    if let Some(parent) = out.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::write(out, serde_json::to_string_pretty(figures).unwrap());
+}
+
+/// A fresh replica at `dir/name` holding an empty `narrow` table.
+pub fn empty_narrow_replica(dir: &Path, name: &str) -> Connection {
+    let replica = dir.join(name);
+    remove_db(&replica);
+    let conn = open(&replica);
+    conn.execute_batch(NARROW).unwrap();
+    conn
+}
+
 /// Removes a database file and its `-wal` and `-shm`, if present (a
 /// fresh target for the next iteration).
 pub fn remove_db(path: &Path) {

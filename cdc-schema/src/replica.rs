@@ -278,9 +278,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn key_copy_statements() {
-        let t = TableDesc {
+    /// A `WITHOUT ROWID` table whose key order is not its column order.
+    fn kv() -> TableDesc {
+        TableDesc {
             name: "kv".into(),
             columns: vec![
                 ColumnDesc { primary_key: 2, ..ColumnDesc::new("b", "TEXT") },
@@ -289,7 +289,12 @@ mod tests {
             ]
             .into(),
             without_rowid: true,
-        };
+        }
+    }
+
+    #[test]
+    fn key_copy_statements() {
+        let t = kv();
         let head =
             "INSERT OR REPLACE INTO main.\"kv\"(\"b\", \"v\", \"a\") SELECT \"b\", \"v\", \"a\" FROM \"s\".\"kv\"";
         let (k, order) = ("(\"a\", \"b\")", "ORDER BY \"a\", \"b\"");
@@ -324,16 +329,7 @@ mod tests {
 
     #[test]
     fn without_rowid_statements_use_key_order() {
-        let t = TableDesc {
-            name: "kv".into(),
-            columns: vec![
-                ColumnDesc { primary_key: 2, ..ColumnDesc::new("b", "TEXT") },
-                ColumnDesc::new("v", "BLOB"),
-                ColumnDesc { primary_key: 1, ..ColumnDesc::new("a", "INT") },
-            ]
-            .into(),
-            without_rowid: true,
-        };
+        let t = kv();
         assert_eq!(t.delete_sql(), "DELETE FROM \"kv\" WHERE \"a\" = ?1 AND \"b\" = ?2");
         assert_eq!(t.identity_positions(), vec![2, 0]);
         assert!(t.update_sql().ends_with("WHERE \"a\" = ?4 AND \"b\" = ?5"));

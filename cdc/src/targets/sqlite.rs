@@ -428,19 +428,16 @@ impl SqliteTarget {
             let rows = self.conn.prepare_cached(&table.copy_sql(SOURCE_SCHEMA))?.execute(params![from, to])?;
             return Ok(CopyBatch { rows: rows as u64, next: next.map(CopyFrom::Rowid) });
         }
-        let lower = match from {
-            CopyFrom::Start => None,
-            CopyFrom::Key(key) => Some(key.as_slice()),
-            CopyFrom::Rowid(_) => return Err(Error::Config("a table without rowids cannot start at a rowid".into())),
-        };
-        if self.batches_by_key(table)? {
-            return self.copy_key_batch(table, lower, limit);
+        match from {
+            // Only a first batch that found the key usable hands out a key.
+            CopyFrom::Key(lower) => self.copy_key_batch(table, Some(lower), limit),
+            CopyFrom::Start if self.batches_by_key(table)? => self.copy_key_batch(table, None, limit),
+            CopyFrom::Start => {
+                let rows = self.conn.prepare_cached(&table.copy_sql(SOURCE_SCHEMA))?.execute([])?;
+                Ok(CopyBatch { rows: rows as u64, next: None })
+            }
+            CopyFrom::Rowid(_) => Err(Error::Config("a table without rowids cannot start at a rowid".into())),
         }
-        if lower.is_some() {
-            return Err(Error::Config(format!("table {:?}: its key stopped serving the copy midway", table.name)));
-        }
-        let rows = self.conn.prepare_cached(&table.copy_sql(SOURCE_SCHEMA))?.execute([])?;
-        Ok(CopyBatch { rows: rows as u64, next: None })
     }
 
     /// Whether a table without a usable rowid name is copied in batches
@@ -451,7 +448,7 @@ impl SqliteTarget {
     /// they match), under which keys are unique. Otherwise (a column of
     /// the key descending where another is not, a `COLLATE` in the key
     /// that is not the column's) each batch would sort the whole table:
-    /// it is copied in one statement.
+    /// it is copied in one statement. Asked once, at the first batch.
     fn batches_by_key(&self, table: &TableDesc) -> Result<bool> {
         // A rowid table's key may hold NULLs, which no range holds.
         if !table.without_rowid || table.key_columns().is_empty() {
