@@ -1,6 +1,8 @@
-//! Table shapes and capture variants for the trigger-overhead bench.
+//! Table shapes, capture variants and the write workload of the capture
+//! benches (`capture`: wall time with criterion; `instructions`: counted
+//! by callgrind, through this build's SQLite and the system's).
 
-use cdc::{TableDesc, Value};
+use cdc::{Op, TableDesc, Value};
 use rusqlite::{Connection, params_from_iter};
 
 /// A table shape: its columns and how to make rows and updates.
@@ -13,28 +15,30 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// 6 columns of mixed types.
+    /// `id`, an INTEGER and a TEXT column.
     pub fn narrow() -> Shape {
-        let columns = vec![
-            ("a".into(), "INTEGER"),
-            ("b".into(), "TEXT"),
-            ("c".into(), "REAL"),
-            ("d".into(), "BLOB"),
-            ("e".into(), "INTEGER"),
-        ];
-        Shape { name: "narrow", columns, updated: vec![0, 2] }
+        Shape { name: "narrow", columns: vec![("a".into(), "INTEGER"), ("b".into(), "TEXT")], updated: vec![0, 1] }
     }
 
-    /// 100 columns, integers, text and reals in turn.
+    /// `id` and 20 columns: INTEGER, TEXT, REAL and a 200-byte BLOB in turn.
     pub fn wide() -> Shape {
-        let types = ["INTEGER", "TEXT", "REAL"];
-        let columns = (1..100).map(|i| (format!("c{i}"), types[i % 3])).collect();
+        let types = ["INTEGER", "TEXT", "REAL", "BLOB"];
+        let columns = (0..20).map(|i| (format!("c{i}"), types[i % 4])).collect();
         Shape { name: "wide", columns, updated: vec![0, 1] }
     }
 
-    /// One 4 KiB BLOB.
+    /// One 4 KiB BLOB and an INTEGER.
     pub fn blob() -> Shape {
         Shape { name: "blob4k", columns: vec![("data".into(), "BLOB"), ("n".into(), "INTEGER")], updated: vec![0] }
+    }
+
+    /// The three shapes, by name.
+    pub fn all() -> [Shape; 3] {
+        [Shape::narrow(), Shape::wide(), Shape::blob()]
+    }
+
+    pub fn by_name(name: &str) -> Option<Shape> {
+        Shape::all().into_iter().find(|s| s.name == name)
     }
 
     pub fn create_sql(&self) -> String {
@@ -52,7 +56,7 @@ impl Shape {
                 "REAL" => Value::Real(i as f64 * 0.25 + version as f64),
                 "TEXT" => Value::Text(format!("value {i} {k} {version}")),
                 _ if self.name == "blob4k" => Value::Blob(vec![(i + version) as u8; 4096]),
-                _ => Value::Blob(vec![(i + version) as u8; 16]),
+                _ => Value::Blob(vec![(i + version) as u8; 200]),
             })
             .collect()
     }
@@ -68,8 +72,33 @@ impl Shape {
         format!("UPDATE t SET {} WHERE id = ?1", sets.join(", "))
     }
 
-    pub fn desc(&self, conn: &Connection) -> TableDesc {
-        cdc::schema::describe(conn, "t").unwrap()
+    /// The statement a workload of `op` runs, with its parameters for row `i`.
+    pub fn statement(&self, op: Op) -> String {
+        match op {
+            Op::Insert => self.insert_sql(),
+            Op::Update => self.update_sql(),
+            Op::Delete => "DELETE FROM t WHERE id = ?1".to_string(),
+        }
+    }
+
+    /// Parameters of `op`'s statement for row `i`.
+    pub fn params(&self, op: Op, i: i64) -> Vec<Value> {
+        let id = std::iter::once(Value::Integer(i));
+        match op {
+            Op::Insert => id.chain(self.row(i, 0)).collect(),
+            Op::Update => {
+                let changed = self.row(i, 1);
+                id.chain(self.updated.iter().map(|&c| changed[c].clone())).collect()
+            }
+            Op::Delete => id.collect(),
+        }
+    }
+
+    /// The table as capture describes it (a scratch database's).
+    pub fn desc(&self) -> TableDesc {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&self.create_sql()).unwrap();
+        cdc::schema::describe(&conn, "t").unwrap()
     }
 }
 
@@ -78,91 +107,72 @@ impl Shape {
 pub enum Variant {
     /// No capture: the bare statements.
     None,
-    /// This project's triggers.
+    /// This project's triggers, inserts logged from `NEW` (the default).
     Cdc,
-    /// kevinconway/sqlite-cdc's triggers (the design this project
-    /// replaces, and most trigger-based tools use): `json_object` images,
-    /// text timestamp, table and operation names, in its own log table.
-    /// BLOBs, which JSON cannot hold, go in as hex (its blob option).
+    /// This project's triggers, inserts read back from the table
+    /// (`cdc-setup install --inserts reread`).
+    CdcReread,
+    /// The triggers and log format 1 of earlier versions (36 columns, a
+    /// write time, after images read back): what this format replaced.
+    Format1,
+    /// kevinconway/sqlite-cdc's triggers (the design most trigger-based
+    /// tools use): `json_object` images, a text timestamp, table and
+    /// operation names, in its own log table. BLOBs, which JSON cannot
+    /// hold, go in as hex (its blob option).
     Json,
-    /// No trigger: the application appends the same log row this
-    /// project's trigger would, in the same transaction (the floor).
-    AppLog,
-    /// This project's log rows written from `NEW` by `INSERT … VALUES`,
-    /// as capture did before it read the row from the table (which an
-    /// application trigger may have rewritten): what that correctness costs.
-    NewImage,
-    /// A candidate log shape ([`cdc::sql::LogShape`]): this project's
-    /// triggers writing rows of that shape into a log table of their own.
-    Candidate(Candidate),
-}
-
-/// The log shapes measured against capture's own (each changes one
-/// thing, the last all of them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Candidate {
-    /// `julianday()` for the write time: the same value without parsing
-    /// its `'now'` argument.
-    NoArgTime,
-    /// 8 value columns per log row instead of 32.
-    Width8,
-    /// 16 value columns per log row.
-    Width16,
-    /// The rowid of an `INTEGER PRIMARY KEY` table written once.
-    RowidOnce,
-    /// All of the above.
-    Lean,
-}
-
-impl Candidate {
-    pub const ALL: [Candidate; 5] =
-        [Candidate::NoArgTime, Candidate::Width8, Candidate::Width16, Candidate::RowidOnce, Candidate::Lean];
-
-    pub fn shape(self) -> cdc::sql::LogShape {
-        let capture = cdc::sql::LogShape::CAPTURE;
-        let candidate = cdc::sql::LogShape { table: "cand_log", ..capture };
-        match self {
-            Candidate::NoArgTime => cdc::sql::LogShape { time: "julianday()", ..candidate },
-            Candidate::Width8 => cdc::sql::LogShape { width: 8, ..candidate },
-            Candidate::Width16 => cdc::sql::LogShape { width: 16, ..candidate },
-            Candidate::RowidOnce => cdc::sql::LogShape { rowid_once: true, ..candidate },
-            Candidate::Lean => cdc::sql::LogShape { width: 8, time: "julianday()", rowid_once: true, ..candidate },
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Candidate::NoArgTime => "cand: julianday()",
-            Candidate::Width8 => "cand: 8 values per row",
-            Candidate::Width16 => "cand: 16 values per row",
-            Candidate::RowidOnce => "cand: rowid once",
-            Candidate::Lean => "cand: all three",
-        }
-    }
+    /// The floor: one AFTER trigger appending the row's values (`NEW`,
+    /// `OLD`, both for an update) to a plain table, nothing else.
+    Floor,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 10] = [
-        Variant::None,
-        Variant::Cdc,
-        Variant::Json,
-        Variant::AppLog,
-        Variant::NewImage,
-        Variant::Candidate(Candidate::NoArgTime),
-        Variant::Candidate(Candidate::Width8),
-        Variant::Candidate(Candidate::Width16),
-        Variant::Candidate(Candidate::RowidOnce),
-        Variant::Candidate(Candidate::Lean),
-    ];
+    pub const ALL: [Variant; 6] =
+        [Variant::None, Variant::Cdc, Variant::CdcReread, Variant::Format1, Variant::Json, Variant::Floor];
 
     pub fn label(self) -> &'static str {
         match self {
             Variant::None => "none",
             Variant::Cdc => "cdc",
+            Variant::CdcReread => "cdc, inserts reread",
+            Variant::Format1 => "cdc format 1",
             Variant::Json => "json_object",
-            Variant::AppLog => "app-writes-log",
-            Variant::NewImage => "new-image-trigger",
-            Variant::Candidate(c) => c.label(),
+            Variant::Floor => "floor: trigger to a plain table",
+        }
+    }
+
+    pub fn by_label(label: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.label() == label)
+    }
+
+    /// The SQL that installs the variant on `shape`'s table `t` (run after
+    /// the table exists). Plain SQL, so that the system's SQLite (Python's
+    /// `sqlite3`) runs exactly the same. `subsec`: the SQLite that runs it
+    /// has `datetime('now', 'subsec')` (3.42 and later).
+    pub fn setup_sql(self, shape: &Shape, subsec: bool) -> Vec<String> {
+        let desc = shape.desc();
+        match self {
+            Variant::None => Vec::new(),
+            Variant::Cdc | Variant::CdcReread => {
+                let inserts = if self == Variant::Cdc { cdc::InsertImage::New } else { cdc::InsertImage::Reread };
+                let mut sql = cdc::sql::log::internal_ddl();
+                sql.extend(desc.create_triggers_with(inserts));
+                sql
+            }
+            Variant::Format1 => {
+                let mut sql = vec![cdc::sql::legacy::create_sql("_cdc_log")];
+                sql.extend(cdc::sql::legacy::create_triggers(&desc));
+                sql
+            }
+            Variant::Json => json_triggers(shape, subsec),
+            Variant::Floor => floor_triggers(shape),
+        }
+    }
+
+    /// Installs the variant on `t`, for an SQLite with or without
+    /// `datetime('now', 'subsec')` (see [`Self::setup_sql`]).
+    pub fn install(self, conn: &Connection, shape: &Shape, subsec: bool) {
+        for sql in self.setup_sql(shape, subsec) {
+            conn.execute_batch(&sql).unwrap();
         }
     }
 }
@@ -180,116 +190,92 @@ fn json_image(shape: &Shape, prefix: &str) -> String {
     rest.iter().rev().fold(last.clone(), |acc, o| format!("json_patch({o}, {acc})"))
 }
 
-/// Installs the variant's capture on table `t`.
-pub fn install(conn: &mut Connection, shape: &Shape, variant: Variant) {
-    match variant {
-        Variant::None => {}
-        Variant::Cdc => {
-            cdc::capture::install(conn, &["t".into()]).unwrap();
-        }
-        Variant::AppLog => {
-            cdc::capture::install(conn, &["t".into()]).unwrap();
-            for sql in shape.desc(conn).drop_triggers() {
-                conn.execute(&sql, []).unwrap();
+/// kevinconway/sqlite-cdc's log table and triggers, as it generates them
+/// (with its BLOB support on: hex). Its default time, `datetime('now',
+/// 'subsec')`, needs SQLite 3.42: without `subsec`, `datetime('now')` (its
+/// option for older builds).
+fn json_triggers(shape: &Shape, subsec: bool) -> Vec<String> {
+    let (new, old) = (json_image(shape, "NEW"), json_image(shape, "OLD"));
+    let now = if subsec { "datetime('now', 'subsec')" } else { "datetime('now')" };
+    let insert = |op: &str, before: &str, after: &str| {
+        format!(
+            "INSERT INTO __cdc_log(timestamp, tablename, operation, before, after) VALUES({now}, 't', '{op}', {before}, {after});"
+        )
+    };
+    vec![
+        "CREATE TABLE __cdc_log(id INTEGER PRIMARY KEY, timestamp TEXT NOT NULL, tablename TEXT NOT NULL, \
+         operation TEXT NOT NULL, before TEXT, after TEXT)"
+            .into(),
+        format!("CREATE TRIGGER t__cdc_insert AFTER INSERT ON t BEGIN {} END", insert("INSERT", "NULL", &new)),
+        format!("CREATE TRIGGER t__cdc_update AFTER UPDATE ON t BEGIN {} END", insert("UPDATE", &old, &new)),
+        format!("CREATE TRIGGER t__cdc_delete AFTER DELETE ON t BEGIN {} END", insert("DELETE", &old, "NULL")),
+    ]
+}
+
+/// The floor: one AFTER trigger per operation appending the row's values
+/// to a plain table with as many value columns as an UPDATE needs.
+fn floor_triggers(shape: &Shape) -> Vec<String> {
+    let names: Vec<String> =
+        std::iter::once("id".to_string()).chain(shape.columns.iter().map(|c| c.0.clone())).collect();
+    let cols: Vec<String> = (0..2 * names.len()).map(|i| format!("v{i}")).collect();
+    let image = |p: &str| names.iter().map(|n| format!("{p}.{n}")).collect::<Vec<_>>();
+    let insert = |values: Vec<String>| {
+        format!("INSERT INTO plain({}) VALUES({});", cols[..values.len()].join(", "), values.join(", "))
+    };
+    vec![
+        format!("CREATE TABLE plain(seq INTEGER PRIMARY KEY, {})", cols.join(", ")),
+        format!("CREATE TRIGGER floor_insert AFTER INSERT ON t BEGIN {} END", insert(image("NEW"))),
+        format!(
+            "CREATE TRIGGER floor_update AFTER UPDATE ON t BEGIN {} END",
+            insert([image("OLD"), image("NEW")].concat())
+        ),
+        format!("CREATE TRIGGER floor_delete AFTER DELETE ON t BEGIN {} END", insert(image("OLD"))),
+    ]
+}
+
+/// Rows a workload touches; updates and deletes need them in place first.
+pub const TABLE_ROWS: i64 = 10_000;
+
+/// A database at `path` ready for `rows` writes of `op` on `shape` under
+/// `variant`: the table (filled for updates and deletes), the variant, a
+/// checkpointed WAL and no automatic checkpoint (one would fire inside
+/// the measured loop at points that differ from variant to variant).
+/// `subsec`: for an SQLite with `datetime('now', 'subsec')`.
+pub fn prepare(path: &std::path::Path, shape: &Shape, variant: Variant, op: Op, subsec: bool) -> Connection {
+    let mut conn = crate::open_scratch(path);
+    conn.execute_batch(&shape.create_sql()).unwrap();
+    if op != Op::Insert {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut stmt = tx.prepare(&shape.insert_sql()).unwrap();
+            for i in 1..=TABLE_ROWS {
+                stmt.execute(params_from_iter(shape.params(Op::Insert, i))).unwrap();
             }
         }
-        Variant::NewImage => {
-            cdc::capture::install(conn, &["t".into()]).unwrap();
-            let desc = shape.desc(conn);
-            for sql in desc.drop_triggers() {
-                conn.execute(&sql, []).unwrap();
-            }
-            for op in cdc::Op::ALL {
-                conn.execute(&new_image_trigger(&desc, op), []).unwrap();
-            }
+        tx.commit().unwrap();
+    }
+    variant.install(&conn, shape, subsec);
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap();
+    conn
+}
+
+/// `rows` single-row statements of `op` on rows `1..=rows`, in one
+/// transaction or one transaction each.
+pub fn write(conn: &Connection, shape: &Shape, op: Op, rows: i64, one_transaction: bool) {
+    let mut stmt = conn.prepare_cached(&shape.statement(op)).unwrap();
+    if one_transaction {
+        conn.execute_batch("BEGIN").unwrap();
+    }
+    for i in 1..=rows {
+        if !one_transaction {
+            conn.execute_batch("BEGIN").unwrap();
         }
-        Variant::Candidate(candidate) => {
-            cdc::capture::install(conn, &["t".into()]).unwrap();
-            let desc = shape.desc(conn);
-            for sql in desc.drop_triggers() {
-                conn.execute(&sql, []).unwrap();
-            }
-            let log = candidate.shape();
-            conn.execute(&log.create_sql(), []).unwrap();
-            for op in cdc::Op::ALL {
-                conn.execute(&desc.create_trigger_shaped(op, &log), []).unwrap();
-            }
-        }
-        Variant::Json => {
-            // kevinconway/sqlite-cdc's log table and triggers, as it
-            // generates them (with its BLOB support on: hex).
-            let (new, old) = (json_image(shape, "NEW"), json_image(shape, "OLD"));
-            let now = "datetime('now', 'subsec')";
-            conn.execute_batch(&format!(
-                "CREATE TABLE __cdc_log(id INTEGER PRIMARY KEY, timestamp TEXT NOT NULL, tablename TEXT NOT NULL,
-                   operation TEXT NOT NULL, before TEXT, after TEXT);
-                 CREATE TRIGGER t__cdc_insert AFTER INSERT ON t BEGIN
-                   INSERT INTO __cdc_log(timestamp, tablename, operation, before, after) VALUES({now}, 't', 'INSERT', NULL, {new}); END;
-                 CREATE TRIGGER t__cdc_update AFTER UPDATE ON t BEGIN
-                   INSERT INTO __cdc_log(timestamp, tablename, operation, before, after) VALUES({now}, 't', 'UPDATE', {old}, {new}); END;
-                 CREATE TRIGGER t__cdc_delete AFTER DELETE ON t BEGIN
-                   INSERT INTO __cdc_log(timestamp, tablename, operation, before, after) VALUES({now}, 't', 'DELETE', {old}, NULL); END;"
-            ))
-            .unwrap();
+        stmt.execute(params_from_iter(shape.params(op, i))).unwrap();
+        if !one_transaction {
+            conn.execute_batch("COMMIT").unwrap();
         }
     }
-}
-
-/// A trigger writing this project's log rows with `INSERT … VALUES` from
-/// `NEW`/`OLD` (capture's shape before it read after images from the table).
-fn new_image_trigger(desc: &TableDesc, op: cdc::Op) -> String {
-    let image = |p: &str| -> Vec<String> {
-        std::iter::once(format!("{p}.rowid")).chain(desc.captured().map(|c| format!("{p}.\"{}\"", c.name))).collect()
-    };
-    let exprs = match op {
-        cdc::Op::Insert => image("NEW"),
-        cdc::Op::Delete => image("OLD"),
-        cdc::Op::Update => [image("OLD"), image("NEW")].concat(),
-    };
-    let body: String = app_log_sql(desc, op, exprs.len())
-        .into_iter()
-        .scan(0, |at, (sql, n)| {
-            let mut sql = sql;
-            for (i, e) in exprs[*at..*at + n].iter().enumerate() {
-                sql = sql.replacen(&format!("?{}", i + 1), e, 1);
-            }
-            *at += n;
-            Some(format!("{sql}; "))
-        })
-        .collect();
-    format!("CREATE TRIGGER old_shape_{} AFTER {} ON t BEGIN {body}END", op.code(), op.keyword())
-}
-
-/// The log-row inserts the application issues itself for one change of
-/// `values` values: the same rows, chunks and header the trigger writes.
-pub fn app_log_sql(desc: &TableDesc, op: cdc::Op, values: usize) -> Vec<(String, usize)> {
-    let width = cdc::sql::CHUNK_WIDTH;
-    (0..values.div_ceil(width))
-        .map(|part| {
-            let n = (values - part * width).min(width);
-            let cols: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
-            let params: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
-            let sql = if part == 0 {
-                format!(
-                    "INSERT INTO _cdc_log(tid, op, ts, {}) VALUES({}, {}, julianday('now'), {})",
-                    cols.join(", "),
-                    desc.capture_id(),
-                    op.code(),
-                    params.join(", ")
-                )
-            } else {
-                format!("INSERT INTO _cdc_log(op, {}) VALUES(0, {})", cols.join(", "), params.join(", "))
-            };
-            (sql, n)
-        })
-        .collect()
-}
-
-/// Appends one change's log rows the way [`app_log_sql`] describes.
-pub fn app_log(conn: &Connection, sql: &[(String, usize)], values: &[Value]) {
-    let mut rest = values;
-    for (stmt, n) in sql {
-        conn.prepare_cached(stmt).unwrap().execute(params_from_iter(&rest[..*n])).unwrap();
-        rest = &rest[*n..];
+    if one_transaction {
+        conn.execute_batch("COMMIT").unwrap();
     }
 }

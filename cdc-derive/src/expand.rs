@@ -70,6 +70,7 @@ fn expand(model: &Model) -> TokenStream {
                     name: ::cdc::__private::Cow::Borrowed(#table),
                     columns: ::cdc::__private::Cow::Borrowed(&[#(#columns),*]),
                     without_rowid: #without_rowid,
+                    integer_key_not_rowid: false,
                 };
                 const CREATE_TRIGGERS: [&'static str; 3] = [#ins, #upd, #del];
                 const RUST_TYPE: &'static str = #rust_type;

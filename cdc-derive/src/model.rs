@@ -165,7 +165,12 @@ impl<'a> Model<'a> {
             return None;
         }
         let name = container.table.as_ref().map(|l| l.value()).unwrap_or_else(|| snake_case(&input.ident.to_string()));
-        let desc = TableDesc { name: name.into(), columns: columns.into(), without_rowid: container.without_rowid };
+        let desc = TableDesc {
+            name: name.into(),
+            columns: columns.into(),
+            without_rowid: container.without_rowid,
+            integer_key_not_rowid: false,
+        };
         if let Err(err) = desc.validate() {
             let span = container.table.as_ref().map(|l| l.span()).unwrap_or_else(|| input.ident.span());
             cx.syn_error(syn::Error::new(span, err.0));

@@ -13,6 +13,7 @@
 
 mod fingerprint;
 mod ident;
+pub mod legacy;
 pub mod log;
 mod replica;
 mod table;
@@ -23,4 +24,4 @@ pub use ident::{quote_ident, quote_literal};
 pub use log::{CHUNK_WIDTH, LOG_TABLE, Op};
 pub use replica::Identity;
 pub use table::{Affinity, ColumnDesc, TableDesc};
-pub use triggers::{LogShape, SchemaError};
+pub use triggers::{InsertImage, SchemaError};

@@ -1,26 +1,33 @@
 //! The log's layout and the DDL of the internal `_cdc_` tables.
 //!
-//! One log row holds a header (`seq`, capture id `tid`, operation `op`,
-//! write time `ts` as a Julian day) and up to [`CHUNK_WIDTH`] values in
-//! untyped columns `v0..v31`. Untyped columns have no affinity, so every
-//! value keeps its storage class bit for bit (INTEGER, REAL, TEXT, BLOB,
-//! NULL). A change whose values do not fit (a wide table's UPDATE carries
-//! two full images) continues in the following rows, written by the same
-//! trigger and so given the next `seq`s; continuation rows have `op = 0`.
+//! One log row holds a header (`seq`, and `kind`: the capture id and the
+//! operation in one integer) and up to [`CHUNK_WIDTH`] values in untyped
+//! columns `v0..v11`. Untyped columns have no affinity, so every value
+//! keeps its storage class bit for bit (INTEGER, REAL, TEXT, BLOB, NULL).
+//! A change whose values do not fit continues in the following rows,
+//! written by the same trigger and so given the next `seq`s; continuation
+//! rows have `kind = 0`.
 //!
-//! Why 32: SQLite stores a byte for every column of a row, NULL or not, so
-//! a wide log taxes every narrow change. Measured with the sqlite3 shell,
-//! 300 000 captured inserts into a 6-column table: no capture 0.30 s,
-//! 16 columns 0.72 s, 32 columns 0.76 s, 64 columns 1.20 s (ARCHITECTURE.md).
+//! Why so narrow, and no write time: a trigger's cost follows the number
+//! of columns of the table it inserts into (SQLite sets a register for
+//! every column and sizes the trigger's frame by them), and any function
+//! call in a trigger (`julianday('now')`) makes every statement of the
+//! application that fires it open a statement journal inside a
+//! transaction. Measured with callgrind (the capture bench's instruction
+//! counts): the 36-column format 1 cost 1.2-1.6x kevinconway/sqlite-cdc's
+//! JSON triggers per narrow row, this one 0.5-0.75x (ARCHITECTURE.md).
 
 use crate::ident::quote_ident;
 
-/// Values per log row.
-pub const CHUNK_WIDTH: usize = 32;
+/// Values per log row. 12 fits an UPDATE of a table of up to five
+/// columns (and its rowid) in one row; wider ones spill. Past about 12
+/// the trigger's frame no longer fits SQLite's lookaside slot (1200 bytes)
+/// and every statement pays a `malloc` for it.
+pub const CHUNK_WIDTH: usize = 12;
 
 /// Changes to the log format change every capture id, so old and new
 /// triggers can never be confused.
-pub const FORMAT_VERSION: &str = "cdc-log-1";
+pub const FORMAT_VERSION: &str = "cdc-log-2";
 
 /// The shared log table.
 pub const LOG_TABLE: &str = "_cdc_log";
@@ -46,7 +53,7 @@ pub enum Op {
 }
 
 impl Op {
-    /// The code stored in the `op` column.
+    /// The operation's code in a row's `kind`.
     pub const fn code(self) -> i64 {
         match self {
             Op::Insert => 1,
@@ -79,18 +86,48 @@ impl Op {
     pub const ALL: [Op; 3] = [Op::Insert, Op::Update, Op::Delete];
 }
 
-/// The `op` of a marker row that `cdc-setup install` writes when it
-/// attaches (or re-attaches) capture to a table: changes of that table
+/// The operation code of a marker row that `cdc-setup install` writes when
+/// it attaches (or re-attaches) capture to a table: changes of that table
 /// before it may be missing from the log. Readers skip markers.
 pub const MARKER_OP: i64 = 4;
 
-/// SQL condition on the `op` column that selects the rows starting a
+/// Bits of `kind` that hold the operation code.
+const OP_BITS: u32 = 3;
+
+/// A row's `kind`: capture id `tid` and operation code `op` in one
+/// integer (`tid * 8 + op`), one column fewer for every captured write.
+/// Capture ids have 44 bits, so a kind is a 6-byte integer on disk.
+pub const fn kind(tid: i64, op: i64) -> i64 {
+    (tid << OP_BITS) | op
+}
+
+/// The capture id and the operation code of a row's `kind`.
+pub const fn split_kind(kind: i64) -> (i64, i64) {
+    (kind >> OP_BITS, kind & ((1 << OP_BITS) - 1))
+}
+
+/// SQL condition on the `kind` column that selects the rows starting a
 /// change (neither continuations nor markers).
-pub const IS_CHANGE: &str = "op BETWEEN 1 AND 3";
+pub const IS_CHANGE: &str = "(kind & 7) BETWEEN 1 AND 3";
+
+/// SQL expression: the capture id of a row (0 for continuation rows).
+pub const TID_OF_KIND: &str = "(kind >> 3)";
 
 /// Name of value column `i` of the log.
 pub fn value_column(i: usize) -> String {
     format!("v{i}")
+}
+
+/// `CREATE TABLE` of the log. No constraint and no declared type on the
+/// values: a NOT NULL (or any function in a trigger) would make SQLite
+/// open a statement journal for every application statement that logs.
+pub fn create_log_sql() -> String {
+    let values: Vec<String> = (0..CHUNK_WIDTH).map(value_column).collect();
+    format!(
+        "CREATE TABLE IF NOT EXISTS {}(seq INTEGER PRIMARY KEY, kind INTEGER, {})",
+        quote_ident(LOG_TABLE),
+        values.join(", ")
+    )
 }
 
 /// DDL for the internal tables, each `IF NOT EXISTS` so install is idempotent.
@@ -100,15 +137,10 @@ pub fn value_column(i: usize) -> String {
 /// reused as long as the newest row is never deleted: pruning always keeps
 /// it (see `cdc::log::prune`).
 pub fn internal_ddl() -> Vec<String> {
-    let values: Vec<String> = (0..CHUNK_WIDTH).map(value_column).collect();
     vec![
+        create_log_sql(),
         format!(
-            "CREATE TABLE IF NOT EXISTS {}(seq INTEGER PRIMARY KEY, tid INTEGER, op INTEGER NOT NULL, ts REAL, {})",
-            quote_ident(LOG_TABLE),
-            values.join(", ")
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS {}(tid INTEGER PRIMARY KEY, name TEXT NOT NULL, fingerprint TEXT NOT NULL, description TEXT NOT NULL, active INTEGER NOT NULL, installed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            "CREATE TABLE IF NOT EXISTS {}(tid INTEGER PRIMARY KEY, name TEXT NOT NULL, fingerprint TEXT NOT NULL, description TEXT NOT NULL, active INTEGER NOT NULL, installed_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, reread INTEGER NOT NULL DEFAULT 0)",
             quote_ident(TABLES_TABLE)
         ),
         format!(
@@ -125,7 +157,7 @@ pub fn internal_ddl() -> Vec<String> {
 
 /// DDL that removes the internal tables.
 pub fn drop_internal_ddl() -> Vec<String> {
-    [LOG_TABLE, TABLES_TABLE, CONSUMERS_TABLE, META_TABLE]
+    [LOG_TABLE, crate::legacy::LOG_TABLE, TABLES_TABLE, CONSUMERS_TABLE, META_TABLE]
         .iter()
         .map(|t| format!("DROP TABLE IF EXISTS {}", quote_ident(t)))
         .collect()
@@ -136,8 +168,29 @@ pub fn drop_internal_ddl() -> Vec<String> {
 pub fn read_sql() -> String {
     let values: Vec<String> = (0..CHUNK_WIDTH).map(value_column).collect();
     format!(
-        "SELECT seq, tid, op, ts, {} FROM {} WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+        "SELECT seq, kind, {} FROM {} WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
         values.join(", "),
         quote_ident(LOG_TABLE)
     )
+}
+
+/// `INSERT` of a marker row for capture id `?1` (see [`MARKER_OP`]).
+pub fn insert_marker_sql() -> String {
+    format!("INSERT INTO {}(kind) VALUES((?1 << 3) | {MARKER_OP})", quote_ident(LOG_TABLE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_hold_the_capture_id_and_the_operation() {
+        let tid = (1 << 44) - 1;
+        for op in 0..=MARKER_OP {
+            assert_eq!(split_kind(kind(tid, op)), (tid, op));
+        }
+        // A 6-byte integer on disk: below 2^47.
+        assert!(kind(tid, MARKER_OP) < 1 << 47);
+        assert_eq!(split_kind(0), (0, 0));
+    }
 }

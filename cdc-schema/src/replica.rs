@@ -34,7 +34,9 @@ impl TableDesc {
     pub fn integer_primary_key(&self) -> Option<&crate::ColumnDesc> {
         let key = self.key_columns();
         match (self.without_rowid, key.as_slice()) {
-            (false, [only]) if only.decl_type.eq_ignore_ascii_case("INTEGER") => Some(only),
+            (false, [only]) if only.decl_type.eq_ignore_ascii_case("INTEGER") && !self.integer_key_not_rowid => {
+                Some(only)
+            }
             _ => None,
         }
     }
@@ -289,6 +291,7 @@ mod tests {
             ]
             .into(),
             without_rowid: true,
+            integer_key_not_rowid: false,
         }
     }
 
@@ -344,6 +347,7 @@ mod tests {
             name: "nokey".into(),
             columns: vec![ColumnDesc::new("x", ""), ColumnDesc::new("y", "TEXT")].into(),
             without_rowid: false,
+            integer_key_not_rowid: false,
         };
         assert_eq!(t.identity(), crate::Identity::Rowid);
         assert!(t.rowids_may_be_renumbered());

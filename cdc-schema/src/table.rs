@@ -89,6 +89,12 @@ pub struct TableDesc {
     /// A `WITHOUT ROWID` table: changes are identified by the primary key
     /// alone, and images carry no rowid.
     pub without_rowid: bool,
+    /// The table's single-column `INTEGER` primary key is *not* its rowid:
+    /// declared `INTEGER PRIMARY KEY DESC`, which SQLite keeps as an
+    /// ordinary key (with an index of its own) for compatibility. The key
+    /// is then treated like any other, and images carry the rowid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub integer_key_not_rowid: bool,
 }
 
 impl TableDesc {
@@ -129,10 +135,24 @@ impl TableDesc {
             .find(|alias| !self.columns.iter().any(|c| c.name.eq_ignore_ascii_case(alias)))
     }
 
-    /// Values per image in the log: the rowid (rowid tables) plus every
-    /// captured column.
+    /// Values per image as a change carries it ([`crate::Identity`] binds
+    /// them in this order): the rowid (rowid tables) plus every captured
+    /// column.
     pub fn image_len(&self) -> usize {
         self.captured_len() + usize::from(!self.without_rowid)
+    }
+
+    /// Whether an image in the log holds the rowid in a slot of its own,
+    /// before the columns: for rowid tables without an `INTEGER PRIMARY
+    /// KEY` (which is the rowid, so its column carries it).
+    pub fn log_rowid_slot(&self) -> bool {
+        !self.without_rowid && self.integer_primary_key().is_none()
+    }
+
+    /// Values per image in the log: every captured column, and the rowid
+    /// where [`Self::log_rowid_slot`].
+    pub fn log_image_len(&self) -> usize {
+        self.captured_len() + usize::from(self.log_rowid_slot())
     }
 
     /// The capture id stored in every log row of this table. It is a hash
@@ -140,13 +160,18 @@ impl TableDesc {
     /// names in order, rowid or not, log format version), so the derive and
     /// the runtime compute the same id without a shared counter, and log
     /// rows written before a schema change keep pointing at the layout they
-    /// were written with. 47 bits keep it a 6-byte integer on disk.
+    /// were written with. 44 bits, so that with the operation code in the
+    /// same column ([`crate::log::kind`]) it is a 6-byte integer on disk.
     pub fn capture_id(&self) -> i64 {
-        let rowid: &[u8] = if self.without_rowid { b"without rowid" } else { b"rowid" };
+        let rowid: &[u8] = match (self.without_rowid, self.log_rowid_slot()) {
+            (true, _) => b"without rowid",
+            (false, true) => b"rowid",
+            (false, false) => b"rowid key",
+        };
         let parts = [FORMAT_VERSION.as_bytes(), self.name.as_bytes(), rowid]
             .into_iter()
             .chain(self.captured().map(|c| c.name.as_bytes()));
-        let id = (fnv1a64(parts) & ((1 << 47) - 1)) as i64;
+        let id = (fnv1a64(parts) & ((1 << 44) - 1)) as i64;
         id.max(1)
     }
 
@@ -157,6 +182,9 @@ impl TableDesc {
     pub fn fingerprint(&self) -> String {
         let mut parts: Vec<Vec<u8>> =
             vec![FORMAT_VERSION.as_bytes().to_vec(), self.name.as_bytes().to_vec(), vec![u8::from(self.without_rowid)]];
+        if self.integer_key_not_rowid {
+            parts.push(b"integer key not rowid".to_vec());
+        }
         for c in self.columns.iter() {
             parts.push(c.name.as_bytes().to_vec());
             parts.push(c.decl_type.as_bytes().to_vec());
@@ -180,6 +208,7 @@ pub(crate) mod tests {
             ]
             .into(),
             without_rowid: false,
+            integer_key_not_rowid: false,
         }
     }
 
@@ -214,6 +243,6 @@ pub(crate) mod tests {
         assert_ne!(a.fingerprint(), b.fingerprint());
         b.columns.to_mut()[1].name = "nom".into();
         assert_ne!(a.capture_id(), b.capture_id());
-        assert!(a.capture_id() > 0 && a.capture_id() < 1 << 47);
+        assert!(a.capture_id() > 0 && a.capture_id() < 1 << 44);
     }
 }

@@ -98,6 +98,14 @@ pub enum Error {
         /// The tables that need capture attached.
         tables: Vec<String>,
     },
+    /// The file's log was written by an older version (format 1), which
+    /// this version reads only once upgraded, in place.
+    #[error(
+        "{}: capture was installed by an older version (log format 1); upgrade it in place (nothing is lost, no consumer starts over) with: cdc-setup install --db {}",
+        .0.display(),
+        shell_word(&.0.display().to_string())
+    )]
+    OldLogFormat(PathBuf),
     /// The database has no captured table at all.
     #[error("{}: no table is captured (attach capture with: cdc-setup install --db {} --all)", .0.display(), shell_word(&.0.display().to_string()))]
     NothingCaptured(PathBuf),
@@ -289,6 +297,7 @@ impl Error {
                 | Error::NotADatabase(_)
                 | Error::Corrupt(_)
                 | Error::ReadOnly(_)
+                | Error::OldLogFormat(_)
         )
     }
 }

@@ -176,7 +176,7 @@ pub mod targets;
 mod value;
 
 pub use cdc_derive::Cdc;
-pub use cdc_schema::{self as sql, ColumnDesc, Op, TableDesc};
+pub use cdc_schema::{self as sql, ColumnDesc, InsertImage, Op, TableDesc};
 pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, Halted, OnRewind, Progress, Retry, StopHandle};
 pub use error::{Error, Result, shell_word};
 pub use event::{Cdc, Change, Event, Row, TypedChange};

@@ -41,7 +41,15 @@ pub fn describe(conn: &Connection, name: &str) -> Result<TableDesc> {
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(TableDesc { name: name.into(), columns: columns.into(), without_rowid })
+    let mut desc =
+        TableDesc { name: name.into(), columns: columns.into(), without_rowid, integer_key_not_rowid: false };
+    if desc.integer_primary_key().is_some() {
+        // `INTEGER PRIMARY KEY DESC` is no alias of the rowid: SQLite
+        // keeps its key in an index of its own, which an alias never has.
+        let sql = "SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk'";
+        desc.integer_key_not_rowid = conn.query_row(sql, [desc.name.as_ref()], |_| Ok(())).optional()?.is_some();
+    }
+    Ok(desc)
 }
 
 /// Ordinary tables of the main schema that capture applies to with

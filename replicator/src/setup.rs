@@ -40,6 +40,16 @@ pub enum Command {
         /// internal tables are left out).
         #[arg(long)]
         all: bool,
+        /// Where these tables' INSERT triggers take the row from: `new`,
+        /// the values the statement inserted (the default, cheapest, exact
+        /// for every trigger stored in the file: the replicator keeps
+        /// capture's first); or `reread`, the row read back from the table
+        /// (about a third more per insert; exact even when a TEMP trigger
+        /// of the application's own connection rewrites or deletes the
+        /// row just inserted, which no other process can see). Left out:
+        /// as each table had it.
+        #[arg(long, value_name = "FROM", value_parser = parse_inserts)]
+        inserts: Option<cdc::InsertImage>,
     },
     /// Remove capture from tables, or from all of them (then the `_cdc_`
     /// tables are dropped too and the schema is as it was before).
@@ -109,6 +119,15 @@ pub enum Command {
     },
 }
 
+/// `--inserts new|reread`.
+fn parse_inserts(s: &str) -> Result<cdc::InsertImage, String> {
+    match s {
+        "new" => Ok(cdc::InsertImage::New),
+        "reread" => Ok(cdc::InsertImage::Reread),
+        other => Err(format!("{other:?} is not one of: new, reread")),
+    }
+}
+
 /// `--db PATH`, shared by every subcommand.
 #[derive(Debug, Args)]
 pub struct DbArg {
@@ -121,7 +140,7 @@ pub struct DbArg {
 pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
     match cli.command {
         Command::Completions { shell } => crate::completions::<Cli>(shell, "cdc-setup")?,
-        Command::Install { db, tables, all } => {
+        Command::Install { db, tables, all, inserts } => {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
             let tables = if all { cdc::schema::capturable_tables(&conn)? } else { tables };
             if tables.is_empty() {
@@ -131,9 +150,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
                 )));
             }
             warn_unless_wal(&conn, &db.path)?;
-            for outcome in capture::install(&mut conn, &tables)? {
+            for outcome in capture::install_with(&mut conn, &tables, inserts)? {
                 let line = match outcome {
                     Installed::New { table } => format!("installed capture on {table:?}"),
+                    Installed::Upgraded { table } => format!(
+                        "{table:?}: upgraded the log and capture to the current format (nothing lost; consumers go on)"
+                    ),
                     Installed::Unchanged { table } => {
                         format!("{table:?}: already installed, nothing changed")
                     }
@@ -197,11 +219,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
             let status = (!command.is_empty()).then(|| run_migration(&command));
             let finished = capture::finish_migration(&mut conn)?;
             for outcome in finished.attached {
-                let table = match outcome {
-                    Installed::New { table } | Installed::Unchanged { table } | Installed::Reattached { table, .. } => {
-                        table
-                    }
-                };
+                let table = outcome.table();
                 writeln!(out, "capture attached again to {table:?} (replicators reseed it)")
                     .map_err(|e| io_error("stdout", e))?;
             }
@@ -318,7 +336,7 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
 fn render_consumer(path: &Path, c: &capture::ConsumerStatus, stale_after: f64) -> String {
     let pending = match c.pending {
         0 => "caught up".to_string(),
-        n => format!("{} behind (the oldest written {} ago)", counted(n, "change"), age(c.lag_seconds)),
+        n => format!("{} behind", counted(n, "change")),
     };
     let mut line = format!("{}: {pending}; acknowledged {} ago", c.name, age(c.acknowledged_seconds_ago));
     if is_stale(c, stale_after) {

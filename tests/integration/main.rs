@@ -16,4 +16,5 @@ mod schema;
 mod setup_cli;
 mod soak;
 mod support;
+mod upgrade;
 mod watch;

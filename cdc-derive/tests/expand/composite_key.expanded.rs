@@ -44,11 +44,12 @@ const _: () = {
                 ],
             ),
             without_rowid: true,
+            integer_key_not_rowid: false,
         };
         const CREATE_TRIGGERS: [&'static str; 3] = [
-            "CREATE TRIGGER \"_cdc_insert_order_line\" AFTER INSERT ON \"order_line\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4) SELECT 111209864652200, 1, julianday('now'), \"order_line\".\"order_id\", \"order_line\".\"line\", \"order_line\".\"sku\", \"order_line\".\"quantity\", \"order_line\".\"paid\" FROM \"order_line\" WHERE \"order_line\".\"order_id\" = NEW.\"order_id\" AND \"order_line\".\"line\" = NEW.\"line\";\nEND",
-            "CREATE TRIGGER \"_cdc_update_order_line\" AFTER UPDATE ON \"order_line\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9) SELECT 111209864652200, 2, julianday('now'), OLD.\"order_id\", OLD.\"line\", OLD.\"sku\", OLD.\"quantity\", OLD.\"paid\", \"order_line\".\"order_id\", \"order_line\".\"line\", \"order_line\".\"sku\", \"order_line\".\"quantity\", \"order_line\".\"paid\" FROM \"order_line\" WHERE \"order_line\".\"order_id\" = NEW.\"order_id\" AND \"order_line\".\"line\" = NEW.\"line\";\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4) SELECT 111209864652200, 3, julianday('now'), OLD.\"order_id\", OLD.\"line\", OLD.\"sku\", OLD.\"quantity\", OLD.\"paid\" WHERE NOT EXISTS (SELECT 1 FROM \"order_line\" WHERE \"order_line\".\"order_id\" = NEW.\"order_id\" AND \"order_line\".\"line\" = NEW.\"line\");\nEND",
-            "CREATE TRIGGER \"_cdc_delete_order_line\" AFTER DELETE ON \"order_line\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4) SELECT 111209864652200, 3, julianday('now'), OLD.\"order_id\", OLD.\"line\", OLD.\"sku\", OLD.\"quantity\", OLD.\"paid\";\nEND",
+            "CREATE TRIGGER \"_cdc_insert_order_line\" AFTER INSERT ON \"order_line\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(kind, v0, v1, v2, v3, v4) VALUES(113180542058889, NEW.\"order_id\", NEW.\"line\", NEW.\"sku\", NEW.\"quantity\", NEW.\"paid\");\nEND",
+            "CREATE TRIGGER \"_cdc_update_order_line\" AFTER UPDATE ON \"order_line\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(kind, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9) SELECT CASE WHEN \"order_line\".\"order_id\" IS NULL THEN 113180542058891 ELSE 113180542058890 END, OLD.\"order_id\", OLD.\"line\", OLD.\"sku\", OLD.\"quantity\", OLD.\"paid\", \"order_line\".\"order_id\", \"order_line\".\"line\", \"order_line\".\"sku\", \"order_line\".\"quantity\", \"order_line\".\"paid\" FROM (SELECT 1) LEFT JOIN \"order_line\" ON \"order_line\".\"order_id\" = NEW.\"order_id\" AND \"order_line\".\"line\" = NEW.\"line\";\nEND",
+            "CREATE TRIGGER \"_cdc_delete_order_line\" AFTER DELETE ON \"order_line\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(kind, v0, v1, v2, v3, v4) VALUES(113180542058891, OLD.\"order_id\", OLD.\"line\", OLD.\"sku\", OLD.\"quantity\", OLD.\"paid\");\nEND",
         ];
         const RUST_TYPE: &'static str = "OrderLine";
         fn to_row(&self) -> ::cdc::Result<::cdc::__private::Vec<::cdc::Value>> {

@@ -44,11 +44,12 @@ const _: () = {
                 ],
             ),
             without_rowid: false,
+            integer_key_not_rowid: false,
         };
         const CREATE_TRIGGERS: [&'static str; 3] = [
-            "CREATE TRIGGER \"_cdc_insert_users\" AFTER INSERT ON \"users\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4, v5) SELECT 134069488763974, 1, julianday('now'), \"users\".rowid, \"users\".\"id\", \"users\".\"name\", \"users\".\"email\", \"users\".\"score\", \"users\".\"avatar\" FROM \"users\" WHERE \"users\".rowid = NEW.rowid;\nEND",
-            "CREATE TRIGGER \"_cdc_update_users\" AFTER UPDATE ON \"users\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11) SELECT 134069488763974, 2, julianday('now'), OLD.rowid, OLD.\"id\", OLD.\"name\", OLD.\"email\", OLD.\"score\", OLD.\"avatar\", \"users\".rowid, \"users\".\"id\", \"users\".\"name\", \"users\".\"email\", \"users\".\"score\", \"users\".\"avatar\" FROM \"users\" WHERE \"users\".rowid = NEW.rowid;\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4, v5) SELECT 134069488763974, 3, julianday('now'), OLD.rowid, OLD.\"id\", OLD.\"name\", OLD.\"email\", OLD.\"score\", OLD.\"avatar\" WHERE NOT EXISTS (SELECT 1 FROM \"users\" WHERE \"users\".rowid = NEW.rowid);\nEND",
-            "CREATE TRIGGER \"_cdc_delete_users\" AFTER DELETE ON \"users\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(tid, op, ts, v0, v1, v2, v3, v4, v5) SELECT 134069488763974, 3, julianday('now'), OLD.rowid, OLD.\"id\", OLD.\"name\", OLD.\"email\", OLD.\"score\", OLD.\"avatar\";\nEND",
+            "CREATE TRIGGER \"_cdc_insert_users\" AFTER INSERT ON \"users\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(kind, v0, v1, v2, v3, v4) VALUES(74725955447841, NEW.\"id\", NEW.\"name\", NEW.\"email\", NEW.\"score\", NEW.\"avatar\");\nEND",
+            "CREATE TRIGGER \"_cdc_update_users\" AFTER UPDATE ON \"users\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(kind, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9) SELECT CASE WHEN \"users\".rowid IS NULL THEN 74725955447843 ELSE 74725955447842 END, OLD.\"id\", OLD.\"name\", OLD.\"email\", OLD.\"score\", OLD.\"avatar\", \"users\".\"id\", \"users\".\"name\", \"users\".\"email\", \"users\".\"score\", \"users\".\"avatar\" FROM (SELECT 1) LEFT JOIN \"users\" ON \"users\".rowid = NEW.rowid;\nEND",
+            "CREATE TRIGGER \"_cdc_delete_users\" AFTER DELETE ON \"users\" FOR EACH ROW BEGIN\n  INSERT INTO \"_cdc_log\"(kind, v0, v1, v2, v3, v4) VALUES(74725955447843, OLD.\"id\", OLD.\"name\", OLD.\"email\", OLD.\"score\", OLD.\"avatar\");\nEND",
         ];
         const RUST_TYPE: &'static str = "User";
         fn to_row(&self) -> ::cdc::Result<::cdc::__private::Vec<::cdc::Value>> {

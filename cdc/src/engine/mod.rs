@@ -522,6 +522,11 @@ impl Engine {
             }
         }
         self.connect(target)?;
+        // The tables were checked at one schema cookie: one that moved
+        // since (a trigger created, a VACUUM) is checked first.
+        if self.source.schema_moved() {
+            return Err(Failure::Moved("the schema changed while the tables were checked"));
+        }
         let conn = &self.source.conn;
         let layout = self.source.layout(conn)?;
         let plan = plan::make(
@@ -614,8 +619,8 @@ impl Engine {
         // A VACUUM while the log was read renumbers rowids the changes
         // name: never commit across one.
         let now = self.source.layout(&self.source.conn)?;
-        if self.layout_breaks(state.layout.as_deref().unwrap_or_default(), &now, positions.keys()) {
-            return Err(Failure::Moved("the source file was rewritten while its log was read"));
+        if self.layout_breaks(state.layout.as_deref().unwrap_or_default(), &now) {
+            return Err(Failure::Moved("the source file or its schema changed while its log was read"));
         }
         for table in positions.keys() {
             state.set_live(table, high_water);
@@ -658,13 +663,12 @@ impl Engine {
         let layout = self.source.layout(&tx)?;
         let via = if bulk { self.share_cut(target, &tx, cut) } else { snapshot::Via::Events };
         drop(writers);
-        // Live tables get changes up to the cut by rowid: not across a
-        // VACUUM since the plan.
-        let live = plan::live_positions(&self.source, &seeding);
-        if self.layout_breaks(planned_layout, &layout, live.keys()) {
+        // Not across a schema change since the tables were checked (a
+        // VACUUM, a trigger created).
+        if self.layout_breaks(planned_layout, &layout) {
             drop(tx);
             target.rollback().map_err(Failure::Target)?;
-            return Err(Failure::Moved("the source file was rewritten before the snapshot"));
+            return Err(Failure::Moved("the source's schema changed before the snapshot"));
         }
         let mut rows = 0;
         for (table, _) in &plan.bootstrap {
@@ -758,22 +762,16 @@ impl Engine {
         }
     }
 
-    /// Whether moving from layout `then` to `now` breaks delivery to
-    /// `tables`: another file, or another schema cookie (a `VACUUM`, maybe)
-    /// while one of them is followed by a rowid SQLite may renumber. Other
-    /// schema changes do not void changes already read.
-    fn layout_breaks<'a>(&self, then: &str, now: &str, tables: impl Iterator<Item = &'a std::sync::Arc<str>>) -> bool {
-        if then == now {
-            return false;
-        }
-        if plan::file_of(then) != plan::file_of(now) {
-            return true;
-        }
-        let renumbered: Vec<&str> = tables.map(|t| t.as_ref()).collect();
-        self.source
-            .followed
-            .iter()
-            .any(|r| r.desc.rowids_may_be_renumbered() && renumbered.contains(&r.desc.name.as_ref()))
+    /// Whether moving from layout `then` to `now` breaks delivery: another
+    /// file, or another schema cookie. Any schema change may void what was
+    /// read since the tables were checked: a `VACUUM` renumbers the rowids
+    /// of tables without a key, and a trigger created meanwhile may fire
+    /// before capture's (so changes logged after it may be stale until
+    /// capture is attached in front of it again, see
+    /// [`crate::capture::drift`]). The drain is then planned again, from
+    /// a fresh check of the tables.
+    fn layout_breaks(&self, then: &str, now: &str) -> bool {
+        then != now
     }
 
     /// Makes `state` the target's: the target commits it (with its data
@@ -890,12 +888,17 @@ impl Engine {
     /// after its lowest live position): kept while the delivery fails and
     /// is retried (a target down from the start included), cleared once
     /// it went through.
-    fn look(&self, state: &DeliveryState, high_water: i64) -> Result<()> {
+    fn look(&mut self, state: &DeliveryState, high_water: i64) -> Result<()> {
+        // Changes the log reached since the last look were written (about)
+        // now: the log records no write times.
+        self.reader.saw(high_water, now_ms());
         let positions = plan::live_positions(&self.source, state);
         let from = positions.values().copied().min().unwrap_or(state.position).min(high_water);
         let (pending, oldest) = if high_water > from {
             let tids: Vec<i64> = self.source.followed.iter().map(|r| r.tid).collect();
-            log::pending(&self.source.conn, from, high_water, &tids)?
+            let p = log::pending(&self.source.conn, from, high_water, &tids)?;
+            let oldest = p.oldest_written_ms.or(p.oldest_seq.map(|seq| self.reader.time_of(seq)));
+            (p.changes, oldest)
         } else {
             (0, None)
         };

@@ -111,7 +111,7 @@ pub(crate) fn make(
                     "the source is another file than at the target's last commit (replaced, or reloaded \
                      from a dump): its rows may differ from what its log says"
                         .to_string()
-                } else if r.desc.rowids_may_be_renumbered() && state.layout.as_deref() != Some(layout) {
+                } else if r.desc.rowids_may_be_renumbered() && !same_rowids(conn, state.layout.as_deref(), layout)? {
                     "it has no key, so rows are followed by rowid, and the source file was rewritten \
                      since the target's last commit (VACUUM or a reload renumbers such rowids)"
                         .to_string()
@@ -135,6 +135,22 @@ pub(crate) fn make(
         plan.bootstrap.push((r.clone(), why));
     }
     Ok(plan)
+}
+
+/// Whether the rowids of the file at layout `now` are those it had at
+/// layout `held` (the target's last commit): the same layout, or the same
+/// file whose schema cookie moved only by capture's own changes (its
+/// triggers attached again, its log upgraded), never by a `VACUUM`.
+fn same_rowids(conn: &Connection, held: Option<&str>, now: &str) -> Result<bool> {
+    let Some(held) = held else { return Ok(false) };
+    if held == now {
+        return Ok(true);
+    }
+    let cookie = |layout: &str| layout.rsplit_once(':').and_then(|(_, c)| c.parse::<i64>().ok());
+    match (file_of(held) == file_of(now), cookie(held), cookie(now)) {
+        (true, Some(from), Some(to)) => crate::capture::only_own_ddl(conn, from, to),
+        _ => Ok(false),
+    }
 }
 
 /// The file part (`dev:ino`) of a layout (`dev:ino:schema_cookie`).

@@ -101,6 +101,7 @@ impl SourceDb {
     /// the tables captured and unchanged, the log readable. Writes nothing.
     pub fn open(path: &Path, requested: &[String], follow_schema: bool) -> Result<SourceDb> {
         let (conn, file) = connect(path)?;
+        capture::ensure_current(&conn).map_err(|e| named(e, path))?;
         let selected = select(&conn, requested).map_err(|e| named(e, path))?;
         if selected.is_empty() && !follow_schema {
             return Err(Error::NothingCaptured(path.to_path_buf()));
@@ -148,11 +149,12 @@ impl SourceDb {
         for pass in 1..=PASSES {
             let version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &path))?;
             let (selected, missing) = self.select_now()?;
-            let following = self.follow_schema
-                && self.armed
-                && pass < PASSES
-                && capture::migration(&self.conn).map_err(|e| named(e, &path))?.is_none();
-            if following && self.follow(&selected).map_err(|e| named(e, &path))? {
+            let may_write =
+                self.armed && pass < PASSES && capture::migration(&self.conn).map_err(|e| named(e, &path))?.is_none();
+            if may_write && self.put_capture_first(&selected).map_err(|e| named(e, &path))? {
+                continue;
+            }
+            if may_write && self.follow_schema && self.follow(&selected).map_err(|e| named(e, &path))? {
                 // Capture changed: look again from the new schema.
                 continue;
             }
@@ -246,6 +248,33 @@ impl SourceDb {
         self.followed = followed;
         self.halted = halted;
         Ok(())
+    }
+
+    /// Attaches capture again, in front, to each selected table whose only
+    /// drift is triggers of the application created after capture's (so
+    /// firing before them, see [`capture::Check::Overtaken`]): whether
+    /// schema following is on or not, since the table itself did not
+    /// change. Its new marker makes the target reseed it, which replaces
+    /// whatever capture logged stale meanwhile. Returns whether anything
+    /// was changed.
+    fn put_capture_first(&mut self, selected: &[Registered]) -> Result<bool> {
+        let mut changed = false;
+        for r in selected {
+            let capture::Check::Overtaken(names) = capture::check(&self.conn, r)? else { continue };
+            let name = r.desc.name.to_string();
+            match capture::reattach(&mut self.conn, &name) {
+                Ok(None) => continue,
+                Ok(Some(_)) => tracing::warn!(db = %self.path.display(), table = %name,
+                    "trigger(s) {} of the application, created after capture, fire before it; capture attached \
+                     again in front of them, reseeding the table", names.join(", ")),
+                Err(e) => {
+                    tracing::warn!(db = %self.path.display(), table = %name, "capture cannot be attached again: {e}");
+                    continue;
+                }
+            }
+            changed = true;
+        }
+        Ok(changed)
     }
 
     /// Schema following: re-attaches capture to each selected table that

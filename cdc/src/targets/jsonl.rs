@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::debezium::Debezium;
 use crate::error::{Error, Result};
@@ -18,21 +18,33 @@ pub struct JsonlTarget {
     out: BufWriter<Box<dyn Write + Send>>,
     /// Debezium envelopes instead of this project's form.
     debezium: Option<Debezium>,
-    /// The file, for fsync; `None` for stdout.
-    file: Option<(PathBuf, File)>,
+    /// Where the lines go, as errors name it: the path, or `stdout`.
+    name: String,
+    /// The file, for fsync; `None` for stdout, and for a path that is not
+    /// a regular file (`/dev/null`, a FIFO: nothing to make durable, and
+    /// fsync refuses them).
+    file: Option<File>,
 }
 
 impl JsonlTarget {
     /// Appends to `path` (created if missing; its folder must exist).
     pub fn file(path: &Path) -> Result<JsonlTarget> {
         let file = super::open_append(path)?;
-        let sync = file.try_clone().map_err(|e| Error::Io { context: path.display().to_string(), source: e })?;
-        Ok(JsonlTarget { out: BufWriter::new(Box::new(file)), debezium: None, file: Some((path.into(), sync)) })
+        let io = |e| Error::Io { context: path.display().to_string(), source: e };
+        let regular = file.metadata().map_err(io)?.is_file();
+        let sync = if regular { Some(file.try_clone().map_err(io)?) } else { None };
+        let name = path.display().to_string();
+        Ok(JsonlTarget { out: BufWriter::new(Box::new(file)), debezium: None, name, file: sync })
     }
 
     /// Writes to standard output.
     pub fn stdout() -> JsonlTarget {
-        JsonlTarget { out: BufWriter::new(Box::new(std::io::stdout())), debezium: None, file: None }
+        JsonlTarget {
+            out: BufWriter::new(Box::new(std::io::stdout())),
+            debezium: None,
+            name: "stdout".into(),
+            file: None,
+        }
     }
 
     /// With `Some`, writes Debezium envelopes (see [`crate::debezium`])
@@ -43,8 +55,7 @@ impl JsonlTarget {
     }
 
     fn io(&self, e: std::io::Error) -> Error {
-        let context = self.file.as_ref().map_or("stdout".to_string(), |(p, _)| p.display().to_string());
-        Error::Io { context, source: e }
+        Error::Io { context: self.name.clone(), source: e }
     }
 }
 
@@ -69,7 +80,7 @@ impl Target for JsonlTarget {
 
     fn commit(&mut self, _state: &crate::state::DeliveryState) -> Result<()> {
         self.out.flush().map_err(|e| self.io(e))?;
-        if let Some((_, file)) = &self.file {
+        if let Some(file) = &self.file {
             file.sync_data().map_err(|e| self.io(e))?;
         }
         Ok(())

@@ -1,13 +1,19 @@
 //! Attaching and removing capture: triggers, the registry of captured
 //! layouts, and the checks that catch schema drift.
 
+mod order;
+mod upgrade;
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
+use cdc_schema::legacy;
 use cdc_schema::log::{
-    CONSUMERS_TABLE, IS_CHANGE, LOG_TABLE, MARKER_OP, META_TABLE, TABLES_TABLE, drop_internal_ddl, internal_ddl,
+    CONSUMERS_TABLE, IS_CHANGE, LOG_TABLE, META_TABLE, TABLES_TABLE, drop_internal_ddl, insert_marker_sql, internal_ddl,
 };
-use cdc_schema::{Affinity, TableDesc, quote_ident};
+use cdc_schema::{Affinity, InsertImage, TableDesc, quote_ident};
+
+pub use upgrade::{LogFormat, log_format};
 
 use crate::db::{classify, path_of};
 use crate::error::{Error, Result};
@@ -28,6 +34,8 @@ pub struct Registered {
     /// False once the table was uninstalled or re-attached with a new
     /// layout; kept so that log rows still pending decode correctly.
     pub active: bool,
+    /// Where its INSERT trigger takes the row from.
+    pub inserts: InsertImage,
 }
 
 /// What `install` did for one table.
@@ -36,6 +44,12 @@ pub struct Registered {
 pub enum Installed {
     /// Triggers created for the first time.
     New {
+        /// The table, as the database spells it.
+        table: String,
+    },
+    /// Capture was installed by an older version (log format 1): the log
+    /// and the table's triggers were upgraded in place, with no gap.
+    Upgraded {
         /// The table, as the database spells it.
         table: String,
     },
@@ -62,23 +76,41 @@ pub fn is_initialised(conn: &Connection) -> Result<bool> {
     Ok(n > 0)
 }
 
+/// Refuses a log of an older format ([`Error::OldLogFormat`]): read only
+/// once `cdc-setup install` upgraded it.
+pub fn ensure_current(conn: &Connection) -> Result<()> {
+    match log_format(conn)? {
+        LogFormat::Format1 => Err(Error::OldLogFormat(path_of(conn))),
+        LogFormat::None | LogFormat::Current => Ok(()),
+    }
+}
+
 /// Every registered layout, active first.
 pub fn registry(conn: &Connection) -> Result<Vec<Registered>> {
     if !is_initialised(conn)? {
         return Ok(Vec::new());
     }
+    // Registries made by format 1 have no `reread` column (all `new`).
+    let reread = if upgrade::registry_has_reread(conn)? { "reread" } else { "0" };
     let sql = format!(
-        "SELECT tid, description, fingerprint, active FROM {} ORDER BY active DESC, name, tid",
+        "SELECT tid, description, fingerprint, active, {reread} FROM {} ORDER BY active DESC, name, tid",
         quote_ident(TABLES_TABLE)
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, bool>(3)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, bool>(3)?,
+            r.get::<_, bool>(4)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (tid, description, fingerprint, active) = row?;
-        out.push(Registered { tid, desc: serde_json::from_str(&description)?, fingerprint, active });
+        let (tid, description, fingerprint, active, reread) = row?;
+        let inserts = if reread { InsertImage::Reread } else { InsertImage::New };
+        out.push(Registered { tid, desc: serde_json::from_str(&description)?, fingerprint, active, inserts });
     }
     Ok(out)
 }
@@ -88,9 +120,9 @@ pub fn active(conn: &Connection, table: &str) -> Result<Option<Registered>> {
     Ok(registry(conn)?.into_iter().find(|r| r.active && r.desc.name.eq_ignore_ascii_case(table)))
 }
 
-fn triggers_in_place(conn: &Connection, desc: &TableDesc) -> Result<bool> {
+fn triggers_in_place(conn: &Connection, desc: &TableDesc, inserts: InsertImage) -> Result<bool> {
     let mut stmt = conn.prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?1")?;
-    for (op, expected) in cdc_schema::Op::ALL.iter().zip(desc.create_triggers()) {
+    for (op, expected) in cdc_schema::Op::ALL.iter().zip(desc.create_triggers_with(inserts)) {
         let sql: Option<String> = stmt.query_row([desc.trigger_name(*op)], |r| r.get(0)).ok();
         if sql.as_deref() != Some(expected.as_str()) {
             return Ok(false);
@@ -99,17 +131,26 @@ fn triggers_in_place(conn: &Connection, desc: &TableDesc) -> Result<bool> {
     Ok(true)
 }
 
-fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
-    let desc = describe(conn, name)?;
+/// Attaches capture to one table (inside the caller's write transaction).
+/// `inserts`: where its INSERT trigger takes the row from (`None`: as it
+/// was, or [`InsertImage::New`] for a table not captured yet). `marker`:
+/// write the marker that makes consumers reseed the table if capture is
+/// (re)attached; only an upgrade of the log, which swaps triggers with no
+/// gap, leaves it out.
+fn install_one(conn: &Connection, name: &str, inserts: Option<InsertImage>, marker: bool) -> Result<Installed> {
+    let desc = crate::schema::describe(conn, name)?;
     desc.validate()?;
     let table = desc.name.to_string();
     let (tid, fingerprint) = (desc.capture_id(), crate::schema::fingerprint(conn, &desc)?);
     let registered = registry(conn)?;
     let previous = registered.iter().find(|r| r.active && r.desc.name.eq_ignore_ascii_case(&table));
+    let inserts = inserts.or(previous.map(|p| p.inserts)).unwrap_or_default();
     if let Some(prev) = previous
         && prev.tid == tid
         && prev.fingerprint == fingerprint
-        && triggers_in_place(conn, &desc)?
+        && prev.inserts == inserts
+        && triggers_in_place(conn, &desc, inserts)?
+        && order::fire_before_capture(conn, &desc, inserts)?.is_empty()
     {
         return Ok(Installed::Unchanged { table });
     }
@@ -119,44 +160,63 @@ fn install_one(conn: &Connection, name: &str) -> Result<Installed> {
             other.desc.name
         ))));
     }
+    // Dropped and created again, capture's triggers are the table's
+    // newest: they fire before every trigger the file holds.
     for sql in desc.drop_triggers() {
         conn.execute(&sql, [])?;
     }
-    for sql in desc.create_triggers() {
+    for sql in desc.create_triggers_with(inserts) {
         conn.execute(&sql, [])?;
     }
     let registry = quote_ident(TABLES_TABLE);
     conn.execute(&format!("UPDATE {registry} SET active = 0 WHERE name = ?1 COLLATE NOCASE"), [&table])?;
     conn.execute(
         &format!(
-            "INSERT INTO {registry}(tid, name, fingerprint, description, active) VALUES(?1, ?2, ?3, ?4, 1) \
+            "INSERT INTO {registry}(tid, name, fingerprint, description, active, reread) VALUES(?1, ?2, ?3, ?4, 1, ?5) \
              ON CONFLICT(tid) DO UPDATE SET name = excluded.name, fingerprint = excluded.fingerprint, \
-             description = excluded.description, active = 1"
+             description = excluded.description, active = 1, reread = excluded.reread"
         ),
-        params![tid, table, fingerprint, serde_json::to_string(&desc)?],
+        params![tid, table, fingerprint, serde_json::to_string(&desc)?, inserts == InsertImage::Reread],
     )?;
-    // Writes made while the table had no (or other) triggers are not in
-    // the log: a marker row records where capture (re)started, and a
-    // consumer live from before it must reseed the table.
-    let log = quote_ident(LOG_TABLE);
-    conn.execute(&format!("INSERT INTO {log}(tid, op, ts) VALUES(?1, {MARKER_OP}, julianday('now'))"), [tid])?;
-    conn.execute(
-        &format!(
-            "INSERT INTO {}(key, value) VALUES(?1, last_insert_rowid()) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            quote_ident(META_TABLE)
-        ),
-        [since_key(&table)],
-    )?;
+    if marker {
+        // Writes made while the table had no (or other) triggers are not
+        // in the log: a marker row records where capture (re)started, and
+        // a consumer live from before it must reseed the table.
+        conn.execute(&insert_marker_sql(), [tid])?;
+        conn.execute(
+            &format!(
+                "INSERT INTO {}(key, value) VALUES(?1, last_insert_rowid()) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                quote_ident(META_TABLE)
+            ),
+            [since_key(&table)],
+        )?;
+    }
     Ok(match previous {
         None => Installed::New { table },
         Some(prev) => {
             let mut changes = describe_difference(&prev.desc, &desc);
             if changes.is_empty() {
-                changes = "triggers were missing or modified and were recreated".into();
+                changes = if prev.inserts != inserts {
+                    format!("inserts now log {} images", inserts.name())
+                } else {
+                    "triggers were missing, modified or no longer first, and were recreated".into()
+                };
             }
             Installed::Reattached { table, changes }
         }
     })
+}
+
+impl Installed {
+    /// The table it is about.
+    pub fn table(&self) -> &str {
+        match self {
+            Installed::New { table }
+            | Installed::Upgraded { table }
+            | Installed::Unchanged { table }
+            | Installed::Reattached { table, .. } => table,
+        }
+    }
 }
 
 fn since_key(table: &str) -> String {
@@ -173,14 +233,48 @@ pub fn captured_since(conn: &Connection, table: &str) -> Result<i64> {
 }
 
 /// Attaches capture to `tables` in one transaction: all or nothing.
-/// Installing an unchanged table again writes nothing.
+/// Installing an unchanged table again writes nothing. Tables keep where
+/// their INSERT trigger takes the row from ([`install_with`] chooses).
 pub fn install(conn: &mut Connection, tables: &[String]) -> Result<Vec<Installed>> {
+    install_with(conn, tables, None)
+}
+
+/// [`install`], choosing for `tables` where the INSERT trigger takes the
+/// row from (`None`: as it was, [`InsertImage::New`] for new tables).
+///
+/// A log written by an older version (format 1) is upgraded in the same
+/// transaction first ([`LogFormat::Format1`]): every captured table gets
+/// current triggers with no gap, and the old rows stay readable until
+/// every consumer is past them.
+pub fn install_with(conn: &mut Connection, tables: &[String], inserts: Option<InsertImage>) -> Result<Vec<Installed>> {
     let path = path_of(conn);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    let cookie = schema_cookie(&tx)?;
+    let mut upgraded = Vec::new();
+    if upgrade::upgrade(&tx)? {
+        let active: Vec<String> =
+            registry(&tx)?.into_iter().filter(|r| r.active).map(|r| r.desc.name.to_string()).collect();
+        for table in active {
+            install_one(&tx, &table, None, false)?;
+            upgraded.push(table);
+        }
+    }
     for sql in internal_ddl() {
         tx.execute(&sql, [])?;
     }
-    let outcomes = tables.iter().map(|t| install_one(&tx, t)).collect::<Result<Vec<_>>>()?;
+    let mut outcomes = Vec::new();
+    for t in tables {
+        outcomes.push(match install_one(&tx, t, inserts, true)? {
+            Installed::Unchanged { table } if upgraded.contains(&table) => Installed::Upgraded { table },
+            other => other,
+        });
+    }
+    for table in upgraded {
+        if !outcomes.iter().any(|o| o.table() == table) {
+            outcomes.push(Installed::Upgraded { table });
+        }
+    }
+    record_own_ddl(&tx, cookie)?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(outcomes)
 }
@@ -364,7 +458,7 @@ pub fn detach(conn: &mut Connection, table: &str) -> Result<bool> {
 /// unless a migration window is open (checked inside the same write
 /// transaction, so a window opened meanwhile is never undone): `None` then.
 pub fn reattach(conn: &mut Connection, table: &str) -> Result<Option<Installed>> {
-    unless_migrating(conn, |tx| install_one(tx, table))
+    unless_migrating(conn, |tx| install_one(tx, table, None, true))
 }
 
 /// Runs `f` in one write transaction, unless a migration window is open
@@ -375,7 +469,9 @@ fn unless_migrating<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Res
     if migration(&tx)?.is_some() {
         return Ok(None);
     }
+    let cookie = schema_cookie(&tx)?;
     let done = f(&tx)?;
+    record_own_ddl(&tx, cookie)?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(Some(done))
 }
@@ -471,7 +567,7 @@ pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
     let mut done = Finished { attached: Vec::new(), gone: Vec::new() };
     for table in &window.tables {
         match describe(&tx, table) {
-            Ok(_) => done.attached.push(install_one(&tx, table)?),
+            Ok(_) => done.attached.push(install_one(&tx, table, None, true)?),
             Err(Error::UnknownTable(_)) => {
                 detach_in(&tx, table)?;
                 done.gone.push(table.clone());
@@ -486,30 +582,110 @@ pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
 
 /// What changed about a registered table since install, if anything.
 pub fn drift(conn: &Connection, r: &Registered) -> Result<Option<String>> {
+    Ok(match check(conn, r)? {
+        Check::Unchanged => None,
+        Check::Changed(what) => Some(what),
+        Check::Overtaken(names) => {
+            let names = names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ");
+            Some(format!(
+                "trigger(s) {names} of the application, created after capture, fire before it (capture logs \
+                 inserts before they change them): capture must be attached again, in front of them"
+            ))
+        }
+    })
+}
+
+/// How a registered table stands against capture ([`check`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// As installed.
+    Unchanged,
+    /// The table changed (or is gone), or capture's triggers did: what,
+    /// in words.
+    Changed(String),
+    /// Only this: triggers of the application stored in the file were
+    /// created after capture's and fire before them (their names), so
+    /// what capture logs may be stale ([`InsertImage`]). Attaching capture
+    /// again puts it in front; the table is reseeded.
+    Overtaken(Vec<String>),
+}
+
+/// Checks a registered table against the live one and its triggers.
+pub fn check(conn: &Connection, r: &Registered) -> Result<Check> {
     let live = match describe(conn, &r.desc.name) {
         Ok(live) => live,
-        Err(Error::UnknownTable(_)) => return Ok(Some("the table was dropped or renamed".into())),
+        Err(Error::UnknownTable(_)) => return Ok(Check::Changed("the table was dropped or renamed".into())),
         Err(e) => return Err(e),
     };
-    if r.fingerprint == live.fingerprint() {
-        // The table model's fingerprint alone: recorded before install
-        // covered the table's SQL and unique indexes, with older triggers.
-        return Ok(Some(
-            "capture was attached by an older version of cdc (its triggers log NEW, not the row as it ended up)".into(),
-        ));
-    }
     if crate::schema::fingerprint(conn, &live)? != r.fingerprint {
         let what = describe_difference(&r.desc, &live);
-        return Ok(Some(if what.is_empty() {
+        return Ok(Check::Changed(if what.is_empty() {
             "its CREATE TABLE text or its unique indexes changed".into()
         } else {
             what
         }));
     }
-    if !triggers_in_place(conn, &r.desc)? {
-        return Ok(Some("its capture triggers were dropped or modified".into()));
+    if !triggers_in_place(conn, &r.desc, r.inserts)? {
+        return Ok(Check::Changed("its capture triggers were dropped or modified".into()));
     }
-    Ok(None)
+    let before = order::fire_before_capture(conn, &r.desc, r.inserts)?;
+    Ok(if before.is_empty() { Check::Unchanged } else { Check::Overtaken(before) })
+}
+
+/// The `_cdc_meta` key of the schema changes capture itself made: pairs
+/// of schema cookies `[before, after]`, the latest last.
+const OWN_DDL_KEY: &str = "own_schema_changes";
+
+/// How many of capture's own schema changes are remembered.
+const OWN_DDL_KEPT: usize = 64;
+
+/// `PRAGMA schema_version` as `conn` sees it.
+pub(crate) fn schema_cookie(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?)
+}
+
+/// Records, at the end of one of capture's write transactions, that it
+/// moved the schema cookie from `before` to where it is now: its own DDL
+/// (triggers, the log), never a `VACUUM` or a reload. A replicator that
+/// sees the cookie moved only by such changes knows that no rowid was
+/// renumbered.
+pub(crate) fn record_own_ddl(conn: &Connection, before: i64) -> Result<()> {
+    let after = schema_cookie(conn)?;
+    if after == before || !is_initialised(conn)? {
+        return Ok(());
+    }
+    let mut steps = own_ddl(conn)?;
+    steps.push((before, after));
+    let excess = steps.len().saturating_sub(OWN_DDL_KEPT);
+    steps.drain(..excess);
+    conn.execute(
+        &format!(
+            "INSERT INTO {}(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            quote_ident(META_TABLE)
+        ),
+        params![OWN_DDL_KEY, serde_json::to_string(&steps)?],
+    )?;
+    Ok(())
+}
+
+fn own_ddl(conn: &Connection) -> Result<Vec<(i64, i64)>> {
+    let sql = format!("SELECT value FROM {} WHERE key = ?1", quote_ident(META_TABLE));
+    let text: Option<String> = conn.query_row(&sql, [OWN_DDL_KEY], |r| r.get(0)).optional()?;
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?.unwrap_or_default())
+}
+
+/// Whether the schema cookie went from `from` to `to` through capture's
+/// own changes alone ([`record_own_ddl`]).
+pub fn only_own_ddl(conn: &Connection, from: i64, to: i64) -> Result<bool> {
+    let steps = own_ddl(conn)?;
+    let mut at = from;
+    while at != to {
+        match steps.iter().find(|(before, _)| *before == at) {
+            Some((_, after)) if *after > at => at = *after,
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 /// A consumer and how far it got.
@@ -519,11 +695,10 @@ pub struct ConsumerStatus {
     pub name: String,
     /// Its retention pin: the log `seq` up to which it acknowledged.
     pub position: i64,
-    /// Changes in the log after its position.
+    /// Changes in the log after its position. (The log records no write
+    /// times, see [`crate::log::LogReader`]: a replicator's own status and
+    /// metrics say how old what it has not delivered is.)
     pub pending: i64,
-    /// Age in seconds of the oldest change it has not acknowledged (its
-    /// lag in time), 0 when it is caught up.
-    pub lag_seconds: f64,
     /// When it last acknowledged (UTC, `YYYY-MM-DD HH:MM:SS`).
     pub acknowledged_at: String,
     /// Seconds since it last acknowledged.
@@ -532,11 +707,12 @@ pub struct ConsumerStatus {
     pub state_in_source: bool,
 }
 
-/// Every consumer of the log, with its lag (read-only).
+/// Every consumer of the log, with what it has not delivered (read-only).
 pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
     if !is_initialised(conn)? {
         return Ok(Vec::new());
     }
+    ensure_current(conn)?;
     let log = quote_ident(LOG_TABLE);
     let table = quote_ident(CONSUMERS_TABLE);
     let has_state: bool = conn.query_row(
@@ -548,10 +724,16 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
         |r| r.get(0),
     )?;
     let state = if has_state { "state IS NOT NULL" } else { "0" };
+    let mut pending = format!("(SELECT count(*) FROM {log} WHERE seq > c.position AND {IS_CHANGE})");
+    if crate::log::has_legacy(conn)? {
+        pending = format!(
+            "{pending} + (SELECT count(*) FROM {} WHERE seq > c.position AND {})",
+            quote_ident(legacy::LOG_TABLE),
+            legacy::IS_CHANGE
+        );
+    }
     let mut stmt = conn.prepare(&format!(
-        "SELECT name, position, (SELECT count(*) FROM {log} WHERE seq > c.position AND {IS_CHANGE}), \
-         coalesce((julianday('now') - (SELECT ts FROM {log} WHERE seq > c.position AND {IS_CHANGE} ORDER BY seq LIMIT 1)) * 86400.0, 0), \
-         updated_at, (julianday('now') - julianday(updated_at)) * 86400.0, {state} \
+        "SELECT name, position, {pending}, updated_at, (julianday('now') - julianday(updated_at)) * 86400.0, {state} \
          FROM {table} AS c ORDER BY name"
     ))?;
     let rows = stmt.query_map([], |r| {
@@ -559,10 +741,9 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
             name: r.get(0)?,
             position: r.get(1)?,
             pending: r.get(2)?,
-            lag_seconds: r.get::<_, f64>(3)?.max(0.0),
-            acknowledged_at: r.get(4)?,
-            acknowledged_seconds_ago: r.get::<_, f64>(5)?.max(0.0),
-            state_in_source: r.get(6)?,
+            acknowledged_at: r.get(3)?,
+            acknowledged_seconds_ago: r.get::<_, f64>(4)?.max(0.0),
+            state_in_source: r.get(5)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -593,6 +774,8 @@ pub struct TableStatus {
     pub fingerprint: String,
     /// `None` when the table matches its fingerprint and has its triggers.
     pub drift: Option<String>,
+    /// Where its INSERT trigger takes the row from.
+    pub inserts: InsertImage,
 }
 
 /// What `cdc-setup status` reports.
@@ -617,6 +800,7 @@ pub struct Status {
 
 /// Reads the capture status of a database (read-only).
 pub fn status(conn: &Connection) -> Result<Status> {
+    ensure_current(conn)?;
     let wal = crate::db::is_wal(conn)?;
     if !is_initialised(conn)? {
         return Ok(Status {
@@ -636,11 +820,20 @@ pub fn status(conn: &Connection) -> Result<Status> {
             capture_id: r.tid,
             fingerprint: r.fingerprint.clone(),
             drift: drift(conn, &r)?,
+            inserts: r.inserts,
         });
     }
     let log = quote_ident(LOG_TABLE);
+    let mut changes = format!("SELECT seq FROM {log} WHERE {IS_CHANGE}");
+    if crate::log::has_legacy(conn)? {
+        changes = format!(
+            "{changes} UNION ALL SELECT seq FROM {} WHERE {}",
+            quote_ident(legacy::LOG_TABLE),
+            legacy::IS_CHANGE
+        );
+    }
     let (log_rows, oldest_seq, newest_seq) =
-        conn.query_row(&format!("SELECT count(*), min(seq), max(seq) FROM {log} WHERE {IS_CHANGE}"), [], |r| {
+        conn.query_row(&format!("SELECT count(*), min(seq), max(seq) FROM ({changes})"), [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
     let consumers = consumers(conn)?;

@@ -1,0 +1,379 @@
+//! Decoding log rows into [`Change`]s, in either format: the current one
+//! (`_cdc_log`, [`cdc_schema::log`]) and format 1, whose rows an upgraded
+//! log keeps in `_cdc_log_v1` until every consumer is past them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, params};
+
+use cdc_schema::legacy;
+use cdc_schema::log::{CHUNK_WIDTH, MARKER_OP, read_sql, split_kind};
+use cdc_schema::{Op, TableDesc};
+
+use crate::capture::registry;
+use crate::error::{Error, Result};
+use crate::event::{Change, Row};
+use crate::value::Value;
+
+/// A registered layout, ready for decoding.
+#[derive(Debug)]
+pub struct Layout {
+    /// The table's name, shared by every change decoded with this layout.
+    pub table: Arc<str>,
+    /// The captured columns in image order, shared likewise.
+    pub columns: Arc<[String]>,
+    /// The description the triggers were generated from.
+    pub desc: TableDesc,
+}
+
+impl Layout {
+    fn new(desc: TableDesc) -> Layout {
+        Layout {
+            table: desc.name.as_ref().into(),
+            columns: desc.captured().map(|c| c.name.to_string()).collect(),
+            desc,
+        }
+    }
+}
+
+/// Changes read in one go, and the last log `seq` they cover (which can be
+/// past the last change when rows were skipped).
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Whole changes, in `seq` order.
+    pub changes: Vec<Change>,
+    /// Where the next read starts (its `after`).
+    pub end_seq: i64,
+}
+
+/// Julian day (as format 1 wrote it with `julianday('now')`) to Unix
+/// milliseconds.
+pub fn julian_to_unix_ms(jd: f64) -> i64 {
+    ((jd - 2_440_587.5) * 86_400_000.0).round() as i64
+}
+
+/// The current time, Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How one format lays a change out in rows.
+#[derive(Clone, Copy)]
+struct Format {
+    /// Values per row.
+    width: usize,
+    /// Format 1: every image of a rowid table starts with the rowid, and
+    /// an UPDATE's two images run on in one sequence of values.
+    legacy: bool,
+}
+
+const CURRENT: Format = Format { width: CHUNK_WIDTH, legacy: false };
+const LEGACY: Format = Format { width: legacy::CHUNK_WIDTH, legacy: true };
+
+impl Format {
+    /// Whether images have a slot of their own for the rowid.
+    fn rowid_slot(self, desc: &TableDesc) -> bool {
+        if self.legacy { !desc.without_rowid } else { desc.log_rowid_slot() }
+    }
+
+    /// Values per image.
+    fn image_len(self, desc: &TableDesc) -> usize {
+        desc.captured_len() + usize::from(self.rowid_slot(desc))
+    }
+
+    /// Whether an UPDATE's after image starts a row of its own (so that a
+    /// row gone by the time the trigger looked logs only the before image:
+    /// a delete). In the current format, whenever both do not fit one row.
+    fn split_update(self, desc: &TableDesc) -> bool {
+        !self.legacy && 2 * self.image_len(desc) > self.width
+    }
+}
+
+/// One log row, as either format stores it.
+struct RawRow<'r> {
+    seq: i64,
+    tid: i64,
+    op: i64,
+    /// Format 1's write time.
+    time_ms: Option<i64>,
+    row: &'r rusqlite::Row<'r>,
+    /// Column of the first value.
+    first: usize,
+}
+
+/// A change being put together from its rows.
+struct Pending {
+    change: Change,
+    layout: Arc<Layout>,
+    format: Format,
+    image_len: usize,
+    /// Values in so far.
+    filled: usize,
+}
+
+impl Pending {
+    fn total(&self) -> usize {
+        self.image_len * if self.change.op == Op::Update { 2 } else { 1 }
+    }
+
+    /// The change ends here (the next row starts another, or the read
+    /// ends): whole, or an UPDATE of the current format that logged only
+    /// its before image because its row was gone (a delete).
+    fn finish(mut self) -> Result<Change> {
+        if self.filled == self.total() {
+            return Ok(self.change);
+        }
+        if self.change.op == Op::Update && self.filled == self.image_len && self.format.split_update(&self.layout.desc)
+        {
+            self.change.op = Op::Delete;
+            self.change.after = None;
+            return Ok(self.change);
+        }
+        Err(Error::CorruptLog { seq: self.change.seq, problem: "change ends early (missing continuation rows)".into() })
+    }
+
+    /// Takes this row's values (`row` continues the change, or starts it).
+    fn take(&mut self, raw: &RawRow<'_>) -> Result<()> {
+        let len = self.image_len;
+        let rowid_slot = self.format.rowid_slot(&self.layout.desc);
+        // The column that carries the rowid where it has no slot: the
+        // INTEGER PRIMARY KEY.
+        let key_rowid = if rowid_slot || self.layout.desc.without_rowid {
+            None
+        } else {
+            self.layout.desc.key_positions().first().copied()
+        };
+        // A split UPDATE's after image starts a row of its own.
+        let segment_end =
+            if self.format.split_update(&self.layout.desc) && self.filled < len { len } else { self.total() };
+        let here = (segment_end - self.filled).min(self.format.width);
+        for i in 0..here {
+            let at = self.filled;
+            let value = Value::from_ref(raw.row.get_ref(raw.first + i)?).map_err(|_| Error::InvalidUtf8 {
+                table: self.change.table.to_string(),
+                seq: self.change.seq,
+                column: column_name(&self.layout, rowid_slot, at % len),
+            })?;
+            // The first image is the before image except for INSERT.
+            let before = at < len && self.change.op != Op::Insert;
+            let image = if before { &mut self.change.before } else { &mut self.change.after };
+            let image = image.as_mut().expect("allocated for this op");
+            let p = at % len;
+            let rowid = |v: &Value| match v {
+                Value::Integer(rowid) => Ok(*rowid),
+                other => {
+                    Err(Error::CorruptLog { seq: self.change.seq, problem: format!("rowid is {}", other.type_name()) })
+                }
+            };
+            if rowid_slot && p == 0 {
+                image.rowid = Some(rowid(&value)?);
+            } else {
+                if key_rowid == Some(p) {
+                    image.rowid = Some(rowid(&value)?);
+                }
+                image.values.push(value);
+            }
+            self.filled += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Decodes log rows into [`Change`]s, caching registered layouts.
+///
+/// The current format records no write time (a time function in a
+/// trigger costs every application statement a statement journal): a
+/// change's [`Change::time_ms`] is when this reader first saw the log
+/// reach it ([`LogReader::saw`]), within milliseconds of its commit while
+/// a replicator follows the file, or when the read happened. Rows of
+/// format 1 carry their write time.
+#[derive(Debug, Default)]
+pub struct LogReader {
+    layouts: HashMap<i64, Arc<Layout>>,
+    /// `(high-water seq, Unix ms)` pairs: when the log was first seen to
+    /// reach each mark, oldest first.
+    seen: VecDeque<(i64, i64)>,
+}
+
+/// Most marks kept by [`LogReader::saw`]; past it, every other one goes
+/// (times get coarser, never later).
+const SEEN_MARKS: usize = 4096;
+
+impl LogReader {
+    /// A reader with no layout cached yet: the registry is read on first
+    /// use and again whenever a log row names a capture id not seen before.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that the log was seen to reach `high_water` now (a commit
+    /// point): changes up to it that were not seen before get this time.
+    pub fn saw(&mut self, high_water: i64, now_ms: i64) {
+        if self.seen.back().is_some_and(|(seq, _)| *seq >= high_water) {
+            return;
+        }
+        if self.seen.len() >= SEEN_MARKS {
+            let kept: VecDeque<(i64, i64)> = self.seen.iter().copied().skip(1).step_by(2).collect();
+            self.seen = kept;
+        }
+        self.seen.push_back((high_water, now_ms));
+    }
+
+    /// When the log was first seen to reach `seq` (now, if never).
+    pub fn time_of(&self, seq: i64) -> i64 {
+        self.seen.iter().find(|(mark, _)| *mark >= seq).map_or_else(now_ms, |(_, ms)| *ms)
+    }
+
+    /// Forgets the marks below `seq` (delivered).
+    fn forget_before(&mut self, seq: i64) {
+        while self.seen.len() > 1 && self.seen.front().is_some_and(|(mark, _)| *mark < seq) {
+            self.seen.pop_front();
+        }
+    }
+
+    fn layout(&mut self, conn: &Connection, tid: i64, seq: i64) -> Result<Arc<Layout>> {
+        if let Some(l) = self.layouts.get(&tid) {
+            return Ok(l.clone());
+        }
+        for r in registry(conn)? {
+            self.layouts.entry(r.tid).or_insert_with(|| Arc::new(Layout::new(r.desc)));
+        }
+        self.layouts.get(&tid).cloned().ok_or_else(|| Error::CorruptLog {
+            seq,
+            problem: format!("unknown capture id {tid} (was the registry edited?)"),
+        })
+    }
+
+    /// Reads up to `max_changes` whole changes after `after`, in `seq`
+    /// order, never more than `up_to` (inclusive), which must be a commit
+    /// point. Rows are streamed from SQLite, so memory is bounded by
+    /// `max_changes`, not by the backlog.
+    pub fn read(&mut self, conn: &Connection, after: i64, up_to: i64, max_changes: usize) -> Result<Batch> {
+        self.saw(up_to, now_ms());
+        self.forget_before(after);
+        let mut batch = Batch { changes: Vec::new(), end_seq: after };
+        if let Some(legacy_end) = super::legacy_high_water(conn)?.filter(|end| *end > after) {
+            let mut stmt = conn.prepare_cached(&legacy::read_sql())?;
+            let rows = stmt.query(params![after, up_to.min(legacy_end)])?;
+            let full = self.decode(conn, rows, LEGACY, max_changes, &mut batch)?;
+            if full || up_to <= legacy_end {
+                return Ok(batch);
+            }
+        }
+        let mut stmt = conn.prepare_cached(&read_sql())?;
+        let rows = stmt.query(params![batch.end_seq, up_to])?;
+        self.decode(conn, rows, CURRENT, max_changes, &mut batch)?;
+        Ok(batch)
+    }
+
+    /// Decodes `rows` of `format` into `batch` until they end or the batch
+    /// holds `max_changes` (then returns `true`).
+    fn decode(
+        &mut self,
+        conn: &Connection,
+        mut rows: rusqlite::Rows<'_>,
+        format: Format,
+        max_changes: usize,
+        batch: &mut Batch,
+    ) -> Result<bool> {
+        let mut pending: Option<Pending> = None;
+        while let Some(r) = rows.next()? {
+            let raw = if format.legacy {
+                let ts: Option<f64> = r.get(3)?;
+                // Continuation rows have no capture id.
+                let tid = r.get::<_, Option<i64>>(1)?.unwrap_or(0);
+                RawRow { seq: r.get(0)?, tid, op: r.get(2)?, time_ms: ts.map(julian_to_unix_ms), row: r, first: 4 }
+            } else {
+                let (tid, op) = split_kind(r.get::<_, Option<i64>>(1)?.unwrap_or(0));
+                RawRow { seq: r.get(0)?, tid, op, time_ms: None, row: r, first: 2 }
+            };
+            if raw.op == 0 {
+                // Without a change under way: a continuation whose head was
+                // pruned or read before.
+                if let Some(p) = pending.as_mut() {
+                    p.take(&raw)?;
+                }
+                batch.end_seq = raw.seq;
+                continue;
+            }
+            if let Some(p) = pending.take() {
+                batch.changes.push(p.finish()?);
+            }
+            if raw.op == MARKER_OP {
+                // Capture attached here: nothing to deliver.
+                batch.end_seq = raw.seq;
+                continue;
+            }
+            if batch.changes.len() >= max_changes {
+                return Ok(true);
+            }
+            let op = Op::from_code(raw.op).ok_or_else(|| Error::CorruptLog {
+                seq: raw.seq,
+                problem: format!("unknown operation code {}", raw.op),
+            })?;
+            let layout = self.layout(conn, raw.tid, raw.seq)?;
+            let image = || Some(Row { rowid: None, values: Vec::with_capacity(layout.columns.len()) });
+            let change = Change {
+                seq: raw.seq,
+                table: layout.table.clone(),
+                columns: layout.columns.clone(),
+                op,
+                time_ms: raw.time_ms.unwrap_or_else(|| self.time_of(raw.seq)),
+                before: if op == Op::Insert { None } else { image() },
+                after: if op == Op::Delete { None } else { image() },
+            };
+            let image_len = format.image_len(&layout.desc);
+            // (A DELETE may be an UPDATE whose row was gone: its one row
+            // holds the before image, then NULLs where the after image
+            // would be, which `take` leaves.)
+            let mut p = Pending { change, layout, format, image_len, filled: 0 };
+            p.take(&raw)?;
+            pending = Some(p);
+            batch.end_seq = raw.seq;
+        }
+        if let Some(p) = pending.take() {
+            batch.changes.push(p.finish()?);
+        }
+        Ok(false)
+    }
+}
+
+/// The column that value position `p` of an image belongs to.
+fn column_name(layout: &Layout, rowid_slot: bool, p: usize) -> String {
+    match (rowid_slot, p) {
+        (true, 0) => "rowid".into(),
+        (true, p) => layout.columns[p - 1].clone(),
+        (false, p) => layout.columns[p].clone(),
+    }
+}
+
+/// A checksum of one log row's values, read from column `first` on.
+pub(super) fn checksum(row: &rusqlite::Row<'_>, first: usize, count: usize) -> Result<u64> {
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(count);
+    for i in first..first + count {
+        let mut part = Vec::new();
+        match row.get_ref(i)? {
+            ValueRef::Null => part.push(0),
+            ValueRef::Integer(v) => {
+                part.push(1);
+                part.extend_from_slice(&v.to_le_bytes());
+            }
+            ValueRef::Real(v) => {
+                part.push(2);
+                part.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+            ValueRef::Text(v) => {
+                part.push(3);
+                part.extend_from_slice(v);
+            }
+            ValueRef::Blob(v) => {
+                part.push(4);
+                part.extend_from_slice(v);
+            }
+        }
+        parts.push(part);
+    }
+    Ok(cdc_schema::fnv1a64(parts.iter().map(Vec::as_slice)))
+}
