@@ -35,6 +35,12 @@ pub struct SourceTable {
     pub create_sql: String,
     /// The table's explicit indexes (`CREATE INDEX`).
     pub indexes: Vec<crate::schema::IndexSql>,
+    /// Where capture's INSERT trigger takes the row from: with
+    /// [`cdc_schema::InsertImage::New`], a TEMP trigger of the writing
+    /// connection can make a logged insert stale, which a replica can put
+    /// right (it sees the rows the log is about).
+    #[serde(default)]
+    pub inserts: cdc_schema::InsertImage,
 }
 
 /// A destination for events.

@@ -301,6 +301,9 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
     let db_word = cdc::shell_word(&path.display().to_string());
     for t in &s.tables {
         lines.push(match &t.drift {
+            None if t.inserts == cdc::InsertImage::Reread => {
+                format!("  {}: captured (inserts read back from the table)", crate::sql_name(&t.name))
+            }
             None => format!("  {}: captured", crate::sql_name(&t.name)),
             Some(what) => format!(
                 "  {}: CHANGED since capture was attached ({what}); re-attach with: cdc-setup install --db {db_word} --table {}",

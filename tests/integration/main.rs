@@ -16,5 +16,6 @@ mod schema;
 mod setup_cli;
 mod soak;
 mod support;
+mod triggers;
 mod upgrade;
 mod watch;

@@ -6,6 +6,7 @@ pub mod bincode;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod jsonl;
+mod overtaken;
 pub mod sqlite;
 
 use std::path::PathBuf;

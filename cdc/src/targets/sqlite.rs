@@ -11,12 +11,14 @@ use cdc_schema::{TableDesc, quote_ident};
 use crate::Op;
 use crate::capture::{Against, mismatches};
 use crate::db::{DEFAULT_BUSY_TIMEOUT, classify};
+use crate::error::shell_word;
 use crate::error::{Error, Result};
 use crate::event::{Event, Row};
 use crate::lock::{FileId, OwnerLock, target_lock_path};
 use crate::schema::{IndexSql, describe, table_exists, unique_index_sql};
 use crate::state::{DeliveryState, TableState};
 use crate::target::{BulkCopy, CopyBatch, CopyFrom, Source, SourceCut, SourceTable, Target};
+use crate::targets::overtaken::{Insert, Overtaken};
 use crate::value::Value;
 
 /// The replica's own bookkeeping table: one row with the delivery state
@@ -61,6 +63,8 @@ struct TableSql {
     has_rowid: bool,
     /// Rows have a key (rowid alias or primary key), not only values.
     keyed: bool,
+    /// Capture logs inserts from `NEW` (see [`super::overtaken`]).
+    new_image_inserts: bool,
 }
 
 impl TableSql {
@@ -125,6 +129,10 @@ pub struct SqliteTarget {
     attached: Option<PathBuf>,
     /// The replica is in WAL mode (commits flushed by `sync`).
     wal: bool,
+    /// Inserts a TEMP trigger overtook, in the open transaction.
+    overtaken: Overtaken,
+    /// The source, as the one line that says so names it.
+    source: PathBuf,
     _lock: OwnerLock,
 }
 
@@ -167,6 +175,8 @@ impl SqliteTarget {
             in_tx: false,
             attached: None,
             wal: false,
+            overtaken: Overtaken::default(),
+            source: PathBuf::new(),
             _lock: lock,
         })
     }
@@ -186,43 +196,93 @@ impl SqliteTarget {
             .ok_or_else(|| Error::Config(format!("replica {}: event for unknown table {table:?}", self.path.display())))
     }
 
+    /// Says, once per table, that a trigger overtook capture's inserts
+    /// (see [`super::overtaken`]).
+    fn say_overtaken(&self, table: &str) {
+        let (db, t) = (shell_word(&self.source.display().to_string()), shell_word(table));
+        tracing::warn!(replica = %self.path.display(), table = %table,
+            "a trigger that fires before capture's (a TEMP trigger of the writing connection: no other \
+             connection can see it) rewrote or deleted rows of this table as they were inserted; the \
+             replica follows the trigger, but capture logged those rows as inserted, and other targets \
+             get them so. For exact events capture it with: cdc-setup install --db {db} --table {t} --inserts reread");
+    }
+
     fn upsert(&self, sql: &TableSql, row: &Row) -> Result<usize> {
         let mut stmt = self.conn.prepare_cached(&sql.upsert)?;
         sql.bind_image(&mut stmt, row, 1)?;
         Ok(stmt.raw_execute()?)
     }
 
-    fn apply_one(&self, event: &Event) -> Result<()> {
-        let sql = self.stmts(event.table())?;
-        let missing = |what: &str| Error::CorruptLog { seq: 0, problem: format!("change without {what} image") };
+    fn apply_one(&mut self, event: &Event) -> Result<()> {
         match event {
-            Event::Change(c) => match c.op {
-                Op::Insert => {
-                    self.upsert(sql, c.after.as_ref().ok_or_else(|| missing("after"))?)?;
+            Event::Change(c) => self.apply_change(c),
+            other => self.apply_bootstrap(other),
+        }
+    }
+
+    fn apply_change(&mut self, c: &crate::event::Change) -> Result<()> {
+        let missing = |what: &str| Error::CorruptLog { seq: c.seq, problem: format!("change without {what} image") };
+        let (keyed, new_image_inserts) = {
+            let sql = self.stmts(&c.table)?;
+            (sql.keyed, sql.new_image_inserts)
+        };
+        match c.op {
+            Op::Insert => {
+                let after = c.after.as_ref().ok_or_else(|| missing("after"))?;
+                let insert = match new_image_inserts {
+                    true => self.overtaken.insert(&c.table, after, keyed),
+                    false => Insert::Apply,
+                };
+                let sql = self.stmts(&c.table)?;
+                match &insert {
+                    Insert::Apply => self.upsert(sql, after)?,
+                    Insert::Instead(row) => self.upsert(sql, row)?,
+                    Insert::Skip => 0,
+                };
+                if insert != Insert::Apply && self.overtaken.first_for(&c.table) {
+                    self.say_overtaken(&c.table);
                 }
-                Op::Update => {
-                    let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
-                    let after = c.after.as_ref().ok_or_else(|| missing("after"))?;
-                    let mut stmt = self.conn.prepare_cached(&sql.update)?;
-                    let next = sql.bind_image(&mut stmt, after, 1)?;
-                    sql.bind_identity(&mut stmt, before, next)?;
-                    if stmt.raw_execute()? == 0 && sql.keyed {
-                        // Not here: an application trigger rewrote a row
-                        // its statement had just inserted, or changed a
-                        // key, and the statement's own change, logged
-                        // after it, carries the row as it ended up. With a
-                        // key, the after image is the row; without one,
-                        // inserting it would add a second copy.
+            }
+            Op::Update => {
+                let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
+                let after = c.after.as_ref().ok_or_else(|| missing("after"))?;
+                let sql = self.stmts(&c.table)?;
+                let mut stmt = self.conn.prepare_cached(&sql.update)?;
+                let next = sql.bind_image(&mut stmt, after, 1)?;
+                sql.bind_identity(&mut stmt, before, next)?;
+                if stmt.raw_execute()? == 0 {
+                    // Not here: an application trigger rewrote a row its
+                    // statement had just inserted (or changed a key), and
+                    // the statement's own insert, logged after it, follows.
+                    // With a key, the after image is the row; without one,
+                    // inserting it would add a second copy: the insert
+                    // brings it.
+                    if keyed {
                         self.upsert(sql, after)?;
                     }
+                    if new_image_inserts {
+                        self.overtaken.missed_update(&c.table, before, after);
+                    }
                 }
-                Op::Delete => {
-                    let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
-                    let mut stmt = self.conn.prepare_cached(&sql.delete)?;
-                    sql.bind_identity(&mut stmt, before, 1)?;
-                    stmt.raw_execute()?;
+            }
+            Op::Delete => {
+                let before = c.before.as_ref().ok_or_else(|| missing("before"))?;
+                let sql = self.stmts(&c.table)?;
+                let mut stmt = self.conn.prepare_cached(&sql.delete)?;
+                sql.bind_identity(&mut stmt, before, 1)?;
+                if stmt.raw_execute()? == 0 && new_image_inserts {
+                    self.overtaken.missed_delete(&c.table, before);
                 }
-            },
+            }
+        }
+        Ok(())
+    }
+
+    /// A bootstrap event (a change is passed on).
+    fn apply_bootstrap(&mut self, event: &Event) -> Result<()> {
+        let sql = self.stmts(event.table())?;
+        match event {
+            Event::Change(c) => return self.apply_change(c),
             Event::BootstrapBegin { table, .. } => match self.rebuild.get(table.as_ref()) {
                 Some(t) => {
                     tracing::info!(replica = %self.path.display(), table = %table, "recreating the table with the source's schema");
@@ -313,6 +373,7 @@ impl Target for SqliteTarget {
 
     fn rollback(&mut self) -> Result<()> {
         self.purged.clear();
+        self.overtaken.clear();
         let mut done = Ok(());
         if self.in_tx {
             self.in_tx = false;
@@ -528,6 +589,7 @@ impl SqliteTarget {
     fn open_source(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
         Target::rollback(self)?;
         self.refuse_loops(source)?;
+        self.source = source.path.clone();
         let mut stored = self.read_state()?;
         // Check every existing table before writing anything, so a refused
         // replica is left exactly as it was. A table this replica made
@@ -644,6 +706,7 @@ impl SqliteTarget {
                     identity: d.identity_positions(),
                     has_rowid: !d.without_rowid,
                     keyed: d.identity() != cdc_schema::Identity::Image,
+                    new_image_inserts: t.inserts == cdc_schema::InsertImage::New,
                 };
                 (d.name.to_string(), sql)
             })
@@ -744,6 +807,7 @@ impl SqliteTarget {
         extra(&self.conn)?;
         self.conn.execute_batch("COMMIT").map_err(|e| self.sql_error(e))?;
         self.in_tx = false;
+        self.overtaken.clear();
         for table in self.purged.drain() {
             self.rebuild.remove(&table);
         }
