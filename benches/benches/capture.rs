@@ -13,8 +13,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 use cdc::Op;
-use cdc_benches::scratch_dir;
 use cdc_benches::shapes::{Shape, Variant, prepare, write};
+use cdc_benches::{copy_of, open_scratch, scratch_dir};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -39,23 +39,30 @@ impl Mode {
 }
 
 fn capture(c: &mut Criterion) {
+    let dir = scratch_dir();
     for shape in Shape::all() {
         for op in Op::ALL {
+            // Each variant's database, made once; every iteration writes
+            // into a fresh copy of it.
+            let templates: Vec<_> = Variant::ALL
+                .into_iter()
+                .map(|variant| {
+                    let path = dir.path().join(format!("{}-{}-{}.db", shape.name, op.code(), variant as u8));
+                    drop(prepare(&path, &shape, variant, op, true));
+                    path
+                })
+                .collect();
             for mode in [Mode::OneTransaction, Mode::TransactionPerStatement] {
                 let name = format!("capture/{}/{}/{}", shape.name, op.keyword().to_lowercase(), mode.label());
                 let mut group = c.benchmark_group(name);
                 group.throughput(Throughput::Elements(mode.rows() as u64));
-                for variant in Variant::ALL {
+                for (variant, template) in Variant::ALL.into_iter().zip(&templates) {
                     group.bench_function(variant.label(), |b| {
                         b.iter_batched(
-                            || {
-                                let dir = scratch_dir();
-                                let conn = prepare(&dir.path().join("bench.db"), &shape, variant, op, true);
-                                (dir, conn)
-                            },
-                            |(dir, conn)| {
+                            || open_scratch(&copy_of(template, "bench.db")),
+                            |conn| {
                                 write(&conn, &shape, op, mode.rows(), mode == Mode::OneTransaction);
-                                (dir, conn)
+                                conn
                             },
                             BatchSize::PerIteration,
                         )

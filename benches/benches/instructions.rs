@@ -24,7 +24,7 @@ use cdc_benches::{save_figures, scratch_dir};
 const SHORT: i64 = 200;
 const LONG: i64 = 1200;
 
-/// Set in a child process: `shape,op,variant,rows` to run once.
+/// Set in a child process: `shape|op|rows|database` to run once.
 const CHILD: &str = "CDC_INSTRUCTIONS_CHILD";
 
 /// The system SQLite's side: opens the database the bench prepared and
@@ -45,13 +45,12 @@ fn parse_op(name: &str) -> Op {
     Op::ALL.into_iter().find(|op| op.keyword().eq_ignore_ascii_case(name)).expect("an operation")
 }
 
-/// In the child: prepares and runs one workload through this build's SQLite.
+/// In the child: runs one workload, on the database the parent
+/// prepared, through this build's SQLite.
 fn child(spec: &str) {
-    let parts: Vec<&str> = spec.splitn(4, ',').collect();
-    let (shape, op, rows) = (Shape::by_name(parts[0]).unwrap(), parse_op(parts[1]), parts[3].parse().unwrap());
-    let variant = Variant::by_label(parts[2]).unwrap();
-    let dir = scratch_dir();
-    let conn = prepare(&dir.path().join("count.db"), &shape, variant, op, true);
+    let parts: Vec<&str> = spec.splitn(4, '|').collect();
+    let (shape, op, rows) = (Shape::by_name(parts[0]).unwrap(), parse_op(parts[1]), parts[2].parse().unwrap());
+    let conn = cdc_benches::open_scratch(Path::new(parts[3]));
     write(&conn, &shape, op, rows, true);
 }
 
@@ -78,14 +77,20 @@ fn callgrind(out: &Path) -> Command {
     c
 }
 
-/// Per-statement instructions through this build's SQLite.
+/// Per-statement instructions through this build's SQLite (the database
+/// prepared here, outside callgrind, which runs programs ~50x slower).
 fn bundled(shape: &Shape, op: Op, variant: Variant, dir: &Path) -> f64 {
     let exe = std::env::current_exe().unwrap();
     let run = |rows: i64| {
+        let db = dir.join(format!("bundled-{rows}.db"));
+        cdc_benches::remove_db(&db);
+        drop(prepare(&db, shape, variant, op, true));
         let out = dir.join("bundled.out");
         let mut c = callgrind(&out);
-        c.arg(&exe).env(CHILD, format!("{},{},{},{rows}", shape.name, op.keyword(), variant.label()));
-        count(c, &out)
+        c.arg(&exe).env(CHILD, format!("{}|{}|{rows}|{}", shape.name, op.keyword(), db.display()));
+        let n = count(c, &out);
+        cdc_benches::remove_db(&db);
+        n
     };
     (run(LONG) as f64 - run(SHORT) as f64) / (LONG - SHORT) as f64
 }

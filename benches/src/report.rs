@@ -6,73 +6,135 @@ use std::path::Path;
 
 /// Mean time in nanoseconds of every benchmark, keyed by group then function.
 pub fn load(dir: &Path) -> BTreeMap<String, BTreeMap<String, f64>> {
+    load_with(dir, |bench| {
+        let text = std::fs::read_to_string(bench.join("new/estimates.json")).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json["mean"]["point_estimate"].as_f64()
+    })
+}
+
+/// The fastest sample's time per iteration, in nanoseconds, of every
+/// benchmark: for a CPU-bound workload on a shared machine, the least
+/// disturbed measurement (noise only ever adds time).
+pub fn load_fastest(dir: &Path) -> BTreeMap<String, BTreeMap<String, f64>> {
+    load_with(dir, |bench| {
+        let text = std::fs::read_to_string(bench.join("new/sample.json")).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let (iters, times) = (json["iters"].as_array()?, json["times"].as_array()?);
+        iters.iter().zip(times).filter_map(|(i, t)| Some(t.as_f64()? / i.as_f64()?)).min_by(f64::total_cmp)
+    })
+}
+
+/// One figure (`figure(bench folder)`) of every benchmark in criterion's
+/// results (`dir/*/*/new/`), keyed by group then function.
+fn load_with(dir: &Path, figure: impl Fn(&Path) -> Option<f64>) -> BTreeMap<String, BTreeMap<String, f64>> {
     let mut out: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let Ok(groups) = std::fs::read_dir(dir) else { return out };
     for group in groups.flatten() {
         let Ok(benches) = std::fs::read_dir(group.path()) else { continue };
         for bench in benches.flatten() {
-            let Ok(text) = std::fs::read_to_string(bench.path().join("new/estimates.json")) else { continue };
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-            let Some(mean) = json["mean"]["point_estimate"].as_f64() else { continue };
+            let Some(value) = figure(&bench.path()) else { continue };
             // The benchmark.json holds the real (unescaped) names.
             let meta = std::fs::read_to_string(bench.path().join("new/benchmark.json")).unwrap_or_default();
             let meta: serde_json::Value = serde_json::from_str(&meta).unwrap_or_default();
             let (Some(g), Some(f)) = (meta["group_id"].as_str(), meta["function_id"].as_str()) else { continue };
-            out.entry(g.to_string()).or_default().insert(f.to_string(), mean);
+            out.entry(g.to_string()).or_default().insert(f.to_string(), value);
         }
     }
     out
 }
 
-fn ratio(results: &BTreeMap<String, f64>, ours: &str, baseline: &str) -> String {
-    match (results.get(ours), results.get(baseline)) {
-        (Some(a), Some(b)) if *b > 0.0 => format!("{:.2}", a / b),
+/// The capture variants' labels (see `shapes::Variant`), in the tables' order.
+const OURS: &str = "cdc";
+const KEVIN: &str = "kevinconway/sqlite-cdc";
+const COMPARED: [&str; 5] =
+    ["cdc", "cdc, inserts reread", "cdc format 1", "json_object trigger", "floor: trigger to a plain table"];
+
+fn cell(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
         _ => "–".into(),
     }
+}
+
+/// One table: per group, each compared variant over kevinconway's
+/// triggers, and this project's over no capture. `get(group, variant)`.
+fn capture_table(title: &str, groups: &[String], get: &dyn Fn(&str, &str) -> Option<f64>, unit: &str) -> String {
+    let mut out = format!("| {title} | {unit}, no capture |");
+    for v in COMPARED {
+        out.push_str(&format!(" {v} / kevinconway |"));
+    }
+    out.push_str(" cdc / no capture |\n|");
+    out.push_str(&" --- |".repeat(COMPARED.len() + 3));
+    out.push('\n');
+    for g in groups {
+        let none = get(g, "none");
+        let shown =
+            none.map_or("–".into(), |n| if unit == "instructions" { format!("{n:.0}") } else { format!("{n:.2}") });
+        out.push_str(&format!("| {g} | {shown} |"));
+        for v in COMPARED {
+            out.push_str(&format!(" {} |", cell(get(g, v), get(g, KEVIN))));
+        }
+        out.push_str(&format!(" {} |\n", cell(get(g, OURS), none)));
+    }
+    out
+}
+
+/// The capture tables: instructions (callgrind, both SQLites), wall time
+/// through Rust (criterion) and through Python.
+fn capture(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> String {
+    let mut out = String::new();
+    let read = |name: &str| -> serde_json::Map<String, serde_json::Value> {
+        std::fs::read_to_string(dir.join(name)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    };
+    let counted = read("capture-instructions.json");
+    let engines: Vec<String> = counted
+        .values()
+        .flat_map(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let groups: Vec<String> = counted.keys().cloned().collect();
+    for engine in &engines {
+        let get = |g: &str, v: &str| counted.get(g)?.get(engine)?.get(v)?.as_f64();
+        let title = format!("instructions per statement, one transaction, {engine}");
+        out.push_str(&capture_table(&title, &groups, &get, "instructions"));
+        out.push('\n');
+    }
+    let fastest = load_fastest(dir);
+    let capture_groups: Vec<String> = results
+        .keys()
+        .filter(|g| g.starts_with("capture/"))
+        .map(|g| g.trim_start_matches("capture/").to_string())
+        .collect();
+    if !capture_groups.is_empty() {
+        let get = |g: &str, v: &str| {
+            let rows = if g.ends_with("one-txn") { 2000.0 } else { 200.0 };
+            fastest.get(&format!("capture/{g}"))?.get(v).map(|ns| ns / rows / 1e3)
+        };
+        let title = "wall time per statement, Rust (criterion, fastest of 20 samples)";
+        out.push_str(&capture_table(title, &capture_groups, &get, "µs"));
+        out.push('\n');
+    }
+    let python = read("capture-python-us.json");
+    if !python.is_empty() {
+        let groups: Vec<String> = python.keys().cloned().collect();
+        let get = |g: &str, v: &str| python.get(g)?.get(v)?.as_f64();
+        out.push_str(&capture_table(
+            "wall time per statement, Python's sqlite3 (fastest of 15 rounds)",
+            &groups,
+            &get,
+            "µs",
+        ));
+        out.push('\n');
+    }
+    out
 }
 
 /// The Markdown report: capture overhead, replication, bootstrap, latency.
 pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> String {
     let mut out = String::new();
-    out.push_str(
-        "| capture: group | µs per row, no capture | cdc / no capture | cdc / json_object | cdc / app-writes-log | cdc / new-image trigger |\n",
-    );
-    out.push_str("| --- | --- | --- | --- | --- | --- |\n");
-    for (group, r) in results.iter().filter(|(g, _)| g.starts_with("capture/")) {
-        let rows = if group.ends_with("one-txn") { 2000.0 } else { 200.0 };
-        let base = r.get("none").map_or("–".into(), |ns| format!("{:.2}", ns / rows / 1e3));
-        out.push_str(&format!(
-            "| {} | {base} | {} | {} | {} | {} |\n",
-            group.trim_start_matches("capture/"),
-            ratio(r, "cdc", "none"),
-            ratio(r, "cdc", "json_object"),
-            ratio(r, "cdc", "app-writes-log"),
-            ratio(r, "cdc", "new-image-trigger"),
-        ));
-    }
-    // Every log shape against kevinconway/sqlite-cdc's triggers, and
-    // against the floor (the application writing capture's own row).
-    let shapes = [
-        "cdc",
-        "cand: julianday()",
-        "cand: 8 values per row",
-        "cand: 16 values per row",
-        "cand: rowid once",
-        "cand: all three",
-        "app-writes-log",
-    ];
-    out.push_str("\n| log shape / json_object: group |");
-    for s in shapes {
-        out.push_str(&format!(" {s} |"));
-    }
-    out.push_str(&format!("\n|{}\n", " --- |".repeat(shapes.len() + 1)));
-    for (group, r) in results.iter().filter(|(g, r)| g.starts_with("capture/") && r.contains_key("cand: all three")) {
-        out.push_str(&format!("| {} |", group.trim_start_matches("capture/")));
-        for s in shapes {
-            out.push_str(&format!(" {} |", ratio(r, s, "json_object")));
-        }
-        out.push('\n');
-    }
+    out.push_str(&capture(results, dir));
     for (prefix, baseline, what) in [
         ("replication/narrow-inserts", "baseline: INSERT INTO ... SELECT via ATTACH", "INSERT … SELECT via ATTACH"),
         (

@@ -120,14 +120,24 @@ pub enum Variant {
     /// operation names, in its own log table. BLOBs, which JSON cannot
     /// hold, go in as hex (its blob option).
     Json,
+    /// The JSON design at its plainest: one `json_object` per image, an
+    /// integer table id and operation, no time, BLOBs as hex.
+    JsonPlain,
     /// The floor: one AFTER trigger appending the row's values (`NEW`,
     /// `OLD`, both for an update) to a plain table, nothing else.
     Floor,
 }
 
 impl Variant {
-    pub const ALL: [Variant; 6] =
-        [Variant::None, Variant::Cdc, Variant::CdcReread, Variant::Format1, Variant::Json, Variant::Floor];
+    pub const ALL: [Variant; 7] = [
+        Variant::None,
+        Variant::Cdc,
+        Variant::CdcReread,
+        Variant::Format1,
+        Variant::Json,
+        Variant::JsonPlain,
+        Variant::Floor,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -135,7 +145,8 @@ impl Variant {
             Variant::Cdc => "cdc",
             Variant::CdcReread => "cdc, inserts reread",
             Variant::Format1 => "cdc format 1",
-            Variant::Json => "json_object",
+            Variant::Json => "kevinconway/sqlite-cdc",
+            Variant::JsonPlain => "json_object trigger",
             Variant::Floor => "floor: trigger to a plain table",
         }
     }
@@ -164,6 +175,7 @@ impl Variant {
                 sql
             }
             Variant::Json => json_triggers(shape, subsec),
+            Variant::JsonPlain => plain_json_triggers(shape),
             Variant::Floor => floor_triggers(shape),
         }
     }
@@ -209,6 +221,28 @@ fn json_triggers(shape: &Shape, subsec: bool) -> Vec<String> {
         format!("CREATE TRIGGER t__cdc_insert AFTER INSERT ON t BEGIN {} END", insert("INSERT", "NULL", &new)),
         format!("CREATE TRIGGER t__cdc_update AFTER UPDATE ON t BEGIN {} END", insert("UPDATE", &old, &new)),
         format!("CREATE TRIGGER t__cdc_delete AFTER DELETE ON t BEGIN {} END", insert("DELETE", &old, "NULL")),
+    ]
+}
+
+/// One `json_object` per image into a log of its own: no time, no names.
+fn plain_json_triggers(shape: &Shape) -> Vec<String> {
+    let object = |p: &str| {
+        let pairs: Vec<String> =
+            std::iter::once(format!("'id', {p}.id"))
+                .chain(shape.columns.iter().map(|(c, t)| {
+                    if *t == "BLOB" { format!("'{c}', hex({p}.{c})") } else { format!("'{c}', {p}.{c}") }
+                }))
+                .collect();
+        format!("json_object({})", pairs.join(", "))
+    };
+    let insert = |op: i64, before: &str, after: &str| {
+        format!("INSERT INTO json_log(tid, op, before, after) VALUES(1, {op}, {before}, {after});")
+    };
+    vec![
+        "CREATE TABLE json_log(seq INTEGER PRIMARY KEY, tid INTEGER, op INTEGER, before TEXT, after TEXT)".into(),
+        format!("CREATE TRIGGER json_insert AFTER INSERT ON t BEGIN {} END", insert(1, "NULL", &object("NEW"))),
+        format!("CREATE TRIGGER json_update AFTER UPDATE ON t BEGIN {} END", insert(2, &object("OLD"), &object("NEW"))),
+        format!("CREATE TRIGGER json_delete AFTER DELETE ON t BEGIN {} END", insert(3, &object("OLD"), "NULL")),
     ]
 }
 

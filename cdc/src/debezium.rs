@@ -11,7 +11,7 @@
 //!
 //! `op` is `c`, `u`, `d`, or `r` for a bootstrap row (`snapshot` `true`,
 //! and `last` on the last row of each table's bootstrap). `source.ts_ms`
-//! is when the application wrote the change (the bootstrap's time for
+//! is the change's [`crate::Change::time_ms`] (the bootstrap's time for
 //! rows), the top-level `ts_ms` when the replicator processed it. Values:
 //! INTEGER a JSON integer, REAL a JSON number that always has a `.` or an
 //! exponent (so `1.0` stays apart from `1`), infinities the strings

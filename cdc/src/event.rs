@@ -31,7 +31,12 @@ pub struct Change {
     pub columns: Arc<[String]>,
     /// Insert, update or delete: which of the images below are present.
     pub op: Op,
-    /// When the write happened, milliseconds since the Unix epoch.
+    /// When the change was first seen in the log, milliseconds since the
+    /// Unix epoch: within milliseconds of its commit while a replicator
+    /// follows the file, else when it was read. The log records no write
+    /// time (a time function in a trigger would cost every application
+    /// statement a statement journal); changes kept from log format 1
+    /// carry their write time. See [`crate::log::LogReader`].
     pub time_ms: i64,
     /// Before image: UPDATE and DELETE.
     pub before: Option<Row>,

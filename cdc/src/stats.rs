@@ -32,8 +32,9 @@ pub struct StatsSnapshot {
     /// Changes the target did not have when the engine last looked (0 once
     /// they were delivered).
     pub pending: u64,
-    /// Write time (Unix milliseconds) of the oldest change the target did
-    /// not have when the engine last looked; `None` when it had them all.
+    /// When (Unix milliseconds) the engine first saw the oldest change the
+    /// target did not have when it last looked ([`crate::Change::time_ms`]);
+    /// `None` when it had them all.
     pub oldest_pending_ms: Option<i64>,
     /// When the engine last read the source (Unix milliseconds).
     pub last_look_ms: Option<i64>,
@@ -53,8 +54,9 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
-    /// Seconds between the write of the oldest change the target does not
-    /// have and `now_ms`; 0 when it has them all.
+    /// Seconds between the oldest change the target does not have (as
+    /// [`Self::oldest_pending_ms`] times it) and `now_ms`; 0 when it has
+    /// them all.
     pub fn lag_seconds(&self, now_ms: i64) -> f64 {
         self.oldest_pending_ms.map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0)
     }

@@ -211,8 +211,11 @@ impl LogReader {
     /// Records that the log was seen to reach `high_water` now (a commit
     /// point): changes up to it that were not seen before get this time.
     pub fn saw(&mut self, high_water: i64, now_ms: i64) {
-        if self.seen.back().is_some_and(|(seq, _)| *seq >= high_water) {
-            return;
+        match self.seen.back() {
+            Some((seq, _)) if *seq == high_water => return,
+            // Lower than before: another log (a restored backup).
+            Some((seq, _)) if *seq > high_water => self.seen.clear(),
+            _ => {}
         }
         if self.seen.len() >= SEEN_MARKS {
             let kept: VecDeque<(i64, i64)> = self.seen.iter().copied().skip(1).step_by(2).collect();
