@@ -13,7 +13,6 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -224,7 +223,7 @@ fn lag(c: &mut Criterion, server: &Server) {
         stop.stop();
         publisher.join().unwrap();
         if let Some((flag, thread)) = follower {
-            flag.store(true, Ordering::Relaxed);
+            flag.stop();
             thread.join().unwrap();
         }
         if samples.is_empty() {

@@ -2,19 +2,23 @@
 //! at run time on every platform and Rust version, which rules out
 //! `std::hash` (its algorithms are not guaranteed stable).
 
+const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fold(hash: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(hash, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// FNV-1a, 64 bit, of `bytes`: a short, stable digest (message ids,
+/// names derived from paths).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fold(OFFSET, bytes.iter().copied())
+}
+
 /// FNV-1a, 64 bit, over a sequence of byte strings separated by a 0xff byte
 /// (which never occurs in UTF-8, so `["ab", "c"]` and `["a", "bc"]` differ).
 pub fn fnv1a64<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    for part in parts {
-        for &byte in part.iter().chain(std::iter::once(&0xff)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    }
-    hash
+    parts.into_iter().fold(OFFSET, |h, part| fold(h, part.iter().copied().chain([0xff])))
 }
 
 #[cfg(test)]

@@ -11,15 +11,17 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod compat;
 mod fingerprint;
 mod ident;
 pub mod legacy;
 pub mod log;
-mod replica;
+pub mod replica;
 mod table;
 mod triggers;
 
-pub use fingerprint::fnv1a64;
+pub use compat::{Against, mismatches};
+pub use fingerprint::{fnv1a, fnv1a64};
 pub use ident::{quote_ident, quote_literal};
 pub use log::{CHUNK_WIDTH, LOG_TABLE, Op};
 pub use replica::Identity;

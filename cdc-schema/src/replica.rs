@@ -2,6 +2,19 @@
 //! (rowid first for rowid tables, then captured columns), so an image's
 //! values bind in order with no per-row SQL building.
 
+/// A replica's own bookkeeping table: one row with the delivery state
+/// (which source log, and per table: seeding or live from a position),
+/// written in the same transaction as the rows it describes.
+pub const STATE_TABLE: &str = "_cdc_replica_state";
+
+/// The tables a replica created from its source's SQL, one name per row:
+/// those it rebuilds when the source's schema changes and drops when the
+/// source drops them. Any other table in the file is the user's.
+pub const OWNED_TABLE: &str = "_cdc_replica_tables";
+
+/// A replica's record of the NATS stream it follows.
+pub const FOLLOW_TABLE: &str = "_cdc_follow";
+
 use crate::ident::quote_ident;
 use crate::table::TableDesc;
 

@@ -51,7 +51,22 @@ pub enum InsertImage {
     Reread,
 }
 
+impl std::str::FromStr for InsertImage {
+    type Err = SchemaError;
+
+    fn from_str(s: &str) -> Result<Self, SchemaError> {
+        match s {
+            "new" => Ok(InsertImage::New),
+            "reread" => Ok(InsertImage::Reread),
+            other => Err(SchemaError(format!("unknown insert image {other:?}: expected new or reread"))),
+        }
+    }
+}
+
 impl InsertImage {
+    /// The names [`std::str::FromStr`] takes, for a command line's choices.
+    pub const NAMES: [&'static str; 2] = ["new", "reread"];
+
     /// `new` or `reread`, as `cdc-setup status` shows it.
     pub const fn name(self) -> &'static str {
         match self {

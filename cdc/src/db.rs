@@ -84,16 +84,10 @@ pub fn read_only_uri(path: &Path) -> String {
     use std::os::unix::ffi::OsStrExt;
     // `file:` then the path; an absolute one after an empty authority
     // (`file:///a`), so a path starting `//` is never taken for a host.
-    let mut uri = String::from(if path.is_absolute() { "file://" } else { "file:" });
-    for &b in path.as_os_str().as_bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            uri.push(b as char);
-        } else {
-            uri.push_str(&format!("%{b:02X}"));
-        }
-    }
-    uri.push_str("?mode=ro");
-    uri
+    const KEPT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'/').remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    let encoded = percent_encoding::percent_encode(path.as_os_str().as_bytes(), KEPT);
+    format!("{}{encoded}?mode=ro", if path.is_absolute() { "file://" } else { "file:" })
 }
 
 /// `path` as a file name that a connection opened with `SQLITE_OPEN_URI`

@@ -1,9 +1,13 @@
-//! The one error type of the `cdc` crate.
+//! The one error type of the `cdc` crate, and how each error is recovered
+//! from ([`Recovery`]): decided by what the variant means, never by its text.
 
 use std::path::PathBuf;
 
+use crate::fix::{Fix, names};
+
 /// Everything that can go wrong in capture, delivery and targets. Every
-/// message is one line that names the thing that is wrong.
+/// message is one line that names the thing that is wrong; what to do
+/// about it, where the library knows, is [`Error::fix`].
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -23,22 +27,24 @@ pub enum Error {
     Io {
         /// The file or the operation that failed, as the message starts.
         context: String,
-        /// The operating system's error; its kind decides whether
-        /// [`Error::is_transient`].
+        /// The operating system's error; its kind decides the [`Recovery`].
         source: std::io::Error,
     },
     /// The database file does not exist (it is never created).
     #[error("{}: no such file (it is not created; check the path)", .0.display())]
     MissingFile(PathBuf),
+    /// A target's folder does not exist (a target file is created, its
+    /// folder never is).
+    #[error("target folder {} does not exist", .0.display())]
+    MissingFolder(PathBuf),
     /// The source file vanished from its path while the replicator ran
     /// (deleted, or moved away in the middle of a replacement):
     /// transient, waited for, and reopened when a file is back.
     #[error("{}: the source file is gone from its path; waiting for it to come back", .0.display())]
     SourceGone(PathBuf),
     /// The file moved into place under the source's path lacks capture of
-    /// the followed tables (restored, and not yet `cdc-setup install`ed):
-    /// transient, waited for. The message says what is missing and the
-    /// command that attaches it.
+    /// the followed tables (restored, and not yet attached): transient,
+    /// waited for. It says what is missing.
     #[error("the file now at the source's path is not ready: {0}; waiting")]
     NotReady(Box<Error>),
     /// The file exists but is not a SQLite database.
@@ -59,7 +65,7 @@ pub enum Error {
     #[error("no table named {0:?}")]
     UnknownTable(String),
     /// Several names that are not tables of the database, listed together.
-    #[error("{}: no table{} named {}", .db.display(), if .tables.len() == 1 { "" } else { "s" }, quoted(.tables))]
+    #[error("{}: no table{} named {}", .db.display(), if .tables.len() == 1 { "" } else { "s" }, names(.tables))]
     UnknownTables {
         /// The database that was searched.
         db: PathBuf,
@@ -82,32 +88,24 @@ pub enum Error {
     /// The table exists but capture is not installed on it.
     #[error("table {0:?} is not captured")]
     NotCaptured(String),
-    /// Tables of a database that exist but are not captured, with the
-    /// command that attaches them.
+    /// Tables of a database that exist but are not captured.
     #[error(
-        "{}: {} not captured (attach {} with: cdc-setup install --db {}{})",
+        "{}: {} not captured",
         .db.display(),
-        if .tables.len() == 1 { format!("table {:?} is", .tables[0]) } else { format!("tables {} are", quoted(.tables)) },
-        if .tables.len() == 1 { "it" } else { "them" },
-        shell_word(&.db.display().to_string()),
-        .tables.iter().map(|t| format!(" --table {}", shell_word(t))).collect::<String>()
+        if .tables.len() == 1 { format!("table {:?} is", .tables[0]) } else { format!("tables {} are", names(.tables)) }
     )]
     NotCapturedIn {
-        /// The database, as the command to paste names it.
+        /// The database.
         db: PathBuf,
         /// The tables that need capture attached.
         tables: Vec<String>,
     },
     /// The file's log was written by an older version (format 1), which
     /// this version reads only once upgraded, in place.
-    #[error(
-        "{}: capture was installed by an older version (log format 1); upgrade it in place (nothing is lost, no consumer starts over) with: cdc-setup install --db {}",
-        .0.display(),
-        shell_word(&.0.display().to_string())
-    )]
+    #[error("{}: capture was installed by an older version (log format 1)", .0.display())]
     OldLogFormat(PathBuf),
     /// The database has no captured table at all.
-    #[error("{}: no table is captured (attach capture with: cdc-setup install --db {} --all)", .0.display(), shell_word(&.0.display().to_string()))]
+    #[error("{}: no table is captured", .0.display())]
     NothingCaptured(PathBuf),
     /// Another live process already replicates this consumer or target.
     #[error(
@@ -124,24 +122,80 @@ pub enum Error {
         /// it is never stale and must not be deleted to get past this.
         lock: PathBuf,
     },
+    /// A target file that is the source database itself.
+    #[error(
+        "target {} is the source database {} itself{}; a replica must be another file",
+        .target.display(),
+        .db.display(),
+        if .target == .db { "" } else { " (through another path)" }
+    )]
+    SourceIsTarget {
+        /// The source database.
+        db: PathBuf,
+        /// The target, as given.
+        target: PathBuf,
+    },
+    /// A replica that is captured itself, fed by a source that is a
+    /// replica of it: replicating back would loop.
+    #[error(
+        "replica {} is captured, and the source {} is itself a replica of it: replicating back would loop",
+        .replica.display(),
+        .from.display()
+    )]
+    ReplicationLoop {
+        /// The replica.
+        replica: PathBuf,
+        /// The source.
+        from: PathBuf,
+    },
     /// The source's log is not the one the target followed (a restored
     /// backup, another database) and the policy is to stop.
-    #[error(
-        "{what}; stopped as asked (--on-rewind stop): to reseed the target from this source, run again with --on-rewind reseed"
-    )]
+    #[error("{what}; stopped as asked (OnRewind::Stop)")]
     Rewound {
         /// The source database.
         db: PathBuf,
         /// How the log differs from the one the target followed.
         what: String,
     },
+    /// A table needs a bootstrap and bootstrapping is off.
+    #[error("{}{why}, and bootstrap is off (never)", .table.as_ref().map_or(String::new(), |t| format!("table {t:?}: ")))]
+    BootstrapNeeded {
+        /// The table, when one table needs it.
+        table: Option<String>,
+        /// Why it needs one.
+        why: String,
+    },
+    /// A bootstrap copied by the target wrote another number of rows than
+    /// the snapshot holds (a trigger on the replica's table skipping rows?):
+    /// nothing was committed.
+    #[error(
+        "bootstrap of table {table:?} wrote {copied} rows into the replica where the source has {expected} \
+         (a trigger on the replica's table skipping rows?); nothing was committed"
+    )]
+    BootstrapMiscount {
+        /// The table.
+        table: String,
+        /// Rows the target copied.
+        copied: u64,
+        /// Rows in the snapshot.
+        expected: u64,
+    },
+    /// The source's schema kept changing under the engine.
+    #[error("{}: {what}, {tries} times in a row; stopping", .db.display())]
+    SchemaUnsettled {
+        /// The source database.
+        db: PathBuf,
+        /// What moved.
+        what: String,
+        /// How many times in a row.
+        tries: u32,
+    },
     /// Uninstalling would drop the log while consumers still wait for changes.
     #[error(
-        "{}: {} unacknowledged changes ({}); uninstalling drops the log: let them catch up, remove them with cdc-setup consumers --db {} --remove NAME, or pass --force",
+        "{}: {} unacknowledged changes ({}); uninstalling drops the log",
         .db.display(),
         if .consumers.len() == 1 { "1 consumer has".to_string() } else { format!("{} consumers have", .consumers.len()) },
-        .consumers.iter().map(|(n, k)| format!("{n:?}: {k}")).collect::<Vec<_>>().join(", "),
-        shell_word(&.db.display().to_string())
+        .consumers.iter().map(|(n, k)| format!("{n:?}: {k}")).collect::<Vec<_>>().join(", ")
     )]
     ConsumersWaiting {
         /// The database that was to be uninstalled.
@@ -149,6 +203,25 @@ pub enum Error {
         /// Each waiting consumer's name and its number of unacknowledged changes.
         consumers: Vec<(String, i64)>,
     },
+    /// No consumer of that name.
+    #[error("{}: no consumer named {name:?}", .db.display())]
+    NoSuchConsumer {
+        /// The database.
+        db: PathBuf,
+        /// The name asked for.
+        name: String,
+    },
+    /// A migration window is open already.
+    #[error("{}: a migration window is already open (since {since})", .db.display())]
+    MigrationOpen {
+        /// The database.
+        db: PathBuf,
+        /// When it opened.
+        since: String,
+    },
+    /// No migration window is open.
+    #[error("{}: no migration window is open", .0.display())]
+    NoMigration(PathBuf),
     /// SQLite found the file damaged.
     #[error("{}: the database file is damaged (SQLite: database disk image is malformed); restore it from a backup", .0.display())]
     Corrupt(PathBuf),
@@ -187,19 +260,39 @@ pub enum Error {
         /// SQLite's reason.
         message: String,
     },
+    /// The replica file was deleted or replaced while in use.
+    #[error("replica {} was deleted or replaced while in use; it is rebuilt when the replication starts again", .0.display())]
+    ReplicaReplaced(PathBuf),
+    /// A commit would move a table's position back (never done but by a
+    /// reseed of that table).
+    #[error("replica {}: refusing to move table {table:?} back from seq {from} to seq {to}", .path.display())]
+    PositionBackwards {
+        /// The replica file.
+        path: PathBuf,
+        /// The table.
+        table: String,
+        /// The position it holds.
+        from: i64,
+        /// The position it was to be given.
+        to: i64,
+    },
+    /// An event for a table the target was not opened with.
+    #[error("{target}: event for unknown table {table:?}")]
+    UnexpectedTable {
+        /// The target.
+        target: String,
+        /// The table the event names.
+        table: String,
+    },
     /// A captured table was altered, renamed or dropped after install.
-    #[error(
-        "table {table:?} changed since capture was installed: {what}; re-attach it with: cdc-setup install --db {} --table {}",
-        shell_word(.db),
-        shell_word(.table)
-    )]
+    #[error("table {table:?} changed since capture was installed: {what}")]
     SchemaDrift {
         /// The captured table.
         table: String,
         /// What changed (columns added, types changed, the table dropped, ...).
         what: String,
-        /// The database, as the `cdc-setup install` command in the message names it.
-        db: String,
+        /// The database.
+        db: PathBuf,
     },
     /// A TEXT value in the log is not valid UTF-8. It is refused rather
     /// than mangled.
@@ -228,15 +321,45 @@ pub enum Error {
         /// Why the value does not fit (its storage class, its range, ...).
         problem: String,
     },
-    /// An invalid setting (signal, target string, batch size, ...).
+    /// A setting given by the caller is invalid (a target string, a mode
+    /// name, a batch size, an address): the message says which and why.
     #[error("{0}")]
-    Config(String),
-    /// A target failed to apply or commit (after retries, when retried).
+    InvalidSetting(String),
+    /// An event could not be encoded (bincode), or is too large for its frame.
+    #[error("encoding an event: {0}")]
+    Encode(String),
+    /// Stored events (a bincode frame, JSON) that cannot be decoded.
+    #[error("{what}: {message}")]
+    Decode {
+        /// What was read (`bincode frame at byte 40`, `event JSON`).
+        what: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The file watcher could not start.
+    #[error("file watcher on {}: {message}", .path.display())]
+    Watcher {
+        /// The folder watched.
+        path: PathBuf,
+        /// What the watcher said.
+        message: String,
+    },
+    /// A target failed to apply or commit, in its own words (a custom
+    /// target's error): retried a bounded number of times.
     #[error("target {target}: {message}")]
     Target {
         /// The target, as it may be shown (credentials redacted).
         target: String,
         /// What went wrong.
+        message: String,
+    },
+    /// A target refused what it was sent, and sending it again cannot help
+    /// (an HTTP 4xx answer, a TLS failure, a host that does not exist).
+    #[error("target {target}: {message}")]
+    Rejected {
+        /// The target, as it may be shown (credentials redacted).
+        target: String,
+        /// Why, with what to check.
         message: String,
     },
     /// A target that cannot be reached for now (a timeout, a refused
@@ -248,32 +371,149 @@ pub enum Error {
         /// Why it could not be reached (the timeout, the HTTP status, ...).
         message: String,
     },
+    /// A server that could not be reached when starting (once started,
+    /// an outage is [`Error::Unavailable`]).
+    #[error("cannot reach {server}: {message}")]
+    Unreachable {
+        /// The server, as it may be shown (credentials redacted).
+        server: String,
+        /// What the client said.
+        message: String,
+    },
+    /// A stream that does not exist (yet).
+    #[error("stream {stream:?} does not exist on {server}")]
+    StreamMissing {
+        /// The stream.
+        stream: String,
+        /// The server, credentials redacted.
+        server: String,
+    },
+    /// A stream that cannot be followed or published to as it is: unfit
+    /// settings, messages lost by the server or removed by retention, a
+    /// stream deleted and made again, foreign messages.
+    #[error("stream {stream:?}: {problem}")]
+    Stream {
+        /// The stream.
+        stream: String,
+        /// What is wrong, in one line.
+        problem: String,
+        /// What to do about it, where known.
+        fix: Option<Fix>,
+    },
+    /// A flush of the target failed: the engine stops without
+    /// acknowledging what may not be on disk (after a failed fsync the
+    /// next one may report success with the data lost).
+    #[error("flushing the target: {0}; stopping without acknowledging what may not be on disk")]
+    Unflushed(Box<Error>),
+    /// A target failure retried as often as [`crate::Retry::attempts`] allows.
+    #[error("{last} (gave up after {attempts} attempts; nothing undelivered was acknowledged)")]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<Error>,
+    },
+    /// A thread of the library panicked.
+    #[error("{0} panicked")]
+    Panicked(String),
+    /// Something this library relies on did not hold (a bug): the message
+    /// says what.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A JSON (de)serialisation error in the registry or a target.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }
 
+/// What retrying can do about an error ([`Error::recovery`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Waiting helps (a lock, an outage, a full disk): retried without
+    /// limit, said once when it starts and once when it ends.
+    Wait,
+    /// Not known either way (a custom target's own error, an SQLite error
+    /// of no known kind): retried a bounded number of times.
+    Retry,
+    /// Retrying cannot help (a setting, a file, a schema, a refusal): the
+    /// engine stops at once.
+    Stop,
+}
+
 impl Error {
-    /// Whether waiting helps, so the engine retries without limit: another
-    /// connection holds a database's lock (busy, locked), a short I/O
-    /// error or a full disk, a target that cannot be reached for now.
-    pub fn is_transient(&self) -> bool {
-        use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
-        self.is_locked()
-            || match self {
-                Error::Unavailable { .. } | Error::SourceGone(_) | Error::NotReady(_) => true,
-                Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => {
-                    matches!(e.sqlite_error_code(), Some(SystemIoFailure | DiskFull))
-                }
-                Error::Io { source, .. } => io_is_transient(source),
-                _ => false,
-            }
+    /// How the engine recovers from this error, by what the variant means.
+    pub fn recovery(&self) -> Recovery {
+        use Recovery::{Retry, Stop, Wait};
+        match self {
+            Error::Sqlite(e) | Error::SqliteAt { source: e, .. } => sqlite_recovery(e),
+            Error::Io { source, .. } => io_recovery(source),
+            Error::SourceGone(_) | Error::NotReady(_) | Error::Locked { .. } | Error::Unavailable { .. } => Wait,
+            Error::Target { .. } => Retry,
+            Error::MissingFile(_)
+            | Error::MissingFolder(_)
+            | Error::NotADatabase(_)
+            | Error::ReadOnly(_)
+            | Error::UnknownTable(_)
+            | Error::UnknownTables { .. }
+            | Error::VirtualTable(_)
+            | Error::NotATable { .. }
+            | Error::NotCaptured(_)
+            | Error::NotCapturedIn { .. }
+            | Error::OldLogFormat(_)
+            | Error::NothingCaptured(_)
+            | Error::AlreadyRunning { .. }
+            | Error::SourceIsTarget { .. }
+            | Error::ReplicationLoop { .. }
+            | Error::Rewound { .. }
+            | Error::BootstrapNeeded { .. }
+            | Error::BootstrapMiscount { .. }
+            | Error::SchemaUnsettled { .. }
+            | Error::ConsumersWaiting { .. }
+            | Error::NoSuchConsumer { .. }
+            | Error::MigrationOpen { .. }
+            | Error::NoMigration(_)
+            | Error::Corrupt(_)
+            | Error::Schema(_)
+            | Error::StructMismatch { .. }
+            | Error::ReplicaMismatch { .. }
+            | Error::ReplicaRefused { .. }
+            | Error::ReplicaReplaced(_)
+            | Error::PositionBackwards { .. }
+            | Error::UnexpectedTable { .. }
+            | Error::SchemaDrift { .. }
+            | Error::InvalidUtf8 { .. }
+            | Error::CorruptLog { .. }
+            | Error::Convert { .. }
+            | Error::InvalidSetting(_)
+            | Error::Encode(_)
+            | Error::Decode { .. }
+            | Error::Watcher { .. }
+            | Error::Rejected { .. }
+            | Error::Unreachable { .. }
+            | Error::StreamMissing { .. }
+            | Error::Stream { .. }
+            | Error::Unflushed(_)
+            | Error::GaveUp { .. }
+            | Error::Panicked(_)
+            | Error::Internal(_)
+            | Error::Json(_) => Stop,
+        }
     }
 
-    /// Whether this is the source's lock held by another connection (the
+    /// Whether waiting helps, so the engine retries without limit:
+    /// [`Recovery::Wait`].
+    pub fn is_transient(&self) -> bool {
+        self.recovery() == Recovery::Wait
+    }
+
+    /// Whether retrying cannot help: [`Recovery::Stop`].
+    pub fn is_permanent(&self) -> bool {
+        self.recovery() == Recovery::Stop
+    }
+
+    /// Whether this is a database's lock held by another connection (the
     /// application's long transaction, a checkpoint), as opposed to a
-    /// target's outage: said differently in the log.
-    pub(crate) fn is_locked(&self) -> bool {
+    /// target's outage: said differently in the log, waited for longer.
+    pub fn is_locked(&self) -> bool {
         use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
         match self {
             Error::Locked { .. } => true,
@@ -284,27 +524,57 @@ impl Error {
         }
     }
 
-    /// Whether retrying cannot help (bad configuration, a replica that
-    /// cannot follow): the engine stops at once instead of retrying.
-    pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            Error::Config(_)
-                | Error::ReplicaMismatch { .. }
-                | Error::ReplicaRefused { .. }
-                | Error::Schema(_)
-                | Error::AlreadyRunning { .. }
-                | Error::NotADatabase(_)
-                | Error::Corrupt(_)
-                | Error::ReadOnly(_)
-                | Error::OldLogFormat(_)
-        )
+    /// What to do about it, where the library knows.
+    pub fn fix(&self) -> Option<Fix> {
+        match self {
+            Error::NotCapturedIn { db, tables } => Some(Fix::Attach { db: db.clone(), tables: tables.clone() }),
+            Error::NothingCaptured(db) => Some(Fix::Attach { db: db.clone(), tables: Vec::new() }),
+            Error::OldLogFormat(db) => Some(Fix::Upgrade { db: db.clone() }),
+            Error::SchemaDrift { table, db, .. } => Some(Fix::Reattach { db: db.clone(), table: table.clone() }),
+            Error::Rewound { .. } => Some(Fix::Reseed),
+            Error::BootstrapNeeded { .. } => Some(Fix::AllowBootstrap),
+            Error::ConsumersWaiting { db, .. } => Some(Fix::RemoveConsumers { db: db.clone() }),
+            Error::MigrationOpen { db, .. } => Some(Fix::FinishMigration { db: db.clone() }),
+            Error::Stream { fix, .. } => fix.clone(),
+            Error::NotReady(inner) => inner.fix(),
+            Error::GaveUp { last, .. } => last.fix(),
+            _ => None,
+        }
+    }
+
+    /// The message and, where the library knows one, the fix: one line.
+    pub fn with_fix(&self) -> String {
+        match self.fix() {
+            Some(fix) => format!("{self}; {fix}"),
+            None => self.to_string(),
+        }
+    }
+}
+
+fn sqlite_recovery(e: &rusqlite::Error) -> Recovery {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure};
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull) => Recovery::Wait,
+        _ => Recovery::Retry,
     }
 }
 
 /// I/O errors that waiting can cure (a full disk being freed, a peer
-/// restarting); a missing folder, a denied permission or a closed pipe
-/// (`jsonl:-` into a reader that exited) cannot.
+/// restarting); a missing file or folder, a denied permission or a closed
+/// pipe (`jsonl:-` into a reader that exited) cannot.
+fn io_recovery(e: &std::io::Error) -> Recovery {
+    use std::io::ErrorKind::*;
+    if io_is_transient(e) {
+        return Recovery::Wait;
+    }
+    match e.kind() {
+        BrokenPipe | NotFound | PermissionDenied | ReadOnlyFilesystem | IsADirectory | NotADirectory | InvalidInput
+        | Unsupported => Recovery::Stop,
+        _ => Recovery::Retry,
+    }
+}
+
+/// Whether waiting can cure an I/O error.
 pub(crate) fn io_is_transient(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
@@ -325,17 +595,80 @@ pub(crate) fn io_is_transient(e: &std::io::Error) -> bool {
     )
 }
 
-/// Names joined for a message: `"a", "b"`.
-fn quoted(names: &[String]) -> String {
-    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
-}
-
-/// `text` as one shell word, quoted only when it must be, so that a fix
-/// printed in a message works when pasted into a shell.
-pub fn shell_word(text: &str) -> String {
-    let plain = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./:@%+=,".contains(&b));
-    if plain { text.to_string() } else { format!("'{}'", text.replace('\'', "'\\''")) }
-}
-
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    fn io(kind: ErrorKind) -> Error {
+        Error::Io { context: "x".into(), source: std::io::Error::from(kind) }
+    }
+
+    fn sqlite(code: i32) -> Error {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None))
+    }
+
+    #[test]
+    fn waiting_helps_with_locks_outages_and_full_disks() {
+        for e in [
+            Error::Locked { path: "a".into(), waited_ms: 5 },
+            Error::SourceGone("a".into()),
+            Error::NotReady(Box::new(Error::NothingCaptured("a".into()))),
+            Error::Unavailable { target: "t".into(), message: "503".into() },
+            io(ErrorKind::ConnectionRefused),
+            io(ErrorKind::StorageFull),
+            sqlite(rusqlite::ffi::SQLITE_BUSY),
+            sqlite(rusqlite::ffi::SQLITE_FULL),
+        ] {
+            assert_eq!(e.recovery(), Recovery::Wait, "{e}");
+            assert!(e.is_transient() && !e.is_permanent(), "{e}");
+        }
+        assert!(sqlite(rusqlite::ffi::SQLITE_LOCKED).is_locked());
+        assert!(!Error::Unavailable { target: "t".into(), message: "m".into() }.is_locked());
+    }
+
+    #[test]
+    fn what_no_retry_can_mend_stops_at_once() {
+        for e in [
+            Error::InvalidSetting("batch size must be at least 1".into()),
+            Error::BootstrapMiscount { table: "t".into(), copied: 1, expected: 2 },
+            Error::ReplicaReplaced("r".into()),
+            Error::Encode("too large".into()),
+            Error::Panicked("the replicator thread".into()),
+            Error::Rejected { target: "t".into(), message: "HTTP 404".into() },
+            Error::StreamMissing { stream: "s".into(), server: "n".into() },
+            Error::Unflushed(Box::new(io(ErrorKind::Other))),
+            io(ErrorKind::BrokenPipe),
+            io(ErrorKind::PermissionDenied),
+            Error::Corrupt("a".into()),
+        ] {
+            assert_eq!(e.recovery(), Recovery::Stop, "{e}");
+            assert!(e.is_permanent() && !e.is_transient(), "{e}");
+        }
+    }
+
+    #[test]
+    fn errors_of_unknown_kind_are_retried_a_few_times() {
+        for e in [
+            Error::Target { target: "custom".into(), message: "injected".into() },
+            sqlite(rusqlite::ffi::SQLITE_ERROR),
+            io(ErrorKind::Other),
+        ] {
+            assert_eq!(e.recovery(), Recovery::Retry, "{e}");
+            assert!(!e.is_permanent() && !e.is_transient(), "{e}");
+        }
+    }
+
+    #[test]
+    fn fixes_are_not_in_the_message() {
+        let e = Error::NotCapturedIn { db: "app.db".into(), tables: vec!["t".into()] };
+        assert_eq!(e.to_string(), "app.db: table \"t\" is not captured");
+        assert_eq!(e.fix(), Some(Fix::Attach { db: "app.db".into(), tables: vec!["t".into()] }));
+        assert!(e.with_fix().starts_with("app.db: table \"t\" is not captured; "));
+        let gave_up = Error::GaveUp { attempts: 3, last: Box::new(Error::NothingCaptured("a".into())) };
+        assert!(gave_up.fix().is_some());
+    }
+}

@@ -112,7 +112,7 @@ pub fn to_line(event: &Event) -> Result<String> {
 }
 
 fn bad(what: impl Into<String>) -> Error {
-    Error::Config(format!("invalid event JSON: {}", what.into()))
+    Error::Decode { what: "event JSON".into(), message: what.into() }
 }
 
 /// Reads a value back from its JSON form.

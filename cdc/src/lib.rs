@@ -137,8 +137,10 @@
 //!
 //! # Crate map
 //!
-//! - [`capture`]: attach and remove capture, the registry, drift checks, status.
-//! - [`log`]: read the log back as [`Change`]s, positions, pruning.
+//! - [`capture`]: attach and remove capture, drift checks, migration windows, status.
+//! - [`log`]: the log and the layouts it was written with, read back as [`Change`]s.
+//! - [`source`]: the source's bookkeeping beside the log: consumers and
+//!   their pins, pruning, capture marks.
 //! - [`schema`]: introspect live tables into [`TableDesc`].
 //! - [`Engine`], [`Target`], [`signal`], [`targets`]: delivery.
 //! - [`Value`], [`Event`], [`Change`], [`TypedChange`], the [`Cdc`] trait
@@ -157,18 +159,24 @@
 pub struct ReadmeDoctests;
 
 pub mod capture;
+pub mod compare;
 pub mod db;
 pub mod debezium;
 mod engine;
 mod error;
 mod event;
+pub mod fix;
 pub mod json;
 pub mod lock;
 pub mod log;
 #[cfg(feature = "nats")]
 pub mod nats;
+mod redact;
+mod retry;
 pub mod schema;
 pub mod signal;
+pub mod source;
+pub mod spec;
 mod state;
 pub mod stats;
 mod target;
@@ -177,10 +185,14 @@ mod value;
 
 pub use cdc_derive::Cdc;
 pub use cdc_schema::{self as sql, ColumnDesc, InsertImage, Op, TableDesc};
-pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, Halted, OnRewind, Progress, Retry, StopHandle};
-pub use error::{Error, Result, shell_word};
+pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, Halted, OnRewind, Progress};
+pub use error::{Error, Recovery, Result};
 pub use event::{Cdc, Change, Event, Row, TypedChange};
+pub use fix::Fix;
+pub use redact::redacted;
+pub use retry::Retry;
 pub use rusqlite;
+pub use signal::StopHandle;
 pub use state::{DeliveryState, TableState};
 pub use stats::{Stats, StatsSnapshot};
 pub use target::{BulkCopy, CopyBatch, CopyFrom, Source, SourceCut, SourceTable, Target};

@@ -130,11 +130,7 @@ pub fn refuse_source_as_target(source: &Path, target: &Path) -> Result<()> {
         companions.push(PathBuf::from(p));
     }
     if companions.iter().any(|c| FileId::of(c).is_ok_and(|id| id == target_id)) {
-        return Err(Error::Config(format!(
-            "target {} is the source database {} itself (through another path); a replica must be another file",
-            target.display(),
-            source.display()
-        )));
+        return Err(Error::SourceIsTarget { db: source.to_path_buf(), target: target.to_path_buf() });
     }
     Ok(())
 }

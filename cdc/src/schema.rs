@@ -151,3 +151,15 @@ pub fn fingerprint(conn: &Connection, desc: &TableDesc) -> Result<String> {
         [model.as_bytes(), sql.as_bytes()].into_iter().chain(unique_index_sql(&indexes).into_iter().map(str::as_bytes));
     Ok(format!("{:016x}", cdc_schema::fnv1a64(parts)))
 }
+
+/// The source logs a database is a replica of (none when it is not one),
+/// read from its state table: a loop back into one of them is refused.
+pub fn replica_of(conn: &Connection) -> Result<Vec<String>> {
+    if !table_exists(conn, cdc_schema::replica::STATE_TABLE)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt =
+        conn.prepare(&format!("SELECT log_id FROM {}", cdc_schema::quote_ident(cdc_schema::replica::STATE_TABLE)))?;
+    let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}

@@ -157,7 +157,7 @@ fn struct_and_table_mismatches_are_all_named() {
     ] {
         assert!(err.contains(expected), "missing {expected:?} in: {err}");
     }
-    assert!(!cdc::capture::is_initialised(&conn).unwrap(), "nothing installed");
+    assert!(!cdc::log::is_initialised(&conn).unwrap(), "nothing installed");
 }
 
 #[test]

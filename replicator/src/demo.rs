@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
+use cdc::Engine;
 use cdc::signal::SignalKind;
 use cdc::targets::SqliteTarget;
-use cdc::targets::sqlite::compare_table;
-use cdc::{Engine, Error, Result};
+
+use crate::{Error, Result};
 
 const SCHEMA: &str = "
 PRAGMA journal_mode=WAL;
@@ -40,7 +41,7 @@ impl Rng {
 }
 
 fn sql(e: rusqlite::Error) -> Error {
-    Error::Sqlite(e)
+    Error::Cdc(cdc::Error::Sqlite(e))
 }
 
 /// One transaction of the demo workload; returns the rows it changed.
@@ -94,8 +95,7 @@ fn position(replica: &Path) -> Option<i64> {
 /// Runs the demo for `duration` of writes in a temporary folder (kept and
 /// named at the end with `keep`), then checks the replica value by value.
 pub fn run(duration: Duration, keep: bool) -> Result<()> {
-    let dir =
-        tempfile::tempdir().map_err(|e| Error::Io { context: "creating a temporary folder".into(), source: e })?;
+    let dir = tempfile::tempdir().map_err(Error::io("creating a temporary folder"))?;
     let (source, replica) = (dir.path().join("source.db"), dir.path().join("replica.db"));
     println!("demo folder: {}", dir.path().display());
 
@@ -110,7 +110,7 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
     let mut engine = Engine::builder(&source).consumer("demo").batch_size(500).open()?;
     let stop = engine.stop_handle();
     let (replica_path, source_path) = (replica.clone(), source.clone());
-    let replicator = std::thread::spawn(move || -> Result<cdc::Drained> {
+    let replicator = std::thread::spawn(move || -> cdc::Result<cdc::Drained> {
         let mut target = SqliteTarget::open(&replica_path)?;
         let mut signal = SignalKind::FsAndTimer.build(&source_path, Duration::from_millis(100));
         engine.run(&mut target, signal.as_mut())
@@ -135,23 +135,23 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     stop.stop();
-    let drained = replicator.join().map_err(|_| Error::Config("the replicator thread panicked".into()))??;
+    let drained = replicator.join().map_err(|_| cdc::Error::Panicked("the demo's replicator thread".into()))??;
     println!(
         "3. writer done after {transactions} transactions; the replicator delivered {} bootstrap rows and {} changes up to seq {}",
         drained.bootstrapped_rows, drained.changes, drained.position
     );
 
     let replica_conn = Connection::open(&replica).map_err(sql)?;
-    let mut identical = true;
+    let mut differences = Vec::new();
     for table in TABLES {
         let rows: i64 = conn
             .query_row(&format!("SELECT count(*) FROM {}", cdc::sql::quote_ident(table)), [], |r| r.get(0))
             .map_err(sql)?;
-        match compare_table(&conn, &replica_conn, table)? {
+        match cdc::compare::table(&conn, &replica_conn, table)? {
             None => println!("   {table:<10} {rows:>6} rows: identical"),
             Some(difference) => {
-                identical = false;
                 println!("   {table:<10} DIFFERENT: {difference}");
+                differences.push(difference);
             }
         }
     }
@@ -159,8 +159,8 @@ pub fn run(duration: Duration, keep: bool) -> Result<()> {
         let kept = dir.keep();
         println!("files kept in {}", kept.display());
     }
-    if !identical {
-        return Err(Error::Config("the replica differs from the source".into()));
+    if !differences.is_empty() {
+        return Err(Error::Differs(differences.join("; ")));
     }
     println!("4. the replica equals the source, value for value and type for type");
     Ok(())

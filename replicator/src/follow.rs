@@ -1,41 +1,62 @@
-//! `replicator --from nats://HOST:PORT/STREAM --target sqlite:PATH`:
+//! `replicator follow --from nats://HOST:PORT/STREAM --target sqlite:PATH`:
 //! follow a JetStream stream into a replica (see `cdc::nats::Follower`).
 
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
 
-use cdc::Error;
+use clap::Args;
+
+use cdc::StopHandle;
 use cdc::nats::{Follower, FollowerOptions, NatsUrl};
-use cdc::targets::TargetSpec;
+use cdc::spec::TargetSpec;
 
-/// Follows `from` into the replica `target` until stopped (Ctrl-C,
-/// SIGTERM), or with `once` until the replica holds what the stream held.
-pub fn run(
-    from: &NatsUrl,
-    target: Option<TargetSpec>,
-    tables: Vec<String>,
-    durable: Option<String>,
-    once: bool,
-) -> cdc::Result<()> {
-    let replica = match target {
-        Some(TargetSpec::Sqlite(path)) => path,
-        _ => {
-            return Err(Error::Config(
-                "--from needs a sqlite:PATH target (the replica it applies the stream to)".into(),
-            ));
-        }
-    };
+use crate::args::Checked;
+use crate::{Error, Result};
+
+/// `replicator follow`.
+#[derive(Debug, Args)]
+pub struct FollowArgs {
+    /// The stream a replicator publishes to (nats://HOST:PORT/STREAM).
+    #[arg(long, value_name = "URL", value_parser = Checked::<NatsUrl>::new())]
+    pub from: NatsUrl,
+    /// The replica the stream is applied to: sqlite:PATH.
+    #[arg(long, value_name = "TARGET", value_parser = replica)]
+    pub target: PathBuf,
+    /// Table to follow (repeat for several; default: every table).
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// The durable consumer's name (default: derived from this host and
+    /// the replica's path).
+    #[arg(long, value_name = "NAME")]
+    pub consumer: Option<String>,
+    /// Apply what the stream holds now, then exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// `--target` of `follow`: only a replica file.
+fn replica(text: &str) -> std::result::Result<PathBuf, String> {
+    match text.parse::<TargetSpec>().map_err(|e| e.to_string())? {
+        TargetSpec::Sqlite(path) => Ok(path),
+        _ => Err("follow needs a sqlite:PATH target (the replica it applies the stream to)".into()),
+    }
+}
+
+/// Follows the stream into the replica until stopped (Ctrl-C, SIGTERM),
+/// or with `--once` until the replica holds what the stream held.
+pub fn run(args: FollowArgs) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| Error::Io { context: "installing signal handlers".into(), source: e })?;
-    let options = FollowerOptions { tables, durable, once, ..FollowerOptions::default() };
-    let stop = options.stop.clone();
+        .map_err(Error::io("installing signal handlers"))?;
+    let stop = StopHandle::new();
+    let options = FollowerOptions { tables: args.tables, durable: args.consumer, once: args.once, stop: stop.clone() };
     let handle = signals.handle();
     let watcher = std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             tracing::info!(signal = sig, "stopping");
-            stop.store(true, Ordering::Relaxed);
+            stop.stop();
         }
     });
-    let result = Follower::open(from, &replica, options).and_then(|mut follower| {
+    let (from, replica) = (&args.from, &args.target);
+    let result = Follower::open(from, replica, options).and_then(|mut follower| {
         tracing::info!(
             stream = %from.redacted(),
             replica = %replica.display(),

@@ -4,19 +4,36 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod advice;
+pub mod args;
 pub mod demo;
+mod error;
 pub mod follow;
 pub mod replicate;
 pub mod setup;
 pub mod watch;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
+
+pub use error::{Error, Result};
+
+/// Parses this process's arguments (see [`parse_from`]).
+pub fn parse<C: clap::Parser>(program: &str) -> std::result::Result<C, ExitCode> {
+    parse_from(program, std::env::args_os())
+}
 
 /// Parses arguments. `--help` and `--version` print and exit 0; a usage
 /// error prints one line (`PROGRAM: error: ...`) and gives exit code 2.
-pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
+/// Fixes the library names are written as commands from here on
+/// ([`advice`]).
+pub fn parse_from<C: clap::Parser>(
+    program: &str,
+    args: impl IntoIterator<Item = OsString>,
+) -> std::result::Result<C, ExitCode> {
     use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
-    C::try_parse().map_err(|e| match e.kind() {
+    advice::install();
+    C::try_parse_from(args).map_err(|e| match e.kind() {
         DisplayHelp | DisplayVersion => {
             let _ = e.print();
             ExitCode::SUCCESS
@@ -44,10 +61,10 @@ pub fn parse<C: clap::Parser>(program: &str) -> Result<C, ExitCode> {
 }
 
 /// Writes `C`'s completion script for `shell` to stdout.
-pub fn completions<C: clap::CommandFactory>(shell: clap_complete::Shell, program: &str) -> cdc::Result<()> {
+pub fn completions<C: clap::CommandFactory>(shell: clap_complete::Shell, program: &str) -> Result<()> {
     let mut out = std::io::stdout();
     clap_complete::generate(shell, &mut C::command(), program, &mut out);
-    std::io::Write::flush(&mut out).map_err(|e| cdc::Error::Io { context: "stdout".into(), source: e })
+    std::io::Write::flush(&mut out).map_err(Error::io("stdout"))
 }
 
 /// A table name as written in SQL when it needs quoting, bare otherwise.
@@ -103,7 +120,7 @@ pub fn init_logging(format: LogFormat) {
 /// error: MESSAGE`, or with JSON logs one JSON object) and turning it into
 /// exit code 1. Never panics on bad input: every failure the library knows
 /// of is an `Error`.
-pub fn exit_with(program: &str, format: LogFormat, result: cdc::Result<()>) -> ExitCode {
+pub fn exit_with(program: &str, format: LogFormat, result: Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

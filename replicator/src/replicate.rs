@@ -2,16 +2,20 @@
 //! stopped (Ctrl-C, SIGTERM), or once with `--once`.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cdc::signal::SignalKind;
-use cdc::targets::TargetSpec;
-use cdc::{BootstrapMode, Engine, Error, OnRewind, Progress};
+use cdc::spec::{EventFormat, TargetSpec};
+use cdc::{BootstrapMode, Engine, OnRewind, Progress};
+
+use crate::args::{Checked, choice, duration, duration_or_zero};
+use crate::{Error, Result};
 
 /// Replicate a captured SQLite database to a replica file or another target.
 #[derive(Debug, Parser)]
@@ -26,55 +30,59 @@ pub struct Cli {
     #[allow(missing_docs)] // a doc comment here would change --help
     #[command(subcommand)]
     pub command: Option<Command>,
+    #[allow(missing_docs)]
+    #[command(flatten)]
+    pub replicate: ReplicateArgs,
+    /// Log lines as text, or as one JSON object per line.
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = crate::LogFormat::Text, global = true)]
+    pub log_format: crate::LogFormat,
+}
+
+/// What `replicator` (without a subcommand) replicates, and how.
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
     /// The captured source database (never created).
-    #[arg(long = "db", value_name = "PATH", required_unless_present = "from")]
+    #[arg(long = "db", value_name = "PATH", required = true)]
     pub db: Option<PathBuf>,
     /// Where changes go: sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH,
     /// http://URL, https://URL or nats://HOST:PORT/STREAM.
     #[arg(long, value_name = "TARGET", required = true, value_parser = Checked::<TargetSpec>::new())]
     pub target: Option<TargetSpec>,
-    /// Instead of a source database, follow a NATS JetStream stream that a
-    /// replicator publishes to (nats://HOST:PORT/STREAM), into the
-    /// sqlite:PATH target, through a durable consumer (named by --consumer,
-    /// default derived from this host and the replica's path).
-    #[arg(
-        long,
-        value_name = "URL",
-        value_parser = Checked::<cdc::nats::NatsUrl>::new(),
-        conflicts_with_all = ["db", "bootstrap", "on_rewind", "signal", "poll_interval", "ack_interval",
-            "batch_size", "format", "tombstones", "follow_schema", "status_interval", "metrics"]
-    )]
-    pub from: Option<cdc::nats::NatsUrl>,
     /// Table to follow (repeat for several; default: every captured table).
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
     /// Consumer name for the durable position (default: derived from the target).
     #[arg(long, value_name = "NAME")]
     pub consumer: Option<String>,
-    /// When to reseed tables from a snapshot.
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = BootstrapArg::Auto)]
-    pub bootstrap: BootstrapArg,
+    /// When to reseed tables from a snapshot: whenever the target does not
+    /// hold a table (auto), once at start for every table then as auto
+    /// (always), or never (a table the target does not hold is refused).
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = choice::<BootstrapMode>(&BootstrapMode::NAMES))]
+    pub bootstrap: BootstrapMode,
     /// When the source's log is not the one the target followed (restored
-    /// from an older backup, or another database).
-    #[arg(long, value_name = "POLICY", value_enum, default_value_t = RewindArg::Reseed)]
-    pub on_rewind: RewindArg,
-    /// What wakes the replicator.
-    #[arg(long, value_name = "KIND", value_enum, default_value_t = SignalArg::FsTimer)]
-    pub signal: SignalArg,
+    /// from an older backup, or another database): bootstrap every table
+    /// again (reseed), or stop with an error that says how to reseed.
+    #[arg(long, value_name = "POLICY", default_value = "reseed", value_parser = choice::<OnRewind>(&OnRewind::NAMES))]
+    pub on_rewind: OnRewind,
+    /// What wakes the replicator: a file watcher on the database's folder
+    /// (fs), a timer (--poll-interval), or both (some containers and
+    /// network file systems deliver no file events).
+    #[arg(long, value_name = "KIND", default_value = "fs+timer", value_parser = choice::<SignalKind>(&SignalKind::NAMES))]
+    pub signal: SignalKind,
     /// Timer interval, e.g. 250ms or 2s.
-    #[arg(long, value_name = "DURATION", default_value = "500ms")]
-    pub poll_interval: String,
+    #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration)]
+    pub poll_interval: Duration,
     /// At most one acknowledgement to the source per interval while
     /// changes keep coming, e.g. 1s or 250ms. Each is a short write
     /// transaction on the source (it moves this consumer's retention pin
     /// and prunes the log) that the application's writers may wait for; a
     /// longer interval disturbs them less, and jsonl/http targets may get
     /// up to one interval again after a crash.
-    #[arg(long, value_name = "DURATION", default_value = "1s")]
-    pub ack_interval: String,
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
+    pub ack_interval: Duration,
     /// Changes per batch (memory is bounded by it).
-    #[arg(long, value_name = "N", default_value = "1000")]
-    pub batch_size: String,
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
     /// Process everything visible now (bootstrapping first if needed), then exit.
     #[arg(long)]
     pub once: bool,
@@ -88,16 +96,13 @@ pub struct Cli {
     pub tombstones: bool,
     /// A status line (position, changes and seconds behind, throughput,
     /// each table's state) every DURATION, e.g. 30s; 0 turns it off.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    pub status_interval: String,
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration_or_zero)]
+    pub status_interval: Duration,
     /// Serve Prometheus metrics at http://ADDR/metrics, e.g.
     /// 127.0.0.1:9187 (changes applied, bootstrap rows, lag, last apply
     /// time, errors by kind, each table's state).
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Log lines as text, or as one JSON object per line.
-    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = crate::LogFormat::Text, global = true)]
-    pub log_format: crate::LogFormat,
     /// Follow schema changes: a table altered, remade by a migration or
     /// given new unique indexes is captured again and reseeded with its new
     /// schema; a dropped table is dropped from the target; with every table
@@ -112,59 +117,12 @@ const EXAMPLES: &str = "Examples:
   replicator --db app.db --target sqlite:replica.db --once     catch up once, then exit
   replicator --db app.db --target jsonl:- --table users        print the users table's changes as JSON lines
   replicator --db app.db --target https://hooks.example/cdc    POST each batch
+  replicator follow --from nats://host:4222/CDC --target sqlite:replica.db
+                                                                apply a NATS stream to a replica
   replicator demo                                               a self-contained demo in a temporary folder";
 
-/// `--target` and `--from`: a bad address is a usage error (exit 2), said
-/// in one line that never echoes credentials (clap's own message would
-/// quote the raw value).
-#[derive(Clone, Copy, Debug)]
-pub struct Checked<T>(std::marker::PhantomData<fn() -> T>);
-
-impl<T> Checked<T> {
-    /// A parser of `T`.
-    pub fn new() -> Self {
-        Checked(std::marker::PhantomData)
-    }
-}
-
-impl<T> Default for Checked<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> clap::builder::TypedValueParser for Checked<T>
-where
-    T: std::str::FromStr<Err = Error> + Clone + Send + Sync + 'static,
-{
-    type Value = T;
-
-    fn parse_ref(
-        &self,
-        _cmd: &clap::Command,
-        _arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<T, clap::Error> {
-        use clap::error::ErrorKind;
-        let text =
-            value.to_str().ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "the address is not UTF-8\n"))?;
-        text.parse().map_err(|e: Error| clap::Error::raw(ErrorKind::ValueValidation, format!("{e}\n")))
-    }
-}
-
-/// `--bootstrap`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum BootstrapArg {
-    /// Whenever the target does not hold a table live.
-    Auto,
-    /// Once at start for every table, then as `auto`.
-    Always,
-    /// Never; a table the target does not hold is refused.
-    Never,
-}
-
 /// `--metrics`: an address, or a host name and port (`localhost:9187`).
-fn socket_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+fn socket_addr(text: &str) -> std::result::Result<std::net::SocketAddr, String> {
     use std::net::ToSocketAddrs;
     let mut addrs = text.to_socket_addrs().map_err(|e| e.to_string())?;
     addrs.next().ok_or_else(|| "the name has no address".to_string())
@@ -179,65 +137,18 @@ pub enum FormatArg {
     Debezium,
 }
 
-/// `--on-rewind`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RewindArg {
-    /// Bootstrap every followed table again.
-    Reseed,
-    /// Stop with an error that says how to reseed.
-    Stop,
-}
-
-/// `--signal`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SignalArg {
-    /// A file watcher on the database's folder.
-    Fs,
-    /// A timer (`--poll-interval`).
-    Timer,
-    /// Both (some containers and network file systems deliver no file events).
-    #[value(name = "fs+timer")]
-    FsTimer,
-}
-
-impl From<BootstrapArg> for BootstrapMode {
-    fn from(a: BootstrapArg) -> Self {
-        match a {
-            BootstrapArg::Auto => BootstrapMode::Auto,
-            BootstrapArg::Always => BootstrapMode::Always,
-            BootstrapArg::Never => BootstrapMode::Never,
-        }
-    }
-}
-
-impl From<RewindArg> for OnRewind {
-    fn from(a: RewindArg) -> Self {
-        match a {
-            RewindArg::Reseed => OnRewind::Reseed,
-            RewindArg::Stop => OnRewind::Stop,
-        }
-    }
-}
-
-impl From<SignalArg> for SignalKind {
-    fn from(a: SignalArg) -> Self {
-        match a {
-            SignalArg::Fs => SignalKind::Fs,
-            SignalArg::Timer => SignalKind::Timer,
-            SignalArg::FsTimer => SignalKind::FsAndTimer,
-        }
-    }
-}
-
 /// Subcommands of `replicator` (without one, it replicates).
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Follow a NATS JetStream stream that a replicator publishes to into
+    /// a replica (exactly once, through a durable consumer).
+    Follow(crate::follow::FollowArgs),
     /// Run a self-contained demo: a sample database, a writer, a replica,
     /// and a check that the replica equals the source.
     Demo {
         /// How long the writer writes.
-        #[arg(long, value_name = "DURATION", default_value = "3s")]
-        duration: String,
+        #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = duration)]
+        duration: Duration,
         /// Keep the demo's files (source, replica, log) instead of deleting
         /// them; their folder is printed, to look at with `sqlite3`.
         #[arg(long)]
@@ -250,6 +161,18 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `replicator --from URL ...`, the form before `follow` was a subcommand
+/// (and the design's), is `replicator follow --from URL ...`.
+pub fn with_follow_shorthand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let from = args.iter().skip(1).any(|a| a == "--from" || a.to_str().is_some_and(|a| a.starts_with("--from=")));
+    let subcommand = args.get(1).is_some_and(|a| !a.to_string_lossy().starts_with('-'));
+    if from && !subcommand {
+        args.insert(1.min(args.len()), "follow".into());
+    }
+    args
 }
 
 /// Parsed and checked settings; nothing touches a file before this succeeds.
@@ -266,7 +189,7 @@ struct Settings {
     batch_size: usize,
     follow_schema: bool,
     once: bool,
-    format: cdc::targets::EventFormat,
+    format: EventFormat,
     /// `None`: no status line.
     status_interval: Option<Duration>,
     metrics: Option<std::net::SocketAddr>,
@@ -275,57 +198,39 @@ struct Settings {
     renamed_from: Option<String>,
 }
 
-/// Parses a duration option (`250ms`, `2s`, `1h`); zero is refused.
-pub fn duration(text: &str, what: &str) -> cdc::Result<Duration> {
-    let d = humantime::parse_duration(text).map_err(|e| Error::Config(format!("bad {what} {text:?}: {e}")))?;
-    if d.is_zero() {
-        return Err(Error::Config(format!("bad {what} {text:?}: must be more than zero")));
-    }
-    Ok(d)
-}
-
 impl Settings {
-    fn from_cli(cli: Cli) -> cdc::Result<Settings> {
-        let target = cli.target.ok_or_else(|| Error::Config("--target is required".into()))?;
-        if cli.format == FormatArg::Debezium && !target.writes_json() {
-            return Err(Error::Config("--format debezium is for the jsonl and http targets".into()));
-        }
-        let batch_size = match cli.batch_size.parse::<usize>() {
-            Ok(0) => return Err(Error::Config("batch size must be at least 1".into())),
-            Ok(n) => n,
-            Err(_) => {
-                return Err(Error::Config(format!("bad batch size {:?}: expected a whole number", cli.batch_size)));
+    fn from_args(args: ReplicateArgs) -> Result<Settings> {
+        let usage = |m: &str| Error::Cdc(cdc::Error::InvalidSetting(m.into()));
+        let target = args.target.ok_or_else(|| usage("--target is required"))?;
+        let db = args.db.ok_or_else(|| usage("--db is required"))?;
+        let format = match (args.format, args.tombstones) {
+            (FormatArg::Json, true) => return Err(usage("--tombstones needs --format debezium")),
+            (FormatArg::Json, false) => EventFormat::Json,
+            (FormatArg::Debezium, _) if !target.writes_json() => {
+                return Err(usage("--format debezium is for the jsonl and http targets"));
             }
+            (FormatArg::Debezium, tombstones) => EventFormat::Debezium { tombstones },
         };
         Ok(Settings {
-            db: cli.db.unwrap_or_default(),
-            renamed_from: match (&target, &cli.consumer) {
+            db,
+            renamed_from: match (&target, &args.consumer) {
                 (TargetSpec::Http(url), None) if *url != target.consumer_name() => Some(url.clone()),
                 _ => None,
             },
-            consumer: cli.consumer.unwrap_or_else(|| target.consumer_name()),
+            consumer: args.consumer.unwrap_or_else(|| target.consumer_name()),
             target,
-            tables: cli.tables,
-            bootstrap: cli.bootstrap.into(),
-            on_rewind: cli.on_rewind.into(),
-            signal: cli.signal.into(),
-            poll_interval: duration(&cli.poll_interval, "poll interval")?,
-            ack_interval: duration(&cli.ack_interval, "acknowledgement interval")?,
-            batch_size,
-            once: cli.once,
-            follow_schema: cli.follow_schema,
-            status_interval: match cli.status_interval.trim() {
-                "0" => None,
-                text => Some(duration(text, "status interval")?),
-            },
-            metrics: cli.metrics,
-            format: match (cli.format, cli.tombstones) {
-                (FormatArg::Json, true) => {
-                    return Err(Error::Config("--tombstones needs --format debezium".into()));
-                }
-                (FormatArg::Json, false) => cdc::targets::EventFormat::Json,
-                (FormatArg::Debezium, tombstones) => cdc::targets::EventFormat::Debezium { tombstones },
-            },
+            tables: args.tables,
+            bootstrap: args.bootstrap,
+            on_rewind: args.on_rewind,
+            signal: args.signal,
+            poll_interval: args.poll_interval,
+            ack_interval: args.ack_interval,
+            batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
+            once: args.once,
+            follow_schema: args.follow_schema,
+            status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
+            metrics: args.metrics,
+            format,
         })
     }
 }
@@ -337,8 +242,8 @@ impl Settings {
 fn rename_http_consumer(s: &Settings) -> cdc::Result<()> {
     let Some(old) = &s.renamed_from else { return Ok(()) };
     let conn = cdc::db::open(&s.db, cdc::db::Access::ReadWrite)?;
-    let registered = cdc::capture::consumers(&conn).is_ok_and(|c| c.iter().any(|c| &c.name == old));
-    if registered && cdc::log::rename_consumer(&conn, old, &s.consumer)? {
+    let registered = cdc::source::consumers(&conn).is_ok_and(|c| c.iter().any(|c| &c.name == old));
+    if registered && cdc::source::rename_consumer(&conn, old, &s.consumer)? {
         tracing::info!(consumer = %s.consumer, "renamed this target's consumer record to its name without credentials");
     }
     Ok(())
@@ -372,19 +277,17 @@ fn progress_bars() -> impl FnMut(&Progress) + Send + 'static {
 }
 
 /// Runs the replicator with already parsed arguments.
-pub fn run(cli: Cli) -> cdc::Result<()> {
+pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Some(Command::Demo { duration: d, keep }) => return crate::demo::run(duration(&d, "duration")?, keep),
+        Some(Command::Demo { duration, keep }) => return crate::demo::run(duration, keep),
         Some(Command::Completions { shell }) => return crate::completions::<Cli>(shell, "replicator"),
+        Some(Command::Follow(args)) => return crate::follow::run(args),
         None => {}
     }
-    if let Some(from) = cli.from {
-        return crate::follow::run(&from, cli.target, cli.tables, cli.consumer, cli.once);
-    }
-    let s = Settings::from_cli(cli)?;
+    let s = Settings::from_args(cli.replicate)?;
     // Handlers first, so a Ctrl-C or SIGTERM at any moment is a clean stop.
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| Error::Io { context: "installing signal handlers".into(), source: e })?;
+        .map_err(Error::io("installing signal handlers"))?;
     // Before the source is even opened (which may create its -wal): a
     // target that is the source itself is refused with nothing written.
     if let Some(path) = s.target.path() {
@@ -434,11 +337,9 @@ pub fn run(cli: Cli) -> cdc::Result<()> {
     // `--once` promises the target holds everything visible: a table whose
     // delivery is stopped breaks that promise, said in the exit status.
     if s.once
-        && let Some(cdc::Halted { line, .. }) = engine.halted().first()
+        && let Some(first) = engine.halted().first()
     {
-        let more = engine.halted().len() - 1;
-        let more = if more > 0 { format!(" (and {more} more table(s), listed above)") } else { String::new() };
-        return Err(Error::Config(format!("{line}{more}")));
+        return Err(Error::Halted { first: Box::new(first.clone()), more: engine.halted().len() - 1 });
     }
     tracing::info!(
         changes = drained.changes,

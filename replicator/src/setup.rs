@@ -7,6 +7,11 @@ use clap::{Args, Parser, Subcommand};
 
 use cdc::capture::{self, Installed, Status};
 use cdc::db::{self, Access};
+use cdc::source::ConsumerStatus;
+
+use crate::advice::shell_word;
+use crate::args::choice;
+use crate::{Error, Result};
 
 /// Attach or remove change capture on a SQLite file, or show its status.
 #[derive(Debug, Parser)]
@@ -48,7 +53,7 @@ pub enum Command {
         /// of the application's own connection rewrites or deletes the
         /// row just inserted, which no other process can see). Left out:
         /// as each table had it.
-        #[arg(long, value_name = "FROM", value_parser = parse_inserts)]
+        #[arg(long, value_name = "FROM", value_parser = choice::<cdc::InsertImage>(&cdc::InsertImage::NAMES))]
         inserts: Option<cdc::InsertImage>,
     },
     /// Remove capture from tables, or from all of them (then the `_cdc_`
@@ -119,15 +124,6 @@ pub enum Command {
     },
 }
 
-/// `--inserts new|reread`.
-fn parse_inserts(s: &str) -> Result<cdc::InsertImage, String> {
-    match s {
-        "new" => Ok(cdc::InsertImage::New),
-        "reread" => Ok(cdc::InsertImage::Reread),
-        other => Err(format!("{other:?} is not one of: new, reread")),
-    }
-}
-
 /// `--db PATH`, shared by every subcommand.
 #[derive(Debug, Args)]
 pub struct DbArg {
@@ -137,17 +133,14 @@ pub struct DbArg {
 }
 
 /// Runs `cdc-setup`, writing reports to `out`.
-pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
+pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     match cli.command {
         Command::Completions { shell } => crate::completions::<Cli>(shell, "cdc-setup")?,
         Command::Install { db, tables, all, inserts } => {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
             let tables = if all { cdc::schema::capturable_tables(&conn)? } else { tables };
             if tables.is_empty() {
-                return Err(cdc::Error::Config(format!(
-                    "{}: the database has no ordinary tables to capture",
-                    db.path.display()
-                )));
+                return Err(Error::NothingToCapture(db.path));
             }
             warn_unless_wal(&conn, &db.path)?;
             for outcome in capture::install_with(&mut conn, &tables, inserts)? {
@@ -176,20 +169,20 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
             for table in removed {
                 writeln!(out, "removed capture from {table:?}").map_err(|e| io_error("stdout", e))?;
             }
-            if !capture::is_initialised(&conn)? {
+            if !cdc::log::is_initialised(&conn)? {
                 writeln!(out, "no table is captured any more: internal _cdc_ tables dropped")
                     .map_err(|e| io_error("stdout", e))?;
             }
         }
         Command::Consumers { db, remove: Some(name), .. } => {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
-            capture::remove_consumer(&mut conn, &name)?;
+            cdc::source::remove_consumer(&mut conn, &name)?;
             writeln!(out, "removed consumer {name:?}; it no longer holds the log back")
                 .map_err(|e| io_error("stdout", e))?;
         }
         Command::Consumers { db, remove: None, json, stale_after } => {
             let conn = db::open(&db.path, Access::ReadOnly)?;
-            let consumers = capture::consumers(&conn)?;
+            let consumers = cdc::source::consumers(&conn)?;
             let stale_after = stale_after.as_secs_f64();
             let text = if json {
                 let consumers = consumers_json(&consumers, stale_after)?;
@@ -210,7 +203,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
                 let say = format!("capture paused on {} table(s): {}", window.tables.len(), window.tables.join(", "));
                 writeln!(out, "{say}").map_err(|e| io_error("stdout", e))?;
                 if start {
-                    let db_word = cdc::shell_word(&db.path.display().to_string());
+                    let db_word = shell_word(&db.path.display().to_string());
                     writeln!(out, "migrate now, then: cdc-setup migrate --db {db_word} --finish")
                         .map_err(|e| io_error("stdout", e))?;
                     return Ok(());
@@ -230,10 +223,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
             match status {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(code)) if code != 0 => {
-                    return Err(cdc::Error::Config(format!(
-                        "the migration command {:?} exited with status {code}; capture was attached again anyway",
-                        command.join(" ")
-                    )));
+                    return Err(Error::Migration {
+                        command: command.join(" "),
+                        outcome: format!("exited with status {code}; capture was attached again anyway"),
+                    });
                 }
                 _ => {}
             }
@@ -260,7 +253,7 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> cdc::Result<()> {
 /// Runs the migration command with this process's stdio; returns its exit
 /// status. Ctrl-C and SIGTERM reach the command (same process group) but
 /// do not stop this process, which still attaches capture again after it.
-fn run_migration(command: &[String]) -> cdc::Result<i32> {
+fn run_migration(command: &[String]) -> Result<i32> {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, flag.clone()).map_err(|e| io_error("installing signal handlers", e))?;
@@ -272,11 +265,11 @@ fn run_migration(command: &[String]) -> cdc::Result<i32> {
     Ok(status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
 }
 
-fn io_error(what: &str, e: std::io::Error) -> cdc::Error {
-    cdc::Error::Io { context: what.to_string(), source: e }
+fn io_error(what: &str, e: std::io::Error) -> Error {
+    Error::Io { context: what.to_string(), source: e }
 }
 
-fn warn_unless_wal(conn: &cdc::db::Connection, path: &Path) -> cdc::Result<()> {
+fn warn_unless_wal(conn: &cdc::db::Connection, path: &Path) -> Result<()> {
     if !db::is_wal(conn)? {
         eprintln!(
             "cdc-setup: warning: {} is not in WAL mode; readers then block the application's writers \
@@ -298,7 +291,7 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
         return lines.join("\n");
     }
     lines.push(format!("{}:", counted(s.tables.len() as i64, "captured table")));
-    let db_word = cdc::shell_word(&path.display().to_string());
+    let db_word = shell_word(&path.display().to_string());
     for t in &s.tables {
         lines.push(match &t.drift {
             None if t.inserts == cdc::InsertImage::Reread => {
@@ -308,7 +301,7 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
             Some(what) => format!(
                 "  {}: CHANGED since capture was attached ({what}); re-attach with: cdc-setup install --db {db_word} --table {}",
                 crate::sql_name(&t.name),
-                cdc::shell_word(&t.name)
+                shell_word(&t.name)
             ),
         });
     }
@@ -336,19 +329,17 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
 }
 
 /// One consumer on one line, for people.
-fn render_consumer(path: &Path, c: &capture::ConsumerStatus, stale_after: f64) -> String {
+fn render_consumer(path: &Path, c: &ConsumerStatus, stale_after: f64) -> String {
     let pending = match c.pending {
         0 => "caught up".to_string(),
         n => format!("{} behind", counted(n, "change")),
     };
     let mut line = format!("{}: {pending}; acknowledged {} ago", c.name, age(c.acknowledged_seconds_ago));
     if is_stale(c, stale_after) {
+        let fix = cdc::Fix::RemoveConsumer { db: path.into(), name: c.name.clone() };
         line.push_str(&format!(
-            " — STALE: nothing acknowledged for {} while changes wait, so it holds the log back; \
-             if it is gone for good: cdc-setup consumers --db {} --remove={}",
+            " — STALE: nothing acknowledged for {} while changes wait, so it holds the log back; {fix}",
             age(c.acknowledged_seconds_ago),
-            cdc::shell_word(&path.display().to_string()),
-            cdc::shell_word(&c.name)
         ));
     }
     line
@@ -358,12 +349,12 @@ fn render_consumer(path: &Path, c: &capture::ConsumerStatus, stale_after: f64) -
 /// `stale_after` seconds: a running replicator acknowledges at least once
 /// per `--ack-interval` (1 s) while changes keep coming, so it is stopped,
 /// stuck, or blocked by a lock for that long.
-fn is_stale(c: &capture::ConsumerStatus, stale_after: f64) -> bool {
+fn is_stale(c: &ConsumerStatus, stale_after: f64) -> bool {
     c.pending > 0 && c.acknowledged_seconds_ago >= stale_after
 }
 
 /// Consumers as JSON: every field, plus `stale`.
-fn consumers_json(consumers: &[capture::ConsumerStatus], stale_after: f64) -> cdc::Result<serde_json::Value> {
+fn consumers_json(consumers: &[ConsumerStatus], stale_after: f64) -> Result<serde_json::Value> {
     let mut list = Vec::new();
     for c in consumers {
         let mut v = serde_json::to_value(c)?;

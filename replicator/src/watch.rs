@@ -38,7 +38,7 @@ impl Watch {
         stats: Arc<Stats>,
         interval: Option<Duration>,
         metrics: Option<tiny_http::Server>,
-    ) -> cdc::Result<Watch> {
+    ) -> crate::Result<Watch> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let mut watch = Watch { stop: stop.clone(), server: None, threads: Vec::new() };
         if let Some(server) = metrics {
@@ -70,15 +70,18 @@ impl Watch {
 /// Binds the metrics endpoint's address: done before anything else runs,
 /// so that an address in use or not allowed is refused with nothing
 /// written anywhere.
-pub fn bind(addr: SocketAddr) -> cdc::Result<tiny_http::Server> {
-    tiny_http::Server::http(addr).map_err(|e| cdc::Error::Config(format!("cannot serve metrics on {addr}: {e}")))
+pub fn bind(addr: SocketAddr) -> crate::Result<tiny_http::Server> {
+    tiny_http::Server::http(addr).map_err(|e| crate::Error::Io {
+        context: format!("cannot serve metrics on {addr}"),
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> cdc::Result<JoinHandle<()>> {
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> crate::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map_err(|e| cdc::Error::Io { context: format!("starting the {name} thread"), source: e })
+        .map_err(crate::Error::io(format!("starting the {name} thread")))
 }
 
 /// One `status` line per interval until stopped: position, what is

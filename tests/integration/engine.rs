@@ -261,11 +261,11 @@ fn a_failing_target_is_retried_then_gives_up_without_acknowledging() {
     assert_eq!(flaky.events.len(), 1);
 
     sqlite3(&db.path, "INSERT INTO t VALUES(2, 'y');");
-    let before = cdc::log::position(&db.conn(), "r").unwrap();
+    let before = cdc::source::position(&db.conn(), "r").unwrap();
     let mut broken = Recorder { fail_first: usize::MAX, ..Recorder::default() };
     let err = engine.drain(&mut broken).unwrap_err().to_string();
     assert!(err.contains("injected failure") && err.contains("gave up after 4 attempts"), "{err}");
-    assert_eq!(cdc::log::position(&db.conn(), "r").unwrap(), before, "nothing undelivered acknowledged");
+    assert_eq!(cdc::source::position(&db.conn(), "r").unwrap(), before, "nothing undelivered acknowledged");
 }
 
 #[test]
@@ -284,11 +284,12 @@ fn schema_drift_halts_that_table_only_and_the_printed_fix_resumes_it() {
     assert_eq!(drained.changes, 1, "u flows on");
     let halted = engine.halted().to_vec();
     assert_eq!(halted.len(), 1);
-    let cdc::Halted { table, line, migrating } = &halted[0];
+    let cdc::Halted { table, reason, fix, migrating } = &halted[0];
     assert!(!migrating);
     assert_eq!(table, "t");
-    assert!(line.contains("column \"w\" was added") && line.contains("cdc-setup install --db"), "{line}");
-    assert!(!line.contains('\n'));
+    assert!(reason.contains("column \"w\" was added"), "{reason}");
+    assert_eq!(fix, &cdc::Fix::Reattach { db: db.path.clone(), table: "t".into() });
+    assert!(!halted[0].to_string().contains('\n'));
     // What the line says to run: t is reseeded, the value written to the
     // new column before the fix included.
     cdc::capture::install(&mut db.conn(), &["t".to_string()]).unwrap();
@@ -313,12 +314,9 @@ fn bad_engine_settings_are_refused() {
     let err = Engine::builder(&db.path).tables(["nope", "t", "gone", "nope"]).open().err().unwrap().to_string();
     assert_eq!(err, format!("{}: no tables named \"nope\", \"gone\"", db.path.display()), "listed together, once");
     sqlite3(&db.path, "CREATE TABLE other(a);");
-    let err = Engine::builder(&db.path).tables(["other"]).open().err().unwrap().to_string();
-    let fix = format!("cdc-setup install --db {} --table other", db.path.display());
-    assert!(
-        err.contains("table \"other\" is not captured") && err.ends_with(&format!("(attach it with: {fix})")),
-        "{err}"
-    );
+    let err = Engine::builder(&db.path).tables(["other"]).open().err().unwrap();
+    assert_eq!(err.to_string(), format!("{}: table \"other\" is not captured", db.path.display()));
+    assert_eq!(err.fix(), Some(cdc::Fix::Attach { db: db.path.clone(), tables: vec!["other".into()] }));
 }
 
 /// Updates, deletes and inserts in small transactions until a file
@@ -508,7 +506,7 @@ fn positions_survive_sigkill_at_random_moments() {
     let seed = Seed::new("engine::positions_survive_sigkill_at_random_moments", 0x2545_f491_4f6c_dd1d);
     let mut rng = crate::support::Xorshift::seeded(seed.value);
     crate::support::kill_at_random_moments(10, &mut rng, (50, 350), spawn_child, || {
-        let acked = cdc::log::position(&db.conn(), "rec").unwrap().unwrap_or(0);
+        let acked = cdc::source::position(&db.conn(), "rec").unwrap().unwrap_or(0);
         let (seen, commits) = read_record(&record);
         assert!(
             commits.iter().any(|c| *c >= acked) || acked == 0,
@@ -525,7 +523,7 @@ fn positions_survive_sigkill_at_random_moments() {
     assert!(writer.wait().unwrap().success());
     let mut child = spawn_child();
     let hw = cdc::log::high_water(&db.conn()).unwrap();
-    wait_until("the final drain", DEADLINE, || cdc::log::position(&db.conn(), "rec").unwrap() == Some(hw));
+    wait_until("the final drain", DEADLINE, || cdc::source::position(&db.conn(), "rec").unwrap() == Some(hw));
     child.kill().unwrap();
     child.wait().unwrap();
     // Every insert arrived, and first deliveries are in log order.

@@ -342,11 +342,11 @@ fn bad_nats_input_is_one_line_and_changes_nothing() {
             1,
             "does not exist",
         ),
-        (vec!["--from".into(), server.url("WQ"), "--target".into(), "jsonl:-".into()], 1, "needs a sqlite:PATH target"),
+        (vec!["--from".into(), server.url("WQ"), "--target".into(), "jsonl:-".into()], 2, "needs a sqlite:PATH target"),
         (
             vec!["--from".into(), server.url("WQ"), "--db".into(), src.into(), "--target".into(), target.clone()],
             2,
-            "cannot be used with",
+            "unexpected argument '--db'",
         ),
         (vec!["--db".into(), src.into(), "--target".into(), "nats://me:s3cret@h:4222".into()], 2, "no stream"),
         (vec!["--db".into(), src.into(), "--target".into(), "nats://h/S?format=xml".into()], 2, "format must be"),

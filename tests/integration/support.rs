@@ -380,7 +380,7 @@ pub fn difference(source: &Path, replica: &Path, tables: &[&str]) -> Option<Stri
     let _ = s.busy_timeout(std::time::Duration::from_secs(10));
     let _ = r.busy_timeout(std::time::Duration::from_secs(10));
     for table in tables {
-        match cdc::targets::sqlite::compare_table(&s, &r, table) {
+        match cdc::compare::table(&s, &r, table) {
             Ok(None) => {}
             Ok(Some(diff)) => return Some(diff),
             Err(e) => return Some(format!("{table}: {e}")),

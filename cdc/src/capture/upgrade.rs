@@ -10,43 +10,14 @@
 //! current ones under a new layout, with no gap: nothing written before
 //! or after is lost, and no consumer has to reseed anything.
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use cdc_schema::legacy;
 use cdc_schema::log::{CONSUMERS_TABLE, LOG_TABLE, MARKER_OP, TABLES_TABLE, create_log_sql, kind};
 use cdc_schema::quote_ident;
 
 use crate::error::Result;
-
-/// How the file's log is laid out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// No log: capture was never installed (or was removed).
-    None,
-    /// Written by a version before the current format (`tid`, `op`,
-    /// `ts` and 32 values a row): `cdc-setup install` upgrades it.
-    Format1,
-    /// The current format.
-    Current,
-}
-
-/// The format of the file's `_cdc_log`.
-pub fn log_format(conn: &Connection) -> Result<LogFormat> {
-    let sql = "SELECT name FROM pragma_table_info(?1) WHERE name IN ('kind', 'tid')";
-    let column: Option<String> = conn.query_row(sql, [LOG_TABLE], |r| r.get(0)).optional()?;
-    Ok(match column.as_deref() {
-        None => LogFormat::None,
-        Some("tid") => LogFormat::Format1,
-        Some(_) => LogFormat::Current,
-    })
-}
-
-/// Whether the registry has the column that records each table's
-/// [`cdc_schema::InsertImage`] (registries made by format 1 do not).
-pub(crate) fn registry_has_reread(conn: &Connection) -> Result<bool> {
-    let sql = "SELECT 1 FROM pragma_table_info(?1) WHERE name = 'reread'";
-    Ok(conn.query_row(sql, [TABLES_TABLE], |_| Ok(())).optional()?.is_some())
-}
+use crate::log::{LogFormat, log_format, registry_has_reread};
 
 /// Moves a format 1 log aside and starts the current one after it (see
 /// the module docs); `false` when the log was not format 1. Run inside the

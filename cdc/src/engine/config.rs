@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::signal::Waker;
 
-use super::snapshot::Progress;
+use super::snapshot::{Progress, ProgressFn};
+use crate::retry::Retry;
 
 /// When to reseed tables from a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -25,6 +25,11 @@ pub enum BootstrapMode {
     Never,
 }
 
+impl BootstrapMode {
+    /// The names [`std::str::FromStr`] takes, for a command line's choices.
+    pub const NAMES: [&'static str; 3] = ["auto", "always", "never"];
+}
+
 impl std::str::FromStr for BootstrapMode {
     type Err = Error;
 
@@ -33,7 +38,9 @@ impl std::str::FromStr for BootstrapMode {
             "auto" => Ok(BootstrapMode::Auto),
             "always" => Ok(BootstrapMode::Always),
             "never" => Ok(BootstrapMode::Never),
-            other => Err(Error::Config(format!("unknown bootstrap mode {other:?}: expected auto, always or never"))),
+            other => {
+                Err(Error::InvalidSetting(format!("unknown bootstrap mode {other:?}: expected auto, always or never")))
+            }
         }
     }
 }
@@ -51,6 +58,11 @@ pub enum OnRewind {
     Stop,
 }
 
+impl OnRewind {
+    /// The names [`std::str::FromStr`] takes, for a command line's choices.
+    pub const NAMES: [&'static str; 2] = ["reseed", "stop"];
+}
+
 impl std::str::FromStr for OnRewind {
     type Err = Error;
 
@@ -58,36 +70,8 @@ impl std::str::FromStr for OnRewind {
         match s {
             "reseed" => Ok(OnRewind::Reseed),
             "stop" => Ok(OnRewind::Stop),
-            other => Err(Error::Config(format!("unknown rewind policy {other:?}: expected reseed or stop"))),
+            other => Err(Error::InvalidSetting(format!("unknown rewind policy {other:?}: expected reseed or stop"))),
         }
-    }
-}
-
-/// Retries of a failing target, waiting `initial`, then twice as long each
-/// time, at most `max` (less up to half, at random). A transient failure
-/// (a timeout, a refused connection, a 5xx answer, a full disk) is retried
-/// without limit; `attempts` bounds the retries of a failure not known to
-/// be transient (a custom target's own error); a permanent one (bad
-/// configuration, a replica that cannot follow) is not retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Retry {
-    /// Retries after the first try, for a failure not known to be transient.
-    pub attempts: u32,
-    /// The first wait.
-    pub initial: Duration,
-    /// The longest wait.
-    pub max: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry { attempts: 8, initial: Duration::from_millis(100), max: Duration::from_secs(10) }
-    }
-}
-
-impl Retry {
-    pub(crate) fn delay(&self, attempt: u32) -> Duration {
-        self.initial.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(self.max)
     }
 }
 
@@ -112,20 +96,6 @@ impl Drained {
         self.stopped |= other.stopped;
     }
 }
-
-/// Stops an engine from another thread (or a signal handler thread).
-#[derive(Clone)]
-pub struct StopHandle(pub(crate) Waker);
-
-impl StopHandle {
-    /// Asks the engine to stop: the current batch is finished or
-    /// abandoned (rolled back), nothing is acknowledged twice or lost.
-    pub fn stop(&self) {
-        self.0.stop();
-    }
-}
-
-pub(crate) type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
 
 /// Settings the engine reads while it runs.
 pub(crate) struct Settings {

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 
 use rusqlite::Connection;
 
-use crate::capture::{Registered, captured_since};
 use crate::error::{Error, Result};
 use crate::log;
+use crate::log::Registered;
+use crate::source::captured_since;
 use crate::state::{DeliveryState, TableState};
 
 use super::config::BootstrapMode;
@@ -78,15 +79,9 @@ pub(crate) fn make(
     let reset = void_reason(conn, source, state, high_water)?;
     let empty = DeliveryState::default();
     let state = if reset.is_some() { &empty } else { state };
-    let never = |table: &str, why: String| {
-        Error::Config(format!(
-            "table {table:?}: {why}, and bootstrap is off (never); run with --bootstrap auto to reseed it"
-        ))
-    };
+    let never = |table: &str, why: String| Error::BootstrapNeeded { table: Some(table.to_string()), why };
     if let (Some(reason), BootstrapMode::Never) = (&reset, mode) {
-        return Err(Error::Config(format!(
-            "{reason}, and bootstrap is off (never); run with --bootstrap auto to reseed"
-        )));
+        return Err(Error::BootstrapNeeded { table: None, why: reason.clone() });
     }
     let mut plan = Plan { high_water, reset, bootstrap: Vec::new(), adopt: Vec::new() };
     for r in &source.followed {
@@ -148,7 +143,7 @@ fn same_rowids(conn: &Connection, held: Option<&str>, now: &str) -> Result<bool>
     }
     let cookie = |layout: &str| layout.rsplit_once(':').and_then(|(_, c)| c.parse::<i64>().ok());
     match (file_of(held) == file_of(now), cookie(held), cookie(now)) {
-        (true, Some(from), Some(to)) => crate::capture::only_own_ddl(conn, from, to),
+        (true, Some(from), Some(to)) => crate::source::only_own_ddl(conn, from, to),
         _ => Ok(false),
     }
 }

@@ -15,10 +15,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 use cdc_schema::quote_ident;
 
-use super::Failure;
-use super::config::ProgressFn;
-use crate::capture::Registered;
+use super::drain::Failure;
 use crate::event::{Event, Row};
+use crate::log::Registered;
 use crate::signal::Waker;
 use crate::target::Target;
 use crate::value::Value;
@@ -40,6 +39,9 @@ pub struct Progress {
     /// (a SQLite replica: SQLite copies them), not sent as events.
     pub direct: bool,
 }
+
+/// A bootstrap progress callback ([`crate::EngineBuilder::on_progress`]).
+pub(crate) type ProgressFn = Box<dyn FnMut(&Progress) + Send>;
 
 /// How a snapshot reaches the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +161,7 @@ fn bulk(
         }
         let copier = target
             .bulk_copy()
-            .ok_or_else(|| Failure::Target(crate::Error::Config("the target stopped offering a bulk copy".into())))?;
+            .ok_or_else(|| Failure::Target(crate::Error::Internal("the target stopped offering a bulk copy".into())))?;
         let batch = copier.copy_rows(desc, &from, limit).map_err(Failure::Target)?;
         count += batch.rows;
         // Batches that stopped moving forward end here, not in a loop.
@@ -181,10 +183,7 @@ fn bulk(
 /// replica's table skipping rows, can cause it): never committed, and not
 /// retried (it would do the same again).
 fn miscounted(table: &str, count: u64, total: u64) -> Failure {
-    Failure::Target(crate::Error::Config(format!(
-        "bootstrap of table {table:?} wrote {count} rows into the replica where the source has {total} \
-         (a trigger on the replica's table skipping rows?); nothing was committed"
-    )))
+    Failure::Target(crate::Error::BootstrapMiscount { table: table.to_string(), copied: count, expected: total })
 }
 
 /// `table`'s entry in `sqlite_sequence` (its AUTOINCREMENT counter), if any.

@@ -19,17 +19,13 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
-use cdc_schema::log::META_TABLE;
-use cdc_schema::quote_ident;
-
-use crate::capture::{self, Registered, drift, select};
+use super::tables::Halted;
 use crate::db::{self, Access, classify};
-use crate::error::shell_word;
 use crate::error::{Error, Result};
 use crate::lock::FileId;
-use crate::schema::describe;
+use crate::log::{Registered, select};
 use crate::target::{Source, SourceTable};
 
 /// What [`SourceDb::refresh`] found.
@@ -43,43 +39,19 @@ pub(crate) enum Refresh {
     Reopened,
 }
 
-/// A followed table whose delivery is stopped because its schema changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Halted {
-    /// The table, as the source names it.
-    pub table: String,
-    /// One line: what changed, and the command that resumes delivery.
-    pub line: String,
-    /// Capture is paused by an open migration window (`cdc-setup
-    /// migrate`): delivery resumes by itself when the window closes.
-    pub migrating: bool,
-}
-
-impl Halted {
-    /// Says the line, at a level that matches: an open migration window is
-    /// expected, a table stopped by a schema change needs an operator.
-    pub(crate) fn announce(&self) {
-        if self.migrating {
-            tracing::warn!("{}", self.line);
-        } else {
-            tracing::error!("{}", self.line);
-        }
-    }
-}
-
 pub(crate) struct SourceDb {
     pub path: PathBuf,
     pub conn: Connection,
-    file: FileId,
+    pub(super) file: FileId,
     pub log_id: String,
-    schema_version: i64,
+    pub(super) schema_version: i64,
     /// Tables asked for (empty: every captured table).
-    requested: Vec<String>,
-    follow_schema: bool,
+    pub(super) requested: Vec<String>,
+    pub(super) follow_schema: bool,
     /// The engine holds its lock and its target accepted the source:
     /// schema following may write, and tables asked for by name that
     /// vanish halt instead of failing.
-    armed: bool,
+    pub(super) armed: bool,
     /// The tables delivered.
     pub followed: Vec<Registered>,
     /// Tables whose delivery is stopped.
@@ -89,10 +61,10 @@ pub(crate) struct SourceDb {
     pub dropped: Vec<String>,
     /// The connection is closed (an in-memory placeholder stands in); the
     /// next [`SourceDb::refresh`] opens the file again.
-    parked: bool,
+    pub(super) parked: bool,
 }
 
-fn pragma(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+pub(super) fn pragma(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
     conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
 }
 
@@ -101,18 +73,16 @@ impl SourceDb {
     /// the tables captured and unchanged, the log readable. Writes nothing.
     pub fn open(path: &Path, requested: &[String], follow_schema: bool) -> Result<SourceDb> {
         let (conn, file) = connect(path)?;
-        capture::ensure_current(&conn).map_err(|e| named(e, path))?;
+        crate::log::ensure_current(&conn).map_err(|e| named(e, path))?;
         let selected = select(&conn, requested).map_err(|e| named(e, path))?;
         if selected.is_empty() && !follow_schema {
             return Err(Error::NothingCaptured(path.to_path_buf()));
         }
-        let log_id: Option<String> = conn
-            .query_row(&format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(META_TABLE)), [], |r| r.get(0))
-            .optional()
-            .map_err(|e| classify(e, path))?;
-        let log_id = log_id.ok_or_else(|| Error::CorruptLog {
-            seq: 0,
-            problem: format!("{}: the log has no id (_cdc_meta was edited?)", path.display()),
+        let log_id = crate::source::log_id(&conn).map_err(|e| match e {
+            Error::CorruptLog { seq, problem } => {
+                Error::CorruptLog { seq, problem: format!("{}: {problem}", path.display()) }
+            }
+            e => named(e, path),
         })?;
         // Reading both ends of the log fails here, before anything is
         // written anywhere, on a file whose log is damaged.
@@ -135,204 +105,6 @@ impl SourceDb {
         };
         source.sort_out()?;
         Ok(source)
-    }
-
-    /// Selects the tables, follows schema changes when asked to, and
-    /// splits the tables into followed and halted. The schema cookie is
-    /// recorded from a pass during which nothing moved it (the
-    /// application's migration may still be running: a table renamed away
-    /// between two reads), so that anything racing this is sorted out on
-    /// the next wake-up.
-    fn sort_out(&mut self) -> Result<()> {
-        const PASSES: usize = 8;
-        let path = self.path.clone();
-        for pass in 1..=PASSES {
-            let version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &path))?;
-            let (selected, missing) = self.select_now()?;
-            let may_write =
-                self.armed && pass < PASSES && capture::migration(&self.conn).map_err(|e| named(e, &path))?.is_none();
-            if may_write && self.put_capture_first(&selected).map_err(|e| named(e, &path))? {
-                continue;
-            }
-            if may_write && self.follow_schema && self.follow(&selected).map_err(|e| named(e, &path))? {
-                // Capture changed: look again from the new schema.
-                continue;
-            }
-            self.split(selected, missing)?;
-            let now = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &path))?;
-            if now == version || pass == PASSES {
-                self.schema_version = version;
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// Lets schema following write, and makes tables asked for by name
-    /// halt when they vanish: called once the engine holds its lock and
-    /// its target accepted the source. The next refresh sorts the tables
-    /// again with it.
-    pub fn arm(&mut self) {
-        if !self.armed {
-            self.armed = true;
-            self.schema_version = -1;
-        }
-    }
-
-    /// The registrations of the tables asked for, and (once armed) the
-    /// names asked for that are no longer captured tables.
-    fn select_now(&self) -> Result<(Vec<Registered>, Vec<String>)> {
-        let mut requested = self.requested.clone();
-        let mut missing = Vec::new();
-        loop {
-            match select(&self.conn, &requested) {
-                Ok(selected) => return Ok((dedup(selected), missing)),
-                Err(Error::UnknownTables { tables, .. } | Error::NotCapturedIn { tables, .. }) if self.armed => {
-                    requested.retain(|r| !tables.iter().any(|t| t.eq_ignore_ascii_case(r)));
-                    missing.extend(tables);
-                    // An empty list would mean every table.
-                    if requested.is_empty() {
-                        return Ok((Vec::new(), missing));
-                    }
-                }
-                Err(e) => return Err(named(e, &self.path)),
-            }
-        }
-    }
-
-    /// Splits `selected` into followed and halted tables by their drift;
-    /// `missing` tables (asked for by name, no longer captured) halt.
-    fn split(&mut self, selected: Vec<Registered>, missing: Vec<String>) -> Result<()> {
-        let path = self.path.clone();
-        let window = capture::migration(&self.conn).map_err(|e| named(e, &path))?;
-        let (mut followed, mut halted) = (Vec::new(), Vec::new());
-        for name in missing {
-            let exists = describe(&self.conn, &name).is_ok();
-            if self.follow_schema && !exists && !self.dropped.contains(&name) {
-                self.dropped.push(name.clone());
-            }
-            let line = format!(
-                "table {name:?} is no longer captured on the source ({}); its delivery is stopped{}. \
-                 To stop following it, leave --table {} out of the replicator's command",
-                if exists { "its capture was removed" } else { "it was dropped or renamed" },
-                if self.follow_schema && !exists {
-                    " and the target drops it"
-                } else {
-                    " and the target keeps its last copy"
-                },
-                shell_word(&name)
-            );
-            halted.push(Halted { table: name, line, migrating: false });
-        }
-        for r in selected {
-            let name = r.desc.name.to_string();
-            match drift(&self.conn, &r).map_err(|e| named(e, &path))? {
-                None => followed.push(r),
-                Some(_) if window.as_ref().is_some_and(|w| w.tables.contains(&name)) => {
-                    let db = shell_word(&path.display().to_string());
-                    halted.push(Halted {
-                        table: name.clone(),
-                        migrating: true,
-                        line: format!(
-                            "table {name:?}: capture is paused by a migration window (cdc-setup migrate); \
-                         delivery resumes with a reseed when it ends (cdc-setup migrate --db {db} --finish)"
-                        ),
-                    });
-                }
-                Some(what) => {
-                    let line = halt_line(&path, &name, &what, describe(&self.conn, &name).is_ok());
-                    halted.push(Halted { table: name, line, migrating: false });
-                }
-            }
-        }
-        self.followed = followed;
-        self.halted = halted;
-        Ok(())
-    }
-
-    /// Attaches capture again, in front, to each selected table whose only
-    /// drift is triggers of the application created after capture's (so
-    /// firing before them, see [`capture::Check::Overtaken`]): whether
-    /// schema following is on or not, since the table itself did not
-    /// change. Its new marker makes the target reseed it, which replaces
-    /// whatever capture logged stale meanwhile. Returns whether anything
-    /// was changed.
-    fn put_capture_first(&mut self, selected: &[Registered]) -> Result<bool> {
-        let mut changed = false;
-        for r in selected {
-            let capture::Check::Overtaken(names) = capture::check(&self.conn, r)? else { continue };
-            let name = r.desc.name.to_string();
-            match capture::reattach(&mut self.conn, &name) {
-                Ok(None) => continue,
-                Ok(Some(_)) => tracing::warn!(db = %self.path.display(), table = %name,
-                    "trigger(s) {} of the application, created after capture, fire before it; capture attached \
-                     again in front of them, reseeding the table", names.join(", ")),
-                Err(e) => {
-                    tracing::warn!(db = %self.path.display(), table = %name, "capture cannot be attached again: {e}");
-                    continue;
-                }
-            }
-            changed = true;
-        }
-        Ok(changed)
-    }
-
-    /// Schema following: re-attaches capture to each selected table that
-    /// drifted and still exists (its new registration makes the target
-    /// reseed it), removes capture from each that is gone (the target drops
-    /// it), and under "every table" captures new tables. Returns whether
-    /// anything was changed.
-    fn follow(&mut self, selected: &[Registered]) -> Result<bool> {
-        let mut changed = false;
-        for r in selected {
-            let name = r.desc.name.to_string();
-            let Some(what) = drift(&self.conn, r)? else { continue };
-            if describe(&self.conn, &name).is_ok() {
-                match capture::reattach(&mut self.conn, &name) {
-                    Ok(None) => continue,
-                    Ok(Some(_)) => {
-                        tracing::warn!(db = %self.path.display(), table = %name, "the table changed ({what}); capture re-attached, reseeding it (--follow-schema)")
-                    }
-                    // Left drifted: it is halted with its own line.
-                    Err(e) => {
-                        tracing::warn!(db = %self.path.display(), table = %name, "the table changed ({what}) and cannot be captured again: {e}")
-                    }
-                }
-            } else {
-                tracing::warn!(db = %self.path.display(), table = %name, "the table is gone ({what}); removing its capture and dropping it from the target (--follow-schema)");
-                if !capture::detach(&mut self.conn, &name)? {
-                    continue;
-                }
-                self.dropped.push(name);
-            }
-            changed = true;
-        }
-        if self.requested.is_empty() {
-            let captured: Vec<String> = capture::registry(&self.conn)?
-                .into_iter()
-                .filter(|r| r.active)
-                .map(|r| r.desc.name.to_string())
-                .collect();
-            let new: Vec<String> = crate::schema::capturable_tables(&self.conn)?
-                .into_iter()
-                .filter(|t| !captured.iter().any(|c| c.eq_ignore_ascii_case(t)))
-                .collect();
-            for table in new {
-                match capture::reattach(&mut self.conn, &table) {
-                    Ok(None) => {}
-                    Ok(Some(_)) => {
-                        tracing::info!(db = %self.path.display(), table = %table, "a new table; capturing and replicating it (--follow-schema)");
-                        changed = true;
-                    }
-                    // Gone already: a migration's temporary table.
-                    Err(Error::UnknownTable(_)) => {}
-                    Err(e) => {
-                        tracing::warn!(db = %self.path.display(), table = %table, "a new table that cannot be captured: {e}")
-                    }
-                }
-            }
-        }
-        Ok(changed)
     }
 
     /// Checks the followed tables and the log page by page (`PRAGMA
@@ -376,7 +148,7 @@ impl SourceDb {
         self.sort_out()?;
         let changed = before.0 != self.followed.iter().map(|r| r.tid).collect::<Vec<_>>() || !self.dropped.is_empty();
         if changed {
-            tracing::info!(tables = ?names(&self.followed), "the set of followed tables changed");
+            tracing::info!(tables = ?self.followed.iter().map(|r| r.desc.name.as_ref()).collect::<Vec<&str>>(), "the set of followed tables changed");
         }
         if before.1 != self.halted {
             self.halted.iter().for_each(Halted::announce);
@@ -481,20 +253,6 @@ impl SourceDb {
         pragma(&self.conn, "schema_version").is_ok_and(|v| v != self.schema_version)
     }
 
-    /// Of `tables`, those neither followed nor halted that are no longer
-    /// tables of the source at all.
-    pub fn gone<'a>(&self, tables: impl Iterator<Item = &'a String>) -> Result<Vec<String>> {
-        let mut gone = Vec::new();
-        for t in tables {
-            let known = self.followed.iter().any(|r| r.desc.name.eq_ignore_ascii_case(t))
-                || self.halted.iter().any(|h| h.table.eq_ignore_ascii_case(t));
-            if !known && matches!(describe(&self.conn, t), Err(Error::UnknownTable(_))) {
-                gone.push(t.clone());
-            }
-        }
-        Ok(gone)
-    }
-
     /// The description a target is opened with.
     pub fn describe(&self) -> Result<Source> {
         let mut tables = Vec::new();
@@ -506,7 +264,7 @@ impl SourceDb {
         Ok(Source {
             log_id: self.log_id.clone(),
             path: self.path.clone(),
-            upstream_log_ids: crate::targets::sqlite::followed_log_ids(&self.conn)?,
+            upstream_log_ids: crate::schema::replica_of(&self.conn)?,
             tables,
             dropped: self.dropped.clone(),
         })
@@ -532,17 +290,6 @@ impl Drop for SourceDb {
             close(conn, &self.path, Some(self.file));
         }
     }
-}
-
-fn names(followed: &[Registered]) -> Vec<&str> {
-    followed.iter().map(|r| r.desc.name.as_ref()).collect()
-}
-
-/// Repeated table names (`--table t --table T`) count once.
-fn dedup(mut followed: Vec<Registered>) -> Vec<Registered> {
-    let mut seen = std::collections::HashSet::new();
-    followed.retain(|r| seen.insert(r.tid));
-    followed
 }
 
 /// A source missing from its path once running is waited for, and so is
@@ -626,27 +373,9 @@ fn close(conn: Connection, path: &Path, file: Option<FileId>) {
 }
 
 /// An SQLite error about the source, naming the file.
-fn named(e: Error, path: &Path) -> Error {
+pub(super) fn named(e: Error, path: &Path) -> Error {
     match e {
         Error::Sqlite(e) => classify(e, path),
         other => other,
-    }
-}
-
-/// The one line said when a table's delivery stops, with the command that
-/// resumes it: re-attaching capture (the replicator then reseeds it), or
-/// for a table that is gone, removing its capture.
-fn halt_line(db: &Path, table: &str, what: &str, exists: bool) -> String {
-    let (db_word, t) = (shell_word(&db.display().to_string()), shell_word(table));
-    if exists {
-        format!(
-            "table {table:?} changed on the source ({what}); its delivery is stopped, the other tables go on. \
-             Resume it (it is then reseeded) with: cdc-setup install --db {db_word} --table {t}"
-        )
-    } else {
-        format!(
-            "table {table:?} is gone from the source ({what}); its delivery is stopped and the target keeps its last copy. \
-             Stop capturing it with: cdc-setup uninstall --db {db_word} --table {t}"
-        )
     }
 }

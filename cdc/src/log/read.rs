@@ -12,7 +12,7 @@ use cdc_schema::legacy;
 use cdc_schema::log::{CHUNK_WIDTH, MARKER_OP, read_sql, split_kind};
 use cdc_schema::{Op, TableDesc};
 
-use crate::capture::registry;
+use super::registry::registry;
 use crate::error::{Error, Result};
 use crate::event::{Change, Row};
 use crate::value::Value;

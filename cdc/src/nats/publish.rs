@@ -6,7 +6,8 @@ use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream::Stream};
 
-use super::{COMMIT_TOKEN, FORMAT, KIND, LOG_ID, NatsUrl, PayloadFormat, SCHEMA_TOKEN, SEQ, TIME_MS, one_line};
+use super::stream::one_line;
+use super::{COMMIT_TOKEN, FORMAT, KIND, LOG_ID, NatsUrl, PayloadFormat, SCHEMA_TOKEN, SEQ, TIME_MS};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::state::DeliveryState;
@@ -52,15 +53,15 @@ impl NatsTarget {
     /// one). An unreachable server or an unsuitable stream is an error
     /// naming the address without credentials.
     pub fn connect(url: &NatsUrl, source_name: &str) -> Result<NatsTarget> {
-        let super::Connection { rt, client, .. } = url.connect()?;
+        let super::stream::Connection { rt, client, .. } = url.connect()?;
         // The context spawns its acknowledgement task on the runtime.
         let _in_runtime = rt.enter();
         let js = jetstream::ContextBuilder::new()
-            .timeout(super::REQUEST_TIMEOUT)
+            .timeout(super::stream::REQUEST_TIMEOUT)
             .backpressure_on_inflight(true)
             .build(client);
-        let stream = rt.block_on(super::ensure_stream(&js, url, true)).map_err(|e| match e {
-            Error::Unavailable { target, message } => Error::Config(format!("NATS server {target}: {message}")),
+        let stream = rt.block_on(super::stream::ensure(&js, url, true)).map_err(|e| match e {
+            Error::Unavailable { target, message } => Error::Unreachable { server: target, message },
             other => other,
         })?;
         let debezium =
@@ -108,7 +109,7 @@ impl NatsTarget {
     /// the same position (a source restored from a backup rewinds its log,
     /// and the engine reseeds) is not.
     fn change_id(&self, seq: i64, payload: &[u8]) -> String {
-        format!("{}:{seq}:{:016x}", self.log_id, fnv(payload))
+        format!("{}:{seq}:{:016x}", self.log_id, cdc_schema::fnv1a(payload))
     }
 
     /// Sends one message; its acknowledgement is awaited later.
@@ -156,14 +157,17 @@ impl NatsTarget {
 
     fn publish_error(&self, e: async_nats::jetstream::context::PublishError) -> Error {
         match e.kind() {
-            PublishErrorKind::StreamNotFound => Error::Config(format!(
-                "stream {:?} on {} is gone (deleted while publishing); restart the replicator to create it again \
-                 (it bootstraps every table into the new stream)",
-                self.url.stream,
-                self.url.redacted()
-            )),
+            PublishErrorKind::StreamNotFound => Error::Stream {
+                stream: self.url.stream.clone(),
+                problem: format!(
+                    "gone from {} (deleted while publishing); started again, the publisher creates it and \
+                     bootstraps every table into it",
+                    self.url.redacted()
+                ),
+                fix: Some(crate::fix::Fix::Restart),
+            },
             PublishErrorKind::MaxPayloadExceeded => {
-                Error::Config(format!("NATS server {}: {}", self.url.redacted(), one_line(&e)))
+                Error::Rejected { target: self.url.redacted(), message: one_line(&e) }
             }
             _ => self.url.unavailable("publishing", e),
         }
@@ -179,7 +183,7 @@ impl NatsTarget {
         let payload = match self.url.format {
             PayloadFormat::Json => crate::json::to_line(event)?.into_bytes(),
             _ => bincode::serde::encode_to_vec(event, bincode::config::standard())
-                .map_err(|e| Error::Config(format!("bincode encoding failed: {e}")))?,
+                .map_err(|e| Error::Encode(e.to_string()))?,
         };
         let id = match seq {
             Some(seq) => self.change_id(seq, &payload),
@@ -236,12 +240,14 @@ impl NatsTarget {
     }
 
     fn bad_commit(&self) -> Error {
-        Error::Config(format!(
-            "stream {:?} on {}: its last {COMMIT_TOKEN} message is not a delivery state (is another program \
-             publishing to it?)",
-            self.url.stream,
-            self.url.redacted()
-        ))
+        Error::Stream {
+            stream: self.url.stream.clone(),
+            problem: format!(
+                "on {}, its last {COMMIT_TOKEN} message is not a delivery state (is another program publishing to it?)",
+                self.url.redacted()
+            ),
+            fix: None,
+        }
     }
 }
 
@@ -267,15 +273,18 @@ impl NatsTarget {
             self.committed = Some(sent);
             return Ok(());
         }
-        Err(Error::Config(format!(
-            "the NATS server lost acknowledged messages of stream {:?} on {} (its last commit point is {}, this \
-             replicator had published up to {}; a crash with JetStream's default sync_interval?): restart the \
-             replicator, it publishes again from what the stream holds",
-            self.url.stream,
-            self.url.redacted(),
-            theirs.map_or("gone".into(), |s| s.position.to_string()),
-            ours.position
-        )))
+        Err(Error::Stream {
+            stream: self.url.stream.clone(),
+            problem: format!(
+                "the NATS server {} lost acknowledged messages (its last commit point is {}, this replicator had \
+                 published up to {}; a crash with JetStream's default sync_interval?); started again, the \
+                 replicator publishes again from what the stream holds",
+                self.url.redacted(),
+                theirs.map_or("gone".into(), |s| s.position.to_string()),
+                ours.position
+            ),
+            fix: Some(crate::fix::Fix::Restart),
+        })
     }
 }
 
@@ -333,9 +342,4 @@ impl Target for NatsTarget {
         }
         Ok(())
     }
-}
-
-/// FNV-1a, 64 bits: a short, stable digest for message ids.
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -61,10 +61,10 @@ impl Signal for FsSignal {
                 waker.wake();
             }
         })
-        .map_err(|e| Error::Config(format!("cannot start the file watcher: {e}")))?;
+        .map_err(|e| Error::Watcher { path: dir.clone(), message: format!("cannot start: {e}") })?;
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| Error::Config(format!("cannot watch {}: {e}", dir.display())))?;
+            .map_err(|e| Error::Watcher { path: dir.clone(), message: e.to_string() })?;
         self.watcher = Some(watcher);
         Ok(())
     }

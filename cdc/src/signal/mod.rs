@@ -35,6 +35,48 @@ pub struct Waker {
     inner: Arc<(Mutex<State>, Condvar)>,
 }
 
+/// Stops an engine or a follower from another thread (or a signal
+/// handler's thread). Made by the caller and handed in
+/// ([`crate::nats::FollowerOptions::stop`]), or asked for
+/// ([`crate::Engine::stop_handle`]). Cloning shares it.
+#[derive(Clone, Default)]
+pub struct StopHandle(Waker);
+
+impl StopHandle {
+    /// A handle that has not stopped anything yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks to stop: the current batch is finished or abandoned (rolled
+    /// back), nothing is acknowledged twice or lost. Once stopped, stays
+    /// stopped.
+    pub fn stop(&self) {
+        self.0.stop();
+    }
+
+    /// Whether [`Self::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.is_stopped()
+    }
+
+    /// The waker it stops.
+    #[cfg(feature = "nats")]
+    pub(crate) fn waker(&self) -> Waker {
+        self.0.clone()
+    }
+
+    pub(crate) fn of(waker: &Waker) -> StopHandle {
+        StopHandle(waker.clone())
+    }
+}
+
+impl std::fmt::Debug for StopHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StopHandle").field("stopped", &self.is_stopped()).finish()
+    }
+}
+
 /// Why [`Waker::wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -184,12 +226,15 @@ impl std::str::FromStr for SignalKind {
             "fs" => Ok(SignalKind::Fs),
             "timer" => Ok(SignalKind::Timer),
             "fs+timer" | "timer+fs" => Ok(SignalKind::FsAndTimer),
-            other => Err(Error::Config(format!("unknown signal {other:?}: expected fs, timer or fs+timer"))),
+            other => Err(Error::InvalidSetting(format!("unknown signal {other:?}: expected fs, timer or fs+timer"))),
         }
     }
 }
 
 impl SignalKind {
+    /// The names [`std::str::FromStr`] takes, for a command line's choices.
+    pub const NAMES: [&'static str; 3] = ["fs", "timer", "fs+timer"];
+
     /// Builds the signal for database `db` (the file watcher watches it,
     /// its `-wal` and `-journal`) with timer interval `interval`.
     pub fn build(self, db: &Path, interval: Duration) -> Box<dyn Signal> {

@@ -36,10 +36,9 @@ impl BincodeTarget {
 impl Target for BincodeTarget {
     fn apply(&mut self, events: &[Event]) -> Result<()> {
         for event in events {
-            let frame = bincode::serde::encode_to_vec(event, config())
-                .map_err(|e| Error::Config(format!("bincode encoding failed: {e}")))?;
+            let frame = bincode::serde::encode_to_vec(event, config()).map_err(|e| Error::Encode(e.to_string()))?;
             let len = u32::try_from(frame.len())
-                .map_err(|_| Error::Config(format!("event of {} bytes is too large for a frame", frame.len())))?;
+                .map_err(|_| Error::Encode(format!("an event of {} bytes is too large for a frame", frame.len())))?;
             self.out.write_all(&len.to_le_bytes()).and_then(|_| self.out.write_all(&frame)).map_err(|e| self.io(e))?;
         }
         Ok(())
@@ -80,14 +79,16 @@ impl<R: Read> BincodeReader<R> {
         }
         let mut frame = vec![0u8; u32::from_le_bytes(len) as usize];
         self.input.read_exact(&mut frame).map_err(|_| self.truncated())?;
-        let (event, _) = bincode::serde::decode_from_slice(&frame, config())
-            .map_err(|e| Error::Config(format!("bincode frame at byte {}: {e}", self.offset)))?;
+        let (event, _) = bincode::serde::decode_from_slice(&frame, config()).map_err(|e| Error::Decode {
+            what: format!("bincode frame at byte {}", self.offset),
+            message: e.to_string(),
+        })?;
         self.offset += 4 + frame.len() as u64;
         Ok(Some(event))
     }
 
     fn truncated(&self) -> Error {
-        Error::Config(format!("bincode frame at byte {} is truncated", self.offset))
+        Error::Decode { what: format!("bincode frame at byte {}", self.offset), message: "truncated".into() }
     }
 }
 

@@ -12,10 +12,8 @@ use crate::debezium::Debezium;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::json::JsonEvent;
+use crate::redact::redacted;
 use crate::target::Target;
-
-// Its first home; it lives in `targets` so a build without HTTP has it.
-pub use super::redacted;
 
 /// POSTs each batch of events as JSON to a URL.
 pub struct HttpTarget {
@@ -80,11 +78,6 @@ impl HttpTarget {
         self.debezium = debezium;
         self
     }
-
-    /// The URL as logs and messages show it (credentials redacted).
-    pub fn shown(&self) -> &str {
-        &self.shown
-    }
 }
 
 impl Target for HttpTarget {
@@ -109,22 +102,21 @@ impl Target for HttpTarget {
         let response = match self.agent.post(&self.url).header("Content-Type", "application/json").send(&body[..]) {
             Ok(response) => response,
             Err(ureq::Error::BadUri(e)) => {
-                return Err(Error::Config(format!("bad target URL {:?}: {e}", self.shown)));
+                return Err(Error::InvalidSetting(format!("bad target URL {:?}: {e}", self.shown)));
             }
             Err(ureq::Error::Tls(e)) => {
-                return Err(Error::Config(format!(
-                    "target {}: TLS: {e}; check the URL and the certificate",
-                    self.shown
-                )));
+                let message = format!("TLS: {e}; check the URL and the certificate");
+                return Err(Error::Rejected { target: self.shown.clone(), message });
             }
             // Before any answer, a host that does not resolve is a typo,
             // not an outage (a name resolver's failure comes as an I/O
             // error of no network kind).
             Err(ureq::Error::HostNotFound) if !self.answered => {
-                return Err(Error::Config(format!("target {}: host not found; check the URL", self.shown)));
+                let message = "host not found; check the URL".into();
+                return Err(Error::Rejected { target: self.shown.clone(), message });
             }
             Err(ureq::Error::Io(e)) if !self.answered && !is_network(&e) => {
-                return Err(Error::Config(format!("target {}: {e}; check the URL", self.shown)));
+                return Err(Error::Rejected { target: self.shown.clone(), message: format!("{e}; check the URL") });
             }
             Err(e) => return Err(unavailable(e.to_string())),
         };
@@ -133,10 +125,10 @@ impl Target for HttpTarget {
         match status.as_u16() {
             200..=299 => Ok(()),
             408 | 429 | 500..=599 => Err(unavailable(format!("HTTP {status}"))),
-            _ => Err(Error::Config(format!(
-                "target {}: the server answered HTTP {status}; check the URL and its credentials",
-                self.shown
-            ))),
+            _ => Err(Error::Rejected {
+                target: self.shown.clone(),
+                message: format!("the server answered HTTP {status}; check the URL and its credentials"),
+            }),
         }
     }
 
@@ -152,26 +144,19 @@ impl Target for HttpTarget {
 /// shown (credentials redacted). Every message names the URL redacted.
 pub fn check_url(url: &str) -> Result<String> {
     let shown = redacted(url);
+    let bad = |why: &str| Error::InvalidSetting(format!("bad target URL {shown:?}: {why}"));
     // A password holding `/`, `?` or `#` would end the authority early
     // and be taken for a path (and shown): it must be percent-encoded.
     if let Some((_, rest)) = url.split_once("://")
         && rest.find(['/', '?', '#']).is_some_and(|end| rest[end..].contains('@'))
     {
-        return Err(Error::Config(
+        return Err(Error::InvalidSetting(
             "bad target URL: '@' after the host; percent-encode it (%40), and '/' (%2F) in a password".into(),
         ));
     }
-    let uri: ureq::http::Uri = url.parse().map_err(|e| Error::Config(format!("bad target URL {shown:?}: {e}")))?;
-    let host_port = uri.authority().map_or("", |a| a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h));
-    let port = match host_port.rsplit_once(']') {
-        Some((_, rest)) => rest.strip_prefix(':'),
-        None => host_port.rsplit_once(':').map(|(_, p)| p),
-    };
-    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
-        return Err(Error::Config(format!("bad target URL {shown:?}: the port is not a number from 0 to 65535")));
-    }
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
-        return Err(Error::Config(format!("bad target URL {shown:?}: expected http://HOST/PATH or https://HOST/PATH")));
+    let parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(bad("expected http://HOST/PATH or https://HOST/PATH"));
     }
     Ok(shown)
 }
@@ -189,19 +174,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_are_redacted() {
-        assert_eq!(redacted("https://u:secret@h:8/p?q=1"), "https://u:***@h:8/p?q=***");
-        assert_eq!(redacted("https://token@h/p"), "https://***@h/p");
-        assert_eq!(redacted("http://h/p@x"), "http://h/p@x");
-        assert_eq!(redacted("http://h"), "http://h");
-        assert_eq!(redacted("https://h/hook?token=abc&x=1#f"), "https://h/hook?token=***&x=***#f");
-    }
-
-    #[test]
     fn malformed_urls_are_refused_at_start() {
         for bad in ["http://", "http:// h/", "http://h:notaport/", "ftp://h/"] {
             let err = HttpTarget::new(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
-            assert!(matches!(err, Error::Config(_)), "{bad}: {err}");
+            assert!(matches!(err, Error::InvalidSetting(_)), "{bad}: {err}");
         }
         let err = HttpTarget::new("http://u:pw@h:x/").err().unwrap().to_string();
         assert!(!err.contains("pw"), "{err}");

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    match replicator::parse::<replicator::replicate::Cli>("replicator") {
+    let args = replicator::replicate::with_follow_shorthand(std::env::args_os());
+    match replicator::parse_from::<replicator::replicate::Cli>("replicator", args) {
         Ok(cli) => {
             let format = cli.log_format;
             replicator::init_logging(format);

@@ -9,7 +9,9 @@
 //! reads again what it lacks), and a message is acknowledged once its
 //! transaction committed.
 
-use std::collections::HashSet;
+mod held;
+mod record;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,17 +20,25 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream::Stream};
 use futures_util::StreamExt;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
-use super::{COMMIT_TOKEN, FORMAT, KIND, LOG_ID, NatsUrl, SCHEMA_TOKEN, one_line};
+use super::stream::one_line;
+use super::{COMMIT_TOKEN, FORMAT, KIND, LOG_ID, NatsUrl, SCHEMA_TOKEN};
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::state::{DeliveryState, TableState};
+use crate::retry::{Outage, Retry};
+use crate::signal::{StopHandle, Waker};
+use crate::state::DeliveryState;
 use crate::target::{Source, Target};
 use crate::targets::SqliteTarget;
+use held::Transactions;
+use record::{Record, default_durable, read_record, write_record};
 
-/// The replica's record of the stream it follows.
-pub const FOLLOW_TABLE: &str = "_cdc_follow";
+pub use record::FOLLOW_TABLE;
+
+/// How the follower retries a server it cannot reach: without limit,
+/// from 100 ms doubling to at most 5 s.
+const RETRY: Retry = Retry { attempts: u32::MAX, initial: Duration::from_millis(100), max: Duration::from_secs(5) };
 
 /// How long a follower waits on a silent consumer before it asks the
 /// server whether messages wait for it.
@@ -47,23 +57,9 @@ pub struct FollowerOptions {
     pub durable: Option<String>,
     /// Apply what the stream holds now, then return.
     pub once: bool,
-    /// Set to stop: [`Follower::open`] (while it waits for a stream that
-    /// does not exist yet) and [`Follower::run`] return at the next look.
-    pub stop: Arc<AtomicBool>,
-}
-
-/// What the replica stored about the stream.
-#[derive(Clone, Debug, Default)]
-struct Record {
-    stream: String,
-    /// The stream's creation time (nanoseconds): a stream deleted and
-    /// made again restarts its sequences.
-    created: String,
-    seq: u64,
-    source: Option<String>,
-    /// The `Nats-Msg-Id` of the commit message at `seq`: the stream must
-    /// still hold it there, else its history changed under the replica.
-    commit_id: Option<String>,
+    /// Stops [`Follower::open`] (while it waits for a stream that does
+    /// not exist yet) and [`Follower::run`] at the next look.
+    pub stop: StopHandle,
 }
 
 /// Follows a stream into a replica (see the module docs).
@@ -77,24 +73,17 @@ pub struct Follower {
     durable: String,
     /// As last committed.
     record: Record,
-    /// The replica's delivery state as last committed.
-    committed: DeliveryState,
-    /// What the open transaction has made of it.
-    working: DeliveryState,
+    /// What the replica holds and what the open transaction made of it.
+    tx: Transactions,
     /// The source description in force (filtered to the followed tables).
     source: Option<Source>,
-    /// Events applied or held since the last commit point.
-    dirty: bool,
-    /// The open transaction's changes, applied at its commit point.
-    buffered: Vec<crate::event::Change>,
     /// The last stream sequence read in this run.
     last: u64,
-    warned: HashSet<String>,
-    stop: Arc<AtomicBool>,
+    stop: Waker,
     applied: u64,
     synced: Instant,
-    /// Since when the server has not answered (said once).
-    outage: Option<Instant>,
+    /// A run of failures to reach the server (said when it starts and ends).
+    outage: Option<Outage>,
     /// Set by the client when its connection drops.
     disconnected: Arc<AtomicBool>,
 }
@@ -111,33 +100,32 @@ impl Follower {
     /// replica before the server answered and the stream was found fit.
     pub fn open(url: &NatsUrl, replica: &Path, options: FollowerOptions) -> Result<Follower> {
         if url.format == super::PayloadFormat::Debezium {
-            return Err(Error::Config(
+            return Err(Error::InvalidSetting(
                 "a follower reads the bincode or json payload; format=debezium is for other consumers".into(),
             ));
         }
-        let super::Connection { rt, client, disconnected } = url.connect()?;
+        let super::stream::Connection { rt, client, disconnected } = url.connect()?;
         // The context spawns its acknowledgement task on the runtime.
         let _in_runtime = rt.enter();
-        let js = jetstream::ContextBuilder::new().timeout(super::REQUEST_TIMEOUT).build(client);
+        let js = jetstream::ContextBuilder::new().timeout(super::stream::REQUEST_TIMEOUT).build(client);
         // A follower started before its publisher waits for the stream
         // (said once); with `once` there is nothing to apply.
-        let missing = super::missing_stream(url).to_string();
         let mut said = false;
+        let stop = options.stop.waker();
         let stream = loop {
-            match rt.block_on(super::ensure_stream(&js, url, false)) {
+            match rt.block_on(super::stream::ensure(&js, url, false)) {
                 Ok(stream) => break stream,
-                Err(Error::Config(text)) if text == missing && !options.once => {
+                Err(e @ Error::StreamMissing { .. }) if !options.once => {
                     if !said {
-                        tracing::warn!("{text}; waiting for a publisher to create it");
+                        tracing::warn!("{e}; waiting for a publisher to create it");
                         said = true;
                     }
-                    if options.stop.load(Ordering::Relaxed) {
-                        return Err(Error::Config(format!("{text}; stopped while waiting for it")));
+                    if !stop.sleep(Duration::from_millis(500)) {
+                        return Err(e);
                     }
-                    std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(Error::Unavailable { target, message }) => {
-                    return Err(Error::Config(format!("NATS server {target}: {message}")));
+                    return Err(Error::Unreachable { server: target, message });
                 }
                 Err(e) => return Err(e),
             }
@@ -147,7 +135,7 @@ impl Follower {
         }
         let created = rt
             .block_on(stream.get_info())
-            .map_err(|e| Error::Config(format!("NATS server {}: {}", url.redacted(), one_line(&e))))?
+            .map_err(|e| Error::Unreachable { server: url.redacted(), message: one_line(&e) })?
             .created
             .unix_timestamp_nanos()
             .to_string();
@@ -157,28 +145,33 @@ impl Follower {
         if let Some(dir) = replica.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.is_dir()
         {
-            return Err(Error::Config(format!("target folder {} does not exist", dir.display())));
+            return Err(Error::MissingFolder(dir.into()));
         }
         let mut target = SqliteTarget::open(replica)?;
         let record = read_record(target.connection())?;
         if let Some(r) = &record {
             if r.stream != url.stream {
-                return Err(Error::Config(format!(
-                    "replica {} follows stream {:?}, not {:?}; use another replica file",
-                    replica.display(),
-                    r.stream,
-                    url.stream
-                )));
+                return Err(Error::Stream {
+                    stream: url.stream.clone(),
+                    problem: format!(
+                        "replica {} follows stream {:?}, not this one; use another replica file",
+                        replica.display(),
+                        r.stream
+                    ),
+                    fix: None,
+                });
             }
             if r.created != created && r.seq > 0 {
-                return Err(Error::Config(format!(
-                    "stream {:?} was deleted and created again since replica {} last read it (sequence {}): \
-                     what it applied cannot be placed in the new stream; delete the replica to follow the new \
-                     stream from its start",
-                    url.stream,
-                    replica.display(),
-                    r.seq
-                )));
+                return Err(Error::Stream {
+                    stream: url.stream.clone(),
+                    problem: format!(
+                        "deleted and created again since replica {} last read it (sequence {}): what it applied \
+                         cannot be placed in the new stream; delete the replica to follow the new stream from its start",
+                        replica.display(),
+                        r.seq
+                    ),
+                    fix: None,
+                });
             }
         }
         let mut record = record.unwrap_or(Record { stream: url.stream.clone(), ..Record::default() });
@@ -200,27 +193,17 @@ impl Follower {
             replica: target,
             replica_path: replica.into(),
             durable,
-            working: committed.clone(),
-            committed,
+            tx: Transactions::new(committed),
             last: record.seq,
             record,
             source,
-            dirty: false,
-            buffered: Vec::new(),
-            warned: HashSet::new(),
-            stop: options.stop.clone(),
+            stop,
             disconnected,
             options,
             applied: 0,
             synced: Instant::now(),
             outage: None,
         })
-    }
-
-    /// A flag that stops [`Follower::run`] at the next message (or within
-    /// a second when none comes).
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
     }
 
     /// The durable consumer's name.
@@ -244,26 +227,20 @@ impl Follower {
     /// was applied since the last commit point is discarded and read
     /// again. Returns the number of changes and bootstrap rows applied.
     pub fn run(&mut self) -> Result<u64> {
-        let mut backoff = Duration::from_millis(100);
-        while !self.stop.load(Ordering::Relaxed) {
+        while !self.stop.is_stopped() {
             match self.read() {
                 Ok(Outcome::Stopped | Outcome::CaughtUp) => break,
                 Err(e) if e.is_transient() => {
                     self.rollback()?;
-                    if self.outage.is_none() {
-                        tracing::warn!(stream = %self.url.stream, "{e}; waiting, then reading again from the last commit point");
-                        self.outage = Some(Instant::now());
-                    }
-                    std::thread::sleep(backoff.mul_f64(0.5 + fastrand::f64() / 2.0));
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let stream = format!("stream {}", self.url.stream);
+                    let outage = self.outage.get_or_insert_with(|| Outage::start(&e, &stream));
+                    let delay = outage.next_delay(RETRY);
+                    self.stop.sleep(delay);
                 }
                 Err(e) => {
                     self.rollback()?;
                     return Err(e);
                 }
-            }
-            if self.outage.is_none() {
-                backoff = Duration::from_millis(100);
             }
         }
         self.rollback()?;
@@ -272,10 +249,8 @@ impl Follower {
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.buffered.clear();
+        self.tx.rollback();
         self.replica.rollback()?;
-        self.working = self.committed.clone();
-        self.dirty = false;
         self.last = self.record.seq;
         Ok(())
     }
@@ -297,7 +272,8 @@ impl Follower {
                 stream = %self.url.stream,
                 first,
                 "the stream no longer starts at its first message (retention removed the start): tables whose \
-                 bootstrap is gone wait for a new one (restart the publisher with --bootstrap always)"
+                 bootstrap is gone wait for a new one ({})",
+                crate::fix::Fix::Republish
             );
         }
         if self.options.once && last_in_stream < from {
@@ -312,7 +288,7 @@ impl Follower {
             .block_on(consumer.stream().max_messages_per_batch(1000).heartbeat(Duration::from_secs(5)).messages())
             .map_err(|e| self.url.unavailable("subscribing", e))?;
         loop {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop.is_stopped() {
                 return Ok(Outcome::Stopped);
             }
             if self.synced.elapsed() > Duration::from_secs(1) {
@@ -370,8 +346,8 @@ impl Follower {
                 Ok(Some(Ok(batch))) => batch,
             };
             idle_since = Instant::now();
-            if let Some(since) = self.outage.take() {
-                tracing::info!(stream = %self.url.stream, after = ?since.elapsed(), "the NATS server answers again");
+            if let Some(outage) = self.outage.take() {
+                outage.end(&format!("stream {}", self.url.stream));
             }
             for message in batch {
                 let (seq, pending) = {
@@ -447,27 +423,31 @@ impl Follower {
         if found.as_deref() == Some(id.as_str()) {
             return Ok(());
         }
-        Err(Error::Config(format!(
-            "stream {:?} no longer holds, at sequence {seq}, the commit point replica {} applied last: the server \
-             lost acknowledged messages (a crash with JetStream's default sync_interval) or the stream was restored \
-             from an older backup. To reseed: delete the replica, restart the publisher with --bootstrap always, \
-             start this follower again",
-            self.url.stream,
-            self.replica_path.display()
-        )))
+        Err(Error::Stream {
+            stream: self.url.stream.clone(),
+            problem: format!(
+                "no longer holds, at sequence {seq}, the commit point replica {} applied last: the server lost \
+                 acknowledged messages (a crash with JetStream's default sync_interval) or the stream was restored \
+                 from an older backup",
+                self.replica_path.display()
+            ),
+            fix: Some(crate::fix::Fix::Refollow { replica: self.replica_path.clone() }),
+        })
     }
 
     /// Messages `from..first` are needed and gone.
     fn gap(&self, from: u64, first: u64) -> Error {
-        Error::Config(format!(
-            "stream {:?} no longer holds messages {from} to {} that replica {} needs (removed by the stream's \
-             retention while this follower was behind); the replica is left as of sequence {}. To reseed it: \
-             delete the replica, restart the publisher with --bootstrap always, start this follower again",
-            self.url.stream,
-            first - 1,
-            self.replica_path.display(),
-            from - 1
-        ))
+        Error::Stream {
+            stream: self.url.stream.clone(),
+            problem: format!(
+                "no longer holds messages {from} to {} that replica {} needs (removed by the stream's retention \
+                 while this follower was behind); the replica is left as of sequence {}",
+                first - 1,
+                self.replica_path.display(),
+                from - 1
+            ),
+            fix: Some(crate::fix::Fix::Refollow { replica: self.replica_path.clone() }),
+        }
     }
 
     /// A message after a jump in sequence: other tables' messages (with
@@ -501,12 +481,9 @@ impl Follower {
                 // within the duplicate window sends them again under the
                 // same ids, which the server drops.
                 self.replica.rollback()?;
-                self.working = self.committed.clone();
-                self.dirty = false;
                 let source = filtered(source, &self.options.tables);
                 let state = unfollowed_forgotten(self.replica.open(&source)?.unwrap_or_default(), &source);
-                self.committed = state.clone();
-                self.working = state;
+                self.tx.schema(state);
                 self.source = Some(source);
                 self.record.source = Some(json);
                 Ok(false)
@@ -533,147 +510,50 @@ impl Follower {
                 self.event(event, &log_id)?;
                 Ok(false)
             }
-            "debezium" => Err(Error::Config(format!(
-                "stream {:?} carries Debezium envelopes (published with format=debezium); a follower needs \
-                 format bincode or json",
-                self.url.stream
-            ))),
+            "debezium" => Err(Error::Stream {
+                stream: self.url.stream.clone(),
+                problem: "carries Debezium envelopes (published with format=debezium); a follower needs format \
+                          bincode or json"
+                    .into(),
+                fix: None,
+            }),
             _ => Err(self.bad(seq, &format!("unknown kind {kind:?}"))),
         }
     }
 
     fn bad(&self, seq: u64, why: &str) -> Error {
-        Error::Config(format!("stream {:?}, message {seq}: {why}", self.url.stream))
+        Error::Stream { stream: self.url.stream.clone(), problem: format!("message {seq}: {why}"), fix: None }
     }
 
     /// One event: applied when the replica holds its table at a position
-    /// before it (or is being reseeded), skipped otherwise.
+    /// before it (or is being reseeded), held until its commit point (a
+    /// change), or skipped.
     fn event(&mut self, event: Event, log_id: &str) -> Result<()> {
         let Some(source) = &self.source else { return Ok(()) };
-        let table = event.table().to_string();
-        if !source.tables.iter().any(|t| t.desc.name == table) {
+        if !source.tables.iter().any(|t| *t.desc.name == *event.table()) {
             return Ok(());
         }
-        if log_id != self.working.log_id {
-            if !self.working.log_id.is_empty() {
-                tracing::warn!(
-                    from = %self.working.log_id, to = %log_id,
-                    "the stream now carries another source log (a restored or different source): every table waits for its bootstrap"
-                );
-            }
-            self.working = DeliveryState::empty(log_id);
-            self.buffered.clear();
-        }
-        let event = match event {
-            Event::Change(c) => {
-                self.buffered.push(c);
-                self.dirty = true;
-                return Ok(());
-            }
-            other => other,
-        };
-        let apply = match &event {
-            Event::BootstrapBegin { .. } => {
-                self.working.forget(&table);
-                self.working.set_seeding(&table);
-                self.warned.remove(&table);
-                true
-            }
-            Event::Bootstrap { .. } => self.working.table(&table) == Some(TableState::Seeding),
-            Event::BootstrapEnd { .. } => {
-                let seeding = self.working.table(&table) == Some(TableState::Seeding);
-                if seeding {
-                    // Live from the bootstrap's cut, which the commit
-                    // point's state names; changes after this are past it.
-                    self.working.forget(&table);
-                    self.working.set_live(&table, 0);
-                }
-                seeding
-            }
-            Event::Change(_) => false, // held above
-        };
-        if let Event::BootstrapBegin { .. } = &event {
-            // Changes of an earlier attempt at this table's bootstrap:
-            // the new one supersedes them, and its changes follow it.
-            self.buffered.retain(|c| *c.table != *table);
-        }
-        if apply {
+        if let Some(event) = self.tx.event(event, log_id) {
             self.replica.apply(std::slice::from_ref(&event))?;
-            self.dirty = true;
             self.applied += 1;
         }
         Ok(())
     }
 
-    /// The changes of the open transaction, in log order. They are held
-    /// until its commit point because the stream may carry them out of
-    /// order: when the server goes away mid-transaction, messages sent on
-    /// the lost connection are gone while later ones, queued by the client
-    /// and sent on the next connection, are stored; the publisher then
-    /// sends the whole transaction again, and only the lost ones are new.
-    /// Sorted by log position (a change sent twice is one), each is applied
-    /// only to a table the replica holds at a position before it.
-    fn apply_buffered(&mut self, upto: i64) -> Result<()> {
-        let mut changes = std::mem::take(&mut self.buffered);
-        // The latest copy of a position first (after a rewound source, the
-        // position's change sent last is the current one), then in order.
-        changes.reverse();
-        changes.sort_by_key(|c| c.seq);
-        changes.dedup_by_key(|c| c.seq);
-        // Changes past this commit point belong to a later one (sent
-        // before a failure, and not sent again by the server's duplicate
-        // window): held for it.
-        let later = changes.partition_point(|c| c.seq <= upto);
-        self.buffered = changes.split_off(later);
-        for c in changes {
-            let table = c.table.to_string();
-            match self.working.live_position(&table) {
-                Some(p) if c.seq > p => {
-                    self.working.set_live(&table, c.seq);
-                    self.replica.apply(&[Event::Change(c)])?;
-                    self.applied += 1;
-                }
-                Some(_) => {} // sent again; already applied
-                None => {
-                    if self.working.table(&table).is_none() && self.warned.insert(table.clone()) {
-                        tracing::warn!(
-                            table = %table,
-                            "the replica does not hold this table and the stream holds no bootstrap of it from here: \
-                             its changes are skipped until one comes (restart the publisher with --bootstrap always)"
-                        );
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// A commit point: the replica's state is the publisher's for what
-    /// this replica holds (a table it skipped stays unheld), stored with
-    /// the stream sequence in one transaction.
+    /// A commit point: the held changes up to it applied, the replica's
+    /// state stored with the stream sequence, in one transaction.
     fn commit(&mut self, published: &DeliveryState, seq: u64, id: Option<String>) -> Result<()> {
-        self.apply_buffered(published.position)?;
-        let mut state = self.working.clone();
-        if state.log_id != published.log_id {
-            state = DeliveryState::empty(&published.log_id);
-        }
-        state.position = published.position;
-        state.anchor = published.anchor;
-        state.layout = published.layout.clone();
-        let tables: Vec<String> = state.tables.keys().cloned().collect();
-        for table in tables {
-            if let (Some(_), Some(at)) = (state.live_position(&table), published.live_position(&table)) {
-                state.set_live(&table, at);
-            }
+        let (changes, state) = self.tx.commit_point(published);
+        for c in changes {
+            self.replica.apply(&[Event::Change(c)])?;
+            self.applied += 1;
         }
         let record = Record { seq, commit_id: id, ..self.record.clone() };
         let write = |conn: &Connection| write_record(conn, &record);
         self.replica.commit_with(&state, &write)?;
         tracing::debug!(seq, position = state.position, "committed");
         self.record = record;
-        self.committed = state.clone();
-        self.working = state;
-        self.dirty = !self.buffered.is_empty();
+        self.tx.committed(state);
         Ok(())
     }
 }
@@ -697,55 +577,6 @@ fn filtered(mut source: Source, tables: &[String]) -> Source {
         source.tables.retain(|t| tables.iter().any(|n| *n == t.desc.name));
     }
     source
-}
-
-/// `replica-<hash of host and replica path>`: one durable consumer per
-/// replica file and host.
-fn default_durable(replica: &Path) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .unwrap_or_default();
-    let path = crate::lock::resolved(replica);
-    let key = format!("{}\0{}", host.trim(), path.display());
-    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    format!("replica-{hash:016x}")
-}
-
-fn read_record(conn: &Connection) -> Result<Option<Record>> {
-    let exists: bool =
-        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [FOLLOW_TABLE], |r| {
-            r.get::<_, i64>(0).map(|n| n > 0)
-        })?;
-    if !exists {
-        return Ok(None);
-    }
-    let sql = format!("SELECT stream, stream_created, stream_seq, source, commit_id FROM {FOLLOW_TABLE} WHERE id = 1");
-    Ok(conn
-        .query_row(&sql, [], |r| {
-            Ok(Record {
-                stream: r.get(0)?,
-                created: r.get(1)?,
-                seq: r.get::<_, i64>(2)? as u64,
-                source: r.get(3)?,
-                commit_id: r.get(4)?,
-            })
-        })
-        .optional()?)
-}
-
-fn write_record(conn: &Connection, r: &Record) -> Result<()> {
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {FOLLOW_TABLE}(id INTEGER PRIMARY KEY CHECK (id = 1), stream TEXT NOT NULL, \
-         stream_created TEXT NOT NULL, stream_seq INTEGER NOT NULL, source TEXT, commit_id TEXT, updated_at TEXT)"
-    ))?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO {FOLLOW_TABLE}(id, stream, stream_created, stream_seq, source, commit_id, updated_at) \
-         VALUES(1, ?1, ?2, ?3, ?4, ?5, CURRENT_TIMESTAMP) ON CONFLICT(id) DO UPDATE SET stream = excluded.stream, \
-         stream_created = excluded.stream_created, stream_seq = excluded.stream_seq, source = excluded.source, \
-         commit_id = excluded.commit_id, updated_at = excluded.updated_at"
-    ))?
-    .execute(params![r.stream, r.created, r.seq as i64, r.source, r.commit_id])?;
-    Ok(())
 }
 
 impl std::fmt::Debug for Follower {

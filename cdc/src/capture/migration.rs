@@ -1,0 +1,104 @@
+//! Migration windows (`cdc-setup migrate`): capture's triggers dropped so
+//! the application's DDL runs as if capture were not there, then attached
+//! again with a reseed.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+use cdc_schema::log::META_TABLE;
+use cdc_schema::quote_ident;
+
+use super::install::{Installed, detach_in, install_one};
+use crate::db::{classify, path_of};
+use crate::error::{Error, Result};
+use crate::log::{Registered, is_initialised, registry};
+use crate::schema::describe;
+
+/// The `_cdc_meta` key that marks a migration window.
+const MIGRATION_KEY: &str = "migration";
+
+/// A migration window that is open: when it began and the tables whose
+/// capture it paused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Migration {
+    /// When the window opened (UTC, `YYYY-MM-DD HH:MM:SS`).
+    pub started: String,
+    /// The tables whose capture is paused until the window closes.
+    pub tables: Vec<String>,
+}
+
+/// The open migration window, if any.
+pub fn migration(conn: &Connection) -> Result<Option<Migration>> {
+    if !is_initialised(conn)? {
+        return Ok(None);
+    }
+    let sql = format!("SELECT value FROM {} WHERE key = ?1", quote_ident(META_TABLE));
+    let text: Option<String> = conn.query_row(&sql, [MIGRATION_KEY], |r| r.get(0)).optional()?;
+    Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
+}
+
+/// Opens a migration window: drops every capture trigger, so that the
+/// application's own DDL runs as if capture were not there (`ALTER TABLE
+/// ... DROP COLUMN` fails while a trigger names the column), and records
+/// which tables were captured. Writes made during the window are not
+/// logged; [`finish_migration`] makes every consumer reseed those tables.
+pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    if let Some(open) = migration(&tx)? {
+        return Err(Error::MigrationOpen { db: path, since: open.started });
+    }
+    let active: Vec<Registered> = registry(&tx)?.into_iter().filter(|r| r.active).collect();
+    if active.is_empty() {
+        return Err(Error::NothingCaptured(path.clone()));
+    }
+    for r in &active {
+        for sql in r.desc.drop_triggers() {
+            tx.execute(&sql, [])?;
+        }
+    }
+    let started: String = tx.query_row("SELECT datetime('now')", [], |r| r.get(0))?;
+    let window = Migration { started, tables: active.iter().map(|r| r.desc.name.to_string()).collect() };
+    tx.execute(
+        &format!("INSERT INTO {}(key, value) VALUES(?1, ?2)", quote_ident(META_TABLE)),
+        params![MIGRATION_KEY, serde_json::to_string(&window)?],
+    )?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(window)
+}
+
+/// What closing a migration window did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finished {
+    /// Tables captured again (each reseeded by every consumer).
+    pub attached: Vec<Installed>,
+    /// Tables that no longer exist under their name (dropped or renamed):
+    /// capture was removed from them.
+    pub gone: Vec<String>,
+}
+
+/// Closes the migration window: re-attaches capture to every table it
+/// paused that still exists (with its new layout; a marker in the log
+/// makes every consumer reseed it, so nothing written during the window
+/// is lost), and removes capture from the ones that are gone.
+pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    let Some(window) = migration(&tx)? else {
+        return Err(Error::NoMigration(path));
+    };
+    let mut done = Finished { attached: Vec::new(), gone: Vec::new() };
+    for table in &window.tables {
+        match describe(&tx, table) {
+            Ok(_) => done.attached.push(install_one(&tx, table, None, true)?),
+            Err(Error::UnknownTable(_)) => {
+                detach_in(&tx, table)?;
+                done.gone.push(table.clone());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    tx.execute(&format!("DELETE FROM {} WHERE key = ?1", quote_ident(META_TABLE)), [MIGRATION_KEY])?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(done)
+}

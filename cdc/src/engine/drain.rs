@@ -1,0 +1,284 @@
+//! One drain: refresh the source, plan, deliver or bootstrap, commit;
+//! and the retries around it, by what each failure means.
+
+use super::config::{Drained, OnRewind};
+use super::plan;
+use super::source::{Refresh, named};
+use super::{BootstrapMode, Engine, deliver};
+use crate::error::{Error, Result};
+use crate::log;
+use crate::retry::Outage;
+use crate::state::DeliveryState;
+use crate::target::Target;
+
+/// How many times in a row a drain is planned again because the source's
+/// schema changed under it, before its error counts.
+const SCHEMA_RACES: u32 = 20;
+
+impl Engine {
+    /// Delivers everything visible now (bootstrapping first what the target
+    /// does not hold), retrying a failing target with backoff, and waiting
+    /// out a source locked by the application. An acknowledgement deferred
+    /// meanwhile is made before returning (waiting for the lock as an
+    /// application would).
+    pub fn drain(&mut self, target: &mut dyn Target) -> Result<Drained> {
+        let drained = self.drain_with_retries(target)?;
+        // Owed (batched, or deferred because the source was busy): made
+        // now, waiting for the lock as an application would.
+        while self.acks.due.is_some() && !self.waker.is_stopped() {
+            if !self.acknowledge(target, true)? {
+                tracing::warn!(db = %self.source.path.display(), "the source stayed locked (or was replaced); its record of this consumer lags until the next run");
+                break;
+            }
+        }
+        Ok(drained)
+    }
+
+    pub(super) fn drain_with_retries(&mut self, target: &mut dyn Target) -> Result<Drained> {
+        let mut attempt = 0;
+        let mut outage: Option<Outage> = None;
+        loop {
+            let failure = match self.drain_attempt(target) {
+                Ok(drained) => {
+                    if let Some(outage) = outage {
+                        outage.end(&self.source.path.display().to_string());
+                    }
+                    self.record(&drained);
+                    return Ok(drained);
+                }
+                Err(failure) => failure,
+            };
+            self.stats.failed(failure.kind());
+            let _ = target.rollback();
+            let delay = match failure {
+                // The application holds the source's write lock (a long
+                // transaction, a checkpoint), a target is down, a disk is
+                // full: wait, without limit, saying so once; nothing is lost.
+                Failure::Source(e) | Failure::Target(e) if e.is_transient() => {
+                    let what = self.source.path.display().to_string();
+                    outage.get_or_insert_with(|| Outage::start(&e, &what)).next_delay(self.settings.retry)
+                }
+                Failure::Source(e) => {
+                    // A table renamed or dropped between the plan and its
+                    // read (a migration's temporary table, say): the schema
+                    // moved, not the file broke. Plan again.
+                    // Or the file was replaced mid-read (what the old
+                    // connection read through the shared WAL may look
+                    // damaged): the next attempt reopens the path.
+                    if attempt < SCHEMA_RACES && (self.source.replaced() || self.source.schema_moved()) {
+                        attempt += 1;
+                        tracing::debug!(error = %e, "the schema changed or the file was replaced during the drain; planning again");
+                        continue;
+                    }
+                    return Err(named(e, &self.source.path));
+                }
+                Failure::Moved(what) if attempt < SCHEMA_RACES => {
+                    attempt += 1;
+                    tracing::debug!("{what}; planning again");
+                    continue;
+                }
+                Failure::Moved(what) => {
+                    let (db, what) = (self.source.path.clone(), what.to_string());
+                    return Err(Error::SchemaUnsettled { db, what, tries: SCHEMA_RACES });
+                }
+                // The replica refused one table's change (a constraint the
+                // source did not enforce, say): reseed that table, once;
+                // the others keep flowing. Said in one line by the
+                // bootstrap that follows.
+                Failure::Target(Error::ReplicaRefused { table, message, .. }) if !self.refused.contains_key(&table) => {
+                    self.refused.insert(table, message);
+                    continue;
+                }
+                Failure::Target(e) if e.is_permanent() => return Err(e),
+                // Neither known to pass nor known to last (a custom
+                // target's own error): retried a bounded number of times.
+                Failure::Target(e) => {
+                    attempt += 1;
+                    let retry = self.settings.retry;
+                    if attempt > retry.attempts {
+                        return Err(Error::GaveUp { attempts: attempt, last: Box::new(e) });
+                    }
+                    let delay = retry.jittered(attempt);
+                    tracing::warn!(attempt, ?delay, error = %e, "target failed; retrying from the last commit");
+                    delay
+                }
+            };
+            if !self.waker.sleep(delay) {
+                let position = self.position().unwrap_or(0);
+                return Ok(Drained { position, stopped: true, ..Drained::default() });
+            }
+        }
+    }
+
+    pub(super) fn drain_attempt(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
+        match self.source.refresh()? {
+            Refresh::Same => {}
+            // Another file, other tables, other indexes: the target learns
+            // the new description (a replica creates what is missing,
+            // rebuilds what changed, copies plain indexes).
+            Refresh::Reopened | Refresh::SchemaChanged => {
+                // A target without state of its own goes on from what it
+                // was given, not from the source's record of it (which may
+                // lag by an acknowledgement interval): nothing is sent twice.
+                self.kept = self.target.take().filter(|c| !c.owned).map(|c| c.state);
+            }
+        }
+        self.connect(target)?;
+        // The tables were checked at one schema cookie: one that moved
+        // since (a trigger created, a VACUUM) is checked first.
+        if self.source.schema_moved() {
+            return Err(Failure::Moved("the schema changed while the tables were checked"));
+        }
+        let conn = &self.source.conn;
+        let layout = self.source.layout(conn)?;
+        let plan = plan::make(
+            conn,
+            &self.source,
+            &self.target.as_ref().expect("connected above").state,
+            self.settings.bootstrap,
+            !self.always_done,
+            &self.refused,
+            &layout,
+        )?;
+        let connected = self.target.as_ref().expect("connected above");
+        let mut state = connected.state.clone();
+        if let Some(reason) = &plan.reset {
+            match self.settings.on_rewind {
+                OnRewind::Stop => {
+                    return Err(Failure::Source(Error::Rewound { db: self.source.path.clone(), what: reason.clone() }));
+                }
+                OnRewind::Reseed => {
+                    tracing::warn!(db = %self.source.path.display(), "{reason}; bootstrapping every followed table again");
+                    state = DeliveryState::empty(&self.source.log_id);
+                }
+            }
+        }
+        if state.log_id.is_empty() {
+            state.log_id = self.source.log_id.clone();
+        }
+        for (table, position) in &plan.adopt {
+            state.set_live(table, *position);
+        }
+        self.look(&state, plan.high_water)?;
+        let drained = if plan.bootstrap.is_empty() {
+            state.layout = Some(layout);
+            self.deliver_changes(target, state, plan.high_water)?
+        } else {
+            self.bootstrap(target, state, &plan, &layout)?
+        };
+        if !drained.stopped {
+            if self.settings.bootstrap == BootstrapMode::Always {
+                self.always_done = true;
+            }
+            for (table, _) in &plan.bootstrap {
+                self.refused.remove(table.desc.name.as_ref());
+            }
+        }
+        Ok(drained)
+    }
+
+    /// Delivers the log up to `high_water` to tables that are all live.
+    /// `state` is the target's, possibly with tables just adopted.
+    pub(super) fn deliver_changes(
+        &mut self,
+        target: &mut dyn Target,
+        mut state: DeliveryState,
+        high_water: i64,
+    ) -> Result<Drained, Failure> {
+        let positions = plan::live_positions(&self.source, &state);
+        let from = positions.values().copied().min().unwrap_or(high_water);
+        let mut drained = Drained { position: state.position, ..Drained::default() };
+        if high_water <= from {
+            if self.target.as_ref().is_some_and(|c| c.state != state) {
+                self.commit(target, state)?;
+            }
+            return Ok(drained);
+        }
+        // The log is read in several short reads (no long read
+        // transaction). Were the file restored from a backup between them,
+        // the entry at the high-water mark would change: checked again
+        // before the target commits.
+        let anchor = log::anchor(&self.source.conn, high_water)?;
+        let delivered = deliver::log(
+            &self.source.conn,
+            &mut self.reader,
+            &positions,
+            (from, high_water),
+            self.settings.batch_size,
+            &self.waker,
+            target,
+        )?;
+        let Some(changes) = delivered else {
+            target.rollback().map_err(Failure::Target)?;
+            drained.stopped = true;
+            return Ok(drained);
+        };
+        if log::anchor(&self.source.conn, high_water)? != anchor {
+            tracing::warn!(db = %self.source.path.display(), "the log changed while it was read (restored from a backup?); reading it again");
+            target.rollback().map_err(Failure::Target)?;
+            return Ok(drained);
+        }
+        // A VACUUM while the log was read renumbers rowids the changes
+        // name: never commit across one.
+        let now = self.source.layout(&self.source.conn)?;
+        if self.layout_breaks(state.layout.as_deref().unwrap_or_default(), &now) {
+            return Err(Failure::Moved("the source file or its schema changed while its log was read"));
+        }
+        for table in positions.keys() {
+            state.set_live(table, high_water);
+        }
+        state.advance(high_water, anchor);
+        self.commit(target, state)?;
+        drained.changes = changes;
+        drained.position = high_water;
+        Ok(drained)
+    }
+
+    /// Whether moving from layout `then` to `now` breaks delivery: another
+    /// file, or another schema cookie. Any schema change may void what was
+    /// read since the tables were checked: a `VACUUM` renumbers the rowids
+    /// of tables without a key, and a trigger created meanwhile may fire
+    /// before capture's (so changes logged after it may be stale until
+    /// capture is attached in front of it again, see
+    /// [`crate::capture::drift`]). The drain is then planned again, from
+    /// a fresh check of the tables.
+    pub(super) fn layout_breaks(&self, then: &str, now: &str) -> bool {
+        then != now
+    }
+}
+
+/// Where a failure came from: transient ones are retried without limit,
+/// other target failures a bounded number of times, other source ones
+/// not; `Moved`: the source's file or schema moved during the drain, which
+/// is planned again.
+pub(crate) enum Failure {
+    Source(Error),
+    Target(Error),
+    Moved(&'static str),
+}
+
+impl Failure {
+    /// The kind counted in [`Stats`] (see [`crate::StatsSnapshot::errors`]).
+    pub(super) fn kind(&self) -> &'static str {
+        match self {
+            Failure::Source(e) | Failure::Target(e) if e.is_locked() => "locked",
+            Failure::Source(e) | Failure::Target(e) if e.is_transient() => "unavailable",
+            Failure::Target(Error::ReplicaRefused { .. }) => "refused",
+            Failure::Target(_) => "target",
+            Failure::Source(_) => "source",
+            Failure::Moved(_) => "moved",
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Source(e)
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Source(e.into())
+    }
+}
