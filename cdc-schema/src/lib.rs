@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bookkeeping;
 mod compat;
 mod fingerprint;
 mod ident;

@@ -15,6 +15,108 @@ pub const OWNED_TABLE: &str = "_cdc_replica_tables";
 /// A replica's record of the NATS stream it follows.
 pub const FOLLOW_TABLE: &str = "_cdc_follow";
 
+/// The replica's bookkeeping statements (parameters as each says).
+pub mod bookkeeping {
+    use super::{FOLLOW_TABLE, OWNED_TABLE, STATE_TABLE};
+    use crate::quote_ident;
+
+    /// `CREATE TABLE` of the state table (one row).
+    pub fn create_state_sql() -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}(id INTEGER PRIMARY KEY CHECK (id = 1), log_id TEXT NOT NULL, \
+             position INTEGER NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+            quote_ident(STATE_TABLE)
+        )
+    }
+
+    /// Writes the state row: log id `?1`, position `?2`, state `?3`.
+    pub fn write_state_sql() -> String {
+        format!(
+            "INSERT INTO {}(id, log_id, position, state) VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
+             log_id = excluded.log_id, position = excluded.position, state = excluded.state, updated_at = CURRENT_TIMESTAMP",
+            quote_ident(STATE_TABLE)
+        )
+    }
+
+    /// The stored delivery state.
+    pub fn read_state_sql() -> String {
+        format!("SELECT state FROM {} WHERE id = 1", quote_ident(STATE_TABLE))
+    }
+
+    /// The source log ids a file is a replica of.
+    pub fn log_ids_sql() -> String {
+        format!("SELECT log_id FROM {}", quote_ident(STATE_TABLE))
+    }
+
+    /// `CREATE TABLE` of the tables a replica made.
+    pub fn create_owned_sql() -> String {
+        format!("CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY)", quote_ident(OWNED_TABLE))
+    }
+
+    /// Records that the replica made table `?1`.
+    pub fn own_sql() -> String {
+        format!("INSERT OR IGNORE INTO {}(name) VALUES(?1)", quote_ident(OWNED_TABLE))
+    }
+
+    /// Forgets that the replica made table `?1`.
+    pub fn disown_sql() -> String {
+        format!("DELETE FROM {} WHERE name = ?1", quote_ident(OWNED_TABLE))
+    }
+
+    /// The tables a replica made.
+    pub fn owned_sql() -> String {
+        format!("SELECT name FROM {}", quote_ident(OWNED_TABLE))
+    }
+
+    /// `CREATE TABLE` of a follower's record (one row).
+    pub fn create_follow_sql() -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}(id INTEGER PRIMARY KEY CHECK (id = 1), stream TEXT NOT NULL, \
+             stream_created TEXT NOT NULL, stream_seq INTEGER NOT NULL, source TEXT, commit_id TEXT, updated_at TEXT)",
+            quote_ident(FOLLOW_TABLE)
+        )
+    }
+
+    /// A follower's record: stream, its creation time, sequence, source
+    /// description, last commit message id.
+    pub fn read_follow_sql() -> String {
+        format!(
+            "SELECT stream, stream_created, stream_seq, source, commit_id FROM {} WHERE id = 1",
+            quote_ident(FOLLOW_TABLE)
+        )
+    }
+
+    /// Writes a follower's record: `?1` to `?5` as [`read_follow_sql`] reads them.
+    pub fn write_follow_sql() -> String {
+        format!(
+            "INSERT INTO {}(id, stream, stream_created, stream_seq, source, commit_id, updated_at) \
+             VALUES(1, ?1, ?2, ?3, ?4, ?5, CURRENT_TIMESTAMP) ON CONFLICT(id) DO UPDATE SET stream = excluded.stream, \
+             stream_created = excluded.stream_created, stream_seq = excluded.stream_seq, source = excluded.source, \
+             commit_id = excluded.commit_id, updated_at = excluded.updated_at",
+            quote_ident(FOLLOW_TABLE)
+        )
+    }
+
+    /// `DROP TABLE IF EXISTS` of `table`.
+    pub fn drop_table_sql(table: &str) -> String {
+        format!("DROP TABLE IF EXISTS {}", quote_ident(table))
+    }
+
+    /// `DROP INDEX` of `index`.
+    pub fn drop_index_sql(index: &str) -> String {
+        format!("DROP INDEX {}", quote_ident(index))
+    }
+
+    /// The log's high-water mark and the schema cookie of the source
+    /// attached as `schema`.
+    pub fn attached_cut_sql(schema: &str) -> (String, String) {
+        (
+            format!("SELECT coalesce(max(seq), 0) FROM {schema}.{}", quote_ident(crate::LOG_TABLE)),
+            format!("PRAGMA {schema}.schema_version"),
+        )
+    }
+}
+
 use crate::ident::quote_ident;
 use crate::table::TableDesc;
 

@@ -158,8 +158,7 @@ pub fn replica_of(conn: &Connection) -> Result<Vec<String>> {
     if !table_exists(conn, cdc_schema::replica::STATE_TABLE)? {
         return Ok(Vec::new());
     }
-    let mut stmt =
-        conn.prepare(&format!("SELECT log_id FROM {}", cdc_schema::quote_ident(cdc_schema::replica::STATE_TABLE)))?;
+    let mut stmt = conn.prepare(&cdc_schema::replica::bookkeeping::log_ids_sql())?;
     let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(ids)
 }

@@ -4,11 +4,8 @@
 //! `sqlite3` module, each in its own process.
 
 mod apply;
-mod bulk;
 mod busy;
-mod capture;
 mod debezium;
-mod engine;
 mod ground;
 mod nats;
 mod replicator;

@@ -3,10 +3,10 @@
 use rusqlite::{Connection, TransactionBehavior, params};
 use serde::Serialize;
 
-use cdc_schema::log::{META_TABLE, TABLES_TABLE, drop_internal_ddl, insert_marker_sql, internal_ddl};
-use cdc_schema::{Against, InsertImage, TableDesc, mismatches, quote_ident};
+use cdc_schema::bookkeeping as sql;
+use cdc_schema::log::{drop_internal_ddl, insert_marker_sql, internal_ddl};
+use cdc_schema::{Against, InsertImage, TableDesc, mismatches};
 
-use super::migration::migration;
 use super::{order, upgrade};
 use crate::db::{classify, path_of};
 use crate::error::{Error, Result};
@@ -97,14 +97,9 @@ pub(super) fn install_one(
     for sql in desc.create_triggers_with(inserts) {
         conn.execute(&sql, [])?;
     }
-    let registry = quote_ident(TABLES_TABLE);
-    conn.execute(&format!("UPDATE {registry} SET active = 0 WHERE name = ?1 COLLATE NOCASE"), [&table])?;
+    conn.execute(&sql::deactivate_table_sql(), [&table])?;
     conn.execute(
-        &format!(
-            "INSERT INTO {registry}(tid, name, fingerprint, description, active, reread) VALUES(?1, ?2, ?3, ?4, 1, ?5) \
-             ON CONFLICT(tid) DO UPDATE SET name = excluded.name, fingerprint = excluded.fingerprint, \
-             description = excluded.description, active = 1, reread = excluded.reread"
-        ),
+        &sql::register_sql(),
         params![tid, table, fingerprint, serde_json::to_string(&desc)?, inserts == InsertImage::Reread],
     )?;
     if marker {
@@ -112,13 +107,7 @@ pub(super) fn install_one(
         // in the log: a marker row records where capture (re)started, and
         // a consumer live from before it must reseed the table.
         conn.execute(&insert_marker_sql(), [tid])?;
-        conn.execute(
-            &format!(
-                "INSERT INTO {}(key, value) VALUES(?1, last_insert_rowid()) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                quote_ident(META_TABLE)
-            ),
-            [since_key(&table)],
-        )?;
+        conn.execute(&sql::set_meta_to_last_row_sql(), [since_key(&table)])?;
     }
     Ok(match previous {
         None => Installed::New { table },
@@ -227,17 +216,15 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>, force: bool) 
             })
             .collect::<Result<_>>()?,
     };
-    let registry_table = quote_ident(TABLES_TABLE);
     for r in &targets {
         for sql in r.desc.drop_triggers() {
             tx.execute(&sql, [])?;
         }
-        tx.execute(&format!("UPDATE {registry_table} SET active = 0 WHERE tid = ?1"), [r.tid])?;
+        tx.execute(&sql::deactivate_layout_sql(), [r.tid])?;
     }
     let removed = targets.iter().map(|r| r.desc.name.to_string()).collect();
     if is_initialised(&tx)? {
-        let still: i64 =
-            tx.query_row(&format!("SELECT count(*) FROM {registry_table} WHERE active = 1"), [], |r| r.get(0))?;
+        let still: i64 = tx.query_row(&sql::active_layouts_sql(), [], |r| r.get(0))?;
         if still == 0 {
             let waiting: Vec<ConsumerStatus> = consumers(&tx)?.into_iter().filter(|c| c.pending > 0).collect();
             if !waiting.is_empty() && !force {
@@ -255,43 +242,12 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>, force: bool) 
     Ok(removed)
 }
 
-/// Removes capture from a table that no longer exists under its name
-/// (dropped, or renamed: a rename carries the triggers along): its
-/// triggers and its registration. Unlike [`uninstall`], never drops the
-/// internal tables, so the log and its consumers stay.
-/// Returns `false`, having done nothing, while a migration window is open.
-pub fn detach(conn: &mut Connection, table: &str) -> Result<bool> {
-    Ok(unless_migrating(conn, |tx| detach_in(tx, table))?.is_some())
-}
-
-/// Attaches (or re-attaches) capture to one table, as [`install`] does,
-/// unless a migration window is open (checked inside the same write
-/// transaction, so a window opened meanwhile is never undone): `None` then.
-pub fn reattach(conn: &mut Connection, table: &str) -> Result<Option<Installed>> {
-    unless_migrating(conn, |tx| install_one(tx, table, None, true))
-}
-
-/// Runs `f` in one write transaction, unless a migration window is open
-/// (checked inside it): `None` then, and nothing written.
-fn unless_migrating<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<Option<T>> {
-    let path = path_of(conn);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
-    if migration(&tx)?.is_some() {
-        return Ok(None);
-    }
-    let cookie = schema_cookie(&tx)?;
-    let done = f(&tx)?;
-    record_own_ddl(&tx, cookie)?;
-    tx.commit().map_err(|e| classify(e, &path))?;
-    Ok(Some(done))
-}
-
 pub(super) fn detach_in(conn: &Connection, table: &str) -> Result<()> {
     for r in registry(conn)?.into_iter().filter(|r| r.active && r.desc.name.eq_ignore_ascii_case(table)) {
         for sql in r.desc.drop_triggers() {
             conn.execute(&sql, [])?;
         }
-        conn.execute(&format!("UPDATE {} SET active = 0 WHERE tid = ?1", quote_ident(TABLES_TABLE)), [r.tid])?;
+        conn.execute(&sql::deactivate_layout_sql(), [r.tid])?;
     }
     Ok(())
 }

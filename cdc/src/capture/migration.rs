@@ -5,14 +5,14 @@
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use cdc_schema::log::META_TABLE;
-use cdc_schema::quote_ident;
+use cdc_schema::bookkeeping as sql;
 
 use super::install::{Installed, detach_in, install_one};
 use crate::db::{classify, path_of};
 use crate::error::{Error, Result};
 use crate::log::{Registered, is_initialised, registry};
 use crate::schema::describe;
+use crate::source::{record_own_ddl, schema_cookie};
 
 /// The `_cdc_meta` key that marks a migration window.
 const MIGRATION_KEY: &str = "migration";
@@ -32,8 +32,7 @@ pub fn migration(conn: &Connection) -> Result<Option<Migration>> {
     if !is_initialised(conn)? {
         return Ok(None);
     }
-    let sql = format!("SELECT value FROM {} WHERE key = ?1", quote_ident(META_TABLE));
-    let text: Option<String> = conn.query_row(&sql, [MIGRATION_KEY], |r| r.get(0)).optional()?;
+    let text: Option<String> = conn.query_row(&sql::meta_sql(), [MIGRATION_KEY], |r| r.get(0)).optional()?;
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?)
 }
 
@@ -59,10 +58,7 @@ pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
     }
     let started: String = tx.query_row("SELECT datetime('now')", [], |r| r.get(0))?;
     let window = Migration { started, tables: active.iter().map(|r| r.desc.name.to_string()).collect() };
-    tx.execute(
-        &format!("INSERT INTO {}(key, value) VALUES(?1, ?2)", quote_ident(META_TABLE)),
-        params![MIGRATION_KEY, serde_json::to_string(&window)?],
-    )?;
+    tx.execute(&sql::set_meta_sql(), params![MIGRATION_KEY, serde_json::to_string(&window)?])?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(window)
 }
@@ -98,7 +94,38 @@ pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
             Err(e) => return Err(e),
         }
     }
-    tx.execute(&format!("DELETE FROM {} WHERE key = ?1", quote_ident(META_TABLE)), [MIGRATION_KEY])?;
+    tx.execute(&sql::delete_meta_sql(), [MIGRATION_KEY])?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(done)
+}
+
+/// Removes capture from a table that no longer exists under its name
+/// (dropped, or renamed: a rename carries the triggers along): its
+/// triggers and its registration. Unlike [`uninstall`], never drops the
+/// internal tables, so the log and its consumers stay.
+/// Returns `false`, having done nothing, while a migration window is open.
+pub fn detach(conn: &mut Connection, table: &str) -> Result<bool> {
+    Ok(unless_migrating(conn, |tx| detach_in(tx, table))?.is_some())
+}
+
+/// Attaches (or re-attaches) capture to one table, as [`install`] does,
+/// unless a migration window is open (checked inside the same write
+/// transaction, so a window opened meanwhile is never undone): `None` then.
+pub fn reattach(conn: &mut Connection, table: &str) -> Result<Option<Installed>> {
+    unless_migrating(conn, |tx| install_one(tx, table, None, true))
+}
+
+/// Runs `f` in one write transaction, unless a migration window is open
+/// (checked inside it): `None` then, and nothing written.
+fn unless_migrating<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<Option<T>> {
+    let path = path_of(conn);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    if migration(&tx)?.is_some() {
+        return Ok(None);
+    }
+    let cookie = schema_cookie(&tx)?;
+    let done = f(&tx)?;
+    record_own_ddl(&tx, cookie)?;
+    tx.commit().map_err(|e| classify(e, &path))?;
+    Ok(Some(done))
 }

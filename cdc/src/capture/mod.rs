@@ -11,6 +11,6 @@ mod status;
 mod upgrade;
 
 pub use drift::{Check, check, drift, verify};
-pub use install::{Installed, detach, install, install_for, install_with, reattach, uninstall};
-pub use migration::{Finished, Migration, finish_migration, migration, start_migration};
+pub use install::{Installed, install, install_for, install_with, uninstall};
+pub use migration::{Finished, Migration, detach, finish_migration, migration, reattach, start_migration};
 pub use status::{Status, TableStatus, status};

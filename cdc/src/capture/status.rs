@@ -4,9 +4,8 @@
 use rusqlite::Connection;
 use serde::Serialize;
 
-use cdc_schema::legacy;
-use cdc_schema::log::{IS_CHANGE, LOG_TABLE};
-use cdc_schema::{InsertImage, quote_ident};
+use cdc_schema::InsertImage;
+use cdc_schema::bookkeeping as sql;
 
 use super::drift::drift;
 use super::migration::{Migration, migration};
@@ -74,19 +73,8 @@ pub fn status(conn: &Connection) -> Result<Status> {
             inserts: r.inserts,
         });
     }
-    let log = quote_ident(LOG_TABLE);
-    let mut changes = format!("SELECT seq FROM {log} WHERE {IS_CHANGE}");
-    if has_legacy(conn)? {
-        changes = format!(
-            "{changes} UNION ALL SELECT seq FROM {} WHERE {}",
-            quote_ident(legacy::LOG_TABLE),
-            legacy::IS_CHANGE
-        );
-    }
     let (log_rows, oldest_seq, newest_seq) =
-        conn.query_row(&format!("SELECT count(*), min(seq), max(seq) FROM ({changes})"), [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
+        conn.query_row(&sql::changes_kept_sql(has_legacy(conn)?), [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let consumers = consumers(conn)?;
     Ok(Status { wal, tables, log_rows, oldest_seq, newest_seq, consumers, migration: migration(conn)? })
 }

@@ -12,9 +12,9 @@
 
 use rusqlite::Connection;
 
+use cdc_schema::bookkeeping as sql;
 use cdc_schema::legacy;
-use cdc_schema::log::{CONSUMERS_TABLE, LOG_TABLE, MARKER_OP, TABLES_TABLE, create_log_sql, kind};
-use cdc_schema::quote_ident;
+use cdc_schema::log::{LOG_TABLE, MARKER_OP, create_log_sql, kind};
 
 use crate::error::Result;
 use crate::log::{LogFormat, log_format, registry_has_reread};
@@ -27,39 +27,33 @@ pub(crate) fn upgrade(conn: &Connection) -> Result<bool> {
     if log_format(conn)? != LogFormat::Format1 {
         return Ok(false);
     }
-    let (log, old) = (quote_ident(LOG_TABLE), quote_ident(legacy::LOG_TABLE));
-    let last: i64 = conn.query_row(&format!("SELECT coalesce(max(seq), 0) FROM {log}"), [], |r| r.get(0))?;
+    let last: i64 = conn.query_row(&sql::max_seq_sql(LOG_TABLE, false), [], |r| r.get(0))?;
     // The triggers name the old log; they are replaced below, and the
     // rename must not fail on them.
     for (name,) in triggers_naming_the_log(conn)? {
-        conn.execute(&format!("DROP TRIGGER {}", quote_ident(&name)), [])?;
+        conn.execute(&sql::drop_trigger_sql(&name), [])?;
     }
-    conn.execute(&format!("ALTER TABLE {log} RENAME TO {old}"), [])?;
+    conn.execute(&sql::log_aside_sql(), [])?;
     conn.execute(&create_log_sql(), [])?;
     if last > 0 {
         // The new log's `seq`s go on after the old ones: SQLite hands out
         // max + 1, and pruning never deletes the newest row.
-        conn.execute(&format!("INSERT INTO {log}(seq, kind) VALUES(?1, ?2)"), [last + 1, kind(0, MARKER_OP)])?;
+        conn.execute(&sql::log_row_at_sql(), [last + 1, kind(0, MARKER_OP)])?;
     }
     if !registry_has_reread(conn)? {
-        conn.execute(
-            &format!("ALTER TABLE {} ADD COLUMN reread INTEGER NOT NULL DEFAULT 0", quote_ident(TABLES_TABLE)),
-            [],
-        )?;
+        conn.execute(&sql::add_reread_sql(), [])?;
     }
     // No consumer needs the old rows: nothing to keep.
-    let consumers: i64 =
-        conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(CONSUMERS_TABLE)), [], |r| r.get(0))?;
+    let consumers: i64 = conn.query_row(&sql::consumer_count_sql(), [], |r| r.get(0))?;
     if consumers == 0 {
-        conn.execute(&format!("DROP TABLE {old}"), [])?;
+        conn.execute(&sql::drop_table_sql(legacy::LOG_TABLE), [])?;
     }
     Ok(true)
 }
 
 /// Capture triggers (`_cdc_…`) of the file.
 fn triggers_naming_the_log(conn: &Connection) -> Result<Vec<(String,)>> {
-    let mut stmt =
-        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE '\\_cdc\\_%' ESCAPE '\\'")?;
+    let mut stmt = conn.prepare(sql::CAPTURE_TRIGGERS)?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?,)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

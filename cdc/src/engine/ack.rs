@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::Engine;
-use super::drain::Failure;
+use super::failure::Failure;
 use crate::error::{Error, Result};
 use crate::source::ack::{Acknowledgement, acknowledge};
 use crate::state::DeliveryState;

@@ -3,7 +3,7 @@
 //! copied by the target itself when its own read of the source is that cut.
 
 use super::config::Drained;
-use super::drain::Failure;
+use super::failure::Failure;
 use super::plan::Plan;
 use super::{Engine, deliver, plan, snapshot};
 use crate::log;

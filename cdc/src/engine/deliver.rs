@@ -11,7 +11,7 @@ use crate::log::LogReader;
 use crate::signal::Waker;
 use crate::target::Target;
 
-use super::drain::Failure;
+use super::failure::Failure;
 
 /// Where each table to deliver stands: a change of table `t` at `seq` is
 /// delivered when `seq > positions[t]`; other tables' changes are skipped.

@@ -18,6 +18,8 @@ mod bootstrap;
 mod config;
 mod deliver;
 mod drain;
+mod failure;
+mod halted;
 mod observe;
 mod pace;
 mod plan;
@@ -31,8 +33,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use config::{BootstrapMode, Drained, EngineBuilder, OnRewind};
+pub use halted::Halted;
 pub use snapshot::Progress;
-pub use tables::Halted;
 
 use crate::error::{Error, Result};
 use crate::lock::{OwnerLock, consumer_lock_path};

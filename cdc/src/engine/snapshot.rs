@@ -13,9 +13,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension};
 
-use cdc_schema::quote_ident;
-
-use super::drain::Failure;
+use super::failure::Failure;
 use crate::event::{Event, Row};
 use crate::log::Registered;
 use crate::signal::Waker;
@@ -66,7 +64,7 @@ pub(crate) fn table(
     let desc = &reg.desc;
     let table: Arc<str> = desc.name.as_ref().into();
     let columns: Arc<[String]> = desc.captured().map(|c| c.name.to_string()).collect();
-    let total: i64 = conn.query_row(&format!("SELECT count(*) FROM {}", quote_ident(&desc.name)), [], |r| r.get(0))?;
+    let total: i64 = conn.query_row(&cdc_schema::bookkeeping::count_sql(&desc.name), [], |r| r.get(0))?;
     let total = total as u64;
     let started = Instant::now();
     let mut report = |rows: u64, done: bool| {

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::tables::Halted;
+use super::halted::Halted;
 use crate::db::{self, Access, classify};
 use crate::error::{Error, Result};
 use crate::lock::FileId;

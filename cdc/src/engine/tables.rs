@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::halted::Halted;
 use super::source::{SourceDb, named, pragma};
 use crate::capture::{self, drift};
 use crate::db::classify;
@@ -11,40 +12,6 @@ use crate::error::{Error, Result};
 use crate::fix::Fix;
 use crate::log::{Registered, select};
 use crate::schema::describe;
-
-/// A followed table whose delivery is stopped because its schema changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Halted {
-    /// The table, as the source names it.
-    pub table: String,
-    /// What stopped it, in one line.
-    pub reason: String,
-    /// What resumes its delivery (or stops following it).
-    pub fix: Fix,
-    /// Capture is paused by an open migration window
-    /// ([`crate::capture::start_migration`]): delivery resumes by itself
-    /// when the window closes.
-    pub migrating: bool,
-}
-
-impl std::fmt::Display for Halted {
-    /// The reason and the fix, in one line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}; {}", self.reason, self.fix)
-    }
-}
-
-impl Halted {
-    /// Says it, at a level that matches: an open migration window is
-    /// expected, a table stopped by a schema change needs an operator.
-    pub(crate) fn announce(&self) {
-        if self.migrating {
-            tracing::warn!("{self}");
-        } else {
-            tracing::error!("{self}");
-        }
-    }
-}
 
 impl SourceDb {
     /// Selects the tables, follows schema changes when asked to, and

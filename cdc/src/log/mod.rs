@@ -7,9 +7,9 @@ mod registry;
 
 use rusqlite::{Connection, OptionalExtension};
 
+use cdc_schema::bookkeeping as sql;
 use cdc_schema::legacy;
-use cdc_schema::log::{CHUNK_WIDTH, IS_CHANGE, LOG_TABLE, TID_OF_KIND};
-use cdc_schema::quote_ident;
+use cdc_schema::log::{CHUNK_WIDTH, LOG_TABLE};
 
 pub use read::{Batch, Layout, LogReader, julian_to_unix_ms, now_ms};
 pub(crate) use registry::registry_has_reread;
@@ -24,14 +24,12 @@ pub fn legacy_high_water(conn: &Connection) -> Result<Option<i64>> {
     if !has_legacy(conn)? {
         return Ok(None);
     }
-    let sql = format!("SELECT max(seq) FROM {}", quote_ident(legacy::LOG_TABLE));
-    Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+    Ok(conn.query_row(&sql::max_seq_sql(legacy::LOG_TABLE, true), [], |r| r.get(0))?)
 }
 
 /// Whether the file keeps a format 1 log from before an upgrade.
 pub fn has_legacy(conn: &Connection) -> Result<bool> {
-    let sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1";
-    Ok(conn.query_row(sql, [legacy::LOG_TABLE], |_| Ok(())).optional()?.is_some())
+    Ok(conn.query_row(sql::TABLE_EXISTS, [legacy::LOG_TABLE], |_| Ok(())).optional()?.is_some())
 }
 
 /// What a consumer lacks of the log.
@@ -49,32 +47,17 @@ pub struct Pending {
 /// What a consumer at `seq` lacks of the log up to `high_water` in the
 /// tables captured as `tids`.
 pub fn pending(conn: &Connection, seq: i64, high_water: i64, tids: &[i64]) -> Result<Pending> {
-    let list = tids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    let log = quote_ident(LOG_TABLE);
-    let current = format!("{IS_CHANGE} AND {TID_OF_KIND} IN ({list})");
-    let count: i64 = conn.query_row(
-        &format!("SELECT count(*) FROM {log} WHERE seq > ?1 AND seq <= ?2 AND {current}"),
-        [seq, high_water],
-        |r| r.get(0),
-    )?;
-    let oldest: Option<i64> = conn
-        .query_row(&format!("SELECT seq FROM {log} WHERE seq > ?1 AND {current} ORDER BY seq LIMIT 1"), [seq], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let mut pending = Pending { changes: count as u64, oldest_seq: oldest, oldest_written_ms: None };
+    let count = |legacy_log: bool| -> Result<(i64, Option<i64>)> {
+        let sql = sql::pending_sql(tids, legacy_log);
+        Ok(conn.query_row(&sql, [seq, high_water], |r| Ok((r.get(0)?, r.get(1)?)))?)
+    };
+    let (changes, oldest_seq) = count(false)?;
+    let mut pending = Pending { changes: changes as u64, oldest_seq, oldest_written_ms: None };
     if has_legacy(conn)? {
-        let old = quote_ident(legacy::LOG_TABLE);
-        let condition = format!("{} AND tid IN ({list})", legacy::IS_CHANGE);
-        let (count, first): (i64, Option<i64>) = conn.query_row(
-            &format!("SELECT count(*), min(seq) FROM {old} WHERE seq > ?1 AND seq <= ?2 AND {condition}"),
-            [seq, high_water],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        pending.changes += count as u64;
+        let (changes, first) = count(true)?;
+        pending.changes += changes as u64;
         if let Some(first) = first {
-            let ts: Option<f64> =
-                conn.query_row(&format!("SELECT ts FROM {old} WHERE seq = ?1"), [first], |r| r.get(0))?;
+            let ts: Option<f64> = conn.query_row(&sql::legacy_write_time_sql(), [first], |r| r.get(0))?;
             pending.oldest_seq = Some(first);
             pending.oldest_written_ms = ts.map(julian_to_unix_ms);
         }
@@ -85,21 +68,18 @@ pub fn pending(conn: &Connection, seq: i64, high_water: i64, tids: &[i64]) -> Re
 /// The highest `seq` in the log (0 when empty). Read inside a transaction
 /// it is a commit point: the log only ever shows whole source transactions.
 pub fn high_water(conn: &Connection) -> Result<i64> {
-    let sql = format!("SELECT coalesce(max(seq), 0) FROM {}", quote_ident(LOG_TABLE));
-    Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+    Ok(conn.query_row(&sql::max_seq_sql(LOG_TABLE, false), [], |r| r.get(0))?)
 }
 
 /// The lowest `seq` still in the log (format 1 rows of an upgraded log
 /// included), if any.
 pub fn low_water(conn: &Connection) -> Result<Option<i64>> {
-    if has_legacy(conn)? {
-        let sql = format!("SELECT min(seq) FROM {}", quote_ident(legacy::LOG_TABLE));
-        if let Some(low) = conn.query_row(&sql, [], |r| r.get::<_, Option<i64>>(0))? {
-            return Ok(Some(low));
-        }
+    if has_legacy(conn)?
+        && let Some(low) = conn.query_row(&sql::min_seq_sql(legacy::LOG_TABLE), [], |r| r.get::<_, Option<i64>>(0))?
+    {
+        return Ok(Some(low));
     }
-    let sql = format!("SELECT min(seq) FROM {}", quote_ident(LOG_TABLE));
-    Ok(conn.query_row(&sql, [], |r| r.get(0))?)
+    Ok(conn.query_row(&sql::min_seq_sql(LOG_TABLE), [], |r| r.get(0))?)
 }
 
 /// A checksum of the log row at `seq` (`None` when there is no such row):
@@ -112,9 +92,7 @@ pub fn anchor(conn: &Connection, seq: i64) -> Result<Option<u64>> {
     if seq <= 0 {
         return Ok(None);
     }
-    let values: Vec<String> = (0..CHUNK_WIDTH).map(cdc_schema::log::value_column).collect();
-    let sql = format!("SELECT kind, {} FROM {} WHERE seq = ?1", values.join(", "), quote_ident(LOG_TABLE));
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql::anchor_sql())?;
     let mut rows = stmt.query([seq])?;
     if let Some(row) = rows.next()? {
         return Ok(Some(read::checksum(row, 0, 1 + CHUNK_WIDTH)?));
@@ -122,8 +100,7 @@ pub fn anchor(conn: &Connection, seq: i64) -> Result<Option<u64>> {
     if !has_legacy(conn)? {
         return Ok(None);
     }
-    let sql = format!("SELECT {} FROM {} WHERE seq = ?1", legacy::columns(), quote_ident(legacy::LOG_TABLE));
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql::legacy_anchor_sql())?;
     let mut rows = stmt.query([seq])?;
     let Some(row) = rows.next()? else { return Ok(None) };
     Ok(Some(read::checksum(row, 0, 3 + legacy::CHUNK_WIDTH)?))
@@ -143,8 +120,9 @@ pub enum LogFormat {
 
 /// The format of the file's `_cdc_log`.
 pub fn log_format(conn: &Connection) -> Result<LogFormat> {
-    let sql = "SELECT name FROM pragma_table_info(?1) WHERE name IN ('kind', 'tid')";
-    let column: Option<String> = conn.query_row(sql, [LOG_TABLE], |r| r.get(0)).optional()?;
+    let column: Option<String> = conn
+        .query_row("SELECT name FROM pragma_table_info(?1) WHERE name IN ('kind', 'tid')", [LOG_TABLE], |r| r.get(0))
+        .optional()?;
     Ok(match column.as_deref() {
         None => LogFormat::None,
         Some("tid") => LogFormat::Format1,

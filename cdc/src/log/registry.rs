@@ -3,8 +3,9 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
+use cdc_schema::bookkeeping as sql;
 use cdc_schema::log::{LOG_TABLE, TABLES_TABLE};
-use cdc_schema::{InsertImage, TableDesc, quote_ident};
+use cdc_schema::{InsertImage, TableDesc};
 
 use crate::db::path_of;
 use crate::error::{Error, Result};
@@ -30,11 +31,7 @@ pub struct Registered {
 
 /// Whether the internal tables exist.
 pub fn is_initialised(conn: &Connection) -> Result<bool> {
-    let n: i64 =
-        conn.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [LOG_TABLE], |r| {
-            r.get(0)
-        })?;
-    Ok(n > 0)
+    Ok(conn.query_row(sql::TABLE_EXISTS, [LOG_TABLE], |_| Ok(())).optional()?.is_some())
 }
 
 /// Every registered layout, active first.
@@ -43,12 +40,7 @@ pub fn registry(conn: &Connection) -> Result<Vec<Registered>> {
         return Ok(Vec::new());
     }
     // Registries made by format 1 have no `reread` column (all `new`).
-    let reread = if registry_has_reread(conn)? { "reread" } else { "0" };
-    let sql = format!(
-        "SELECT tid, description, fingerprint, active, {reread} FROM {} ORDER BY active DESC, name, tid",
-        quote_ident(TABLES_TABLE)
-    );
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.prepare(&sql::registry_sql(registry_has_reread(conn)?))?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, i64>(0)?,
@@ -107,6 +99,5 @@ pub fn select(conn: &Connection, tables: &[String]) -> Result<Vec<Registered>> {
 /// Whether the registry has the column that records each table's
 /// [`cdc_schema::InsertImage`] (registries made by format 1 do not).
 pub(crate) fn registry_has_reread(conn: &Connection) -> Result<bool> {
-    let sql = "SELECT 1 FROM pragma_table_info(?1) WHERE name = 'reread'";
-    Ok(conn.query_row(sql, [TABLES_TABLE], |_| Ok(())).optional()?.is_some())
+    Ok(conn.query_row(sql::HAS_COLUMN, [TABLES_TABLE, "reread"], |_| Ok(())).optional()?.is_some())
 }

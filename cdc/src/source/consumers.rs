@@ -5,9 +5,8 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use cdc_schema::legacy;
-use cdc_schema::log::{CONSUMERS_TABLE, IS_CHANGE, LOG_TABLE};
-use cdc_schema::quote_ident;
+use cdc_schema::bookkeeping as sql;
+use cdc_schema::log::CONSUMERS_TABLE;
 
 use crate::db::{classify, path_of};
 use crate::error::{Error, Result};
@@ -16,16 +15,13 @@ use crate::state::DeliveryState;
 
 /// A consumer's retention pin (the `seq` up to which it acknowledged).
 pub fn position(conn: &Connection, consumer: &str) -> Result<Option<i64>> {
-    let sql = format!("SELECT position FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
-    Ok(conn.query_row(&sql, [consumer], |r| r.get(0)).optional()?)
+    Ok(conn.query_row(&sql::position_sql(), [consumer], |r| r.get(0)).optional()?)
 }
 
 /// Whether the consumer table has the `state` column (logs made by older
 /// versions do not; it is added on first use).
 fn has_state_column(conn: &Connection) -> Result<bool> {
-    let sql =
-        format!("SELECT 1 FROM pragma_table_info({}) WHERE name = 'state'", cdc_schema::quote_literal(CONSUMERS_TABLE));
-    Ok(conn.query_row(&sql, [], |_| Ok(())).optional()?.is_some())
+    Ok(conn.query_row(sql::HAS_COLUMN, [CONSUMERS_TABLE, "state"], |_| Ok(())).optional()?.is_some())
 }
 
 /// The delivery state the source keeps for a consumer whose target cannot
@@ -34,8 +30,8 @@ pub fn consumer_state(conn: &Connection, consumer: &str) -> Result<Option<Delive
     if !has_state_column(conn)? {
         return Ok(None);
     }
-    let sql = format!("SELECT state FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
-    let text: Option<Option<String>> = conn.query_row(&sql, [consumer], |r| r.get(0)).optional()?;
+    let text: Option<Option<String>> =
+        conn.query_row(&sql::consumer_state_sql(), [consumer], |r| r.get(0)).optional()?;
     text.flatten().map(|t| DeliveryState::from_json(&t)).transpose()
 }
 
@@ -44,43 +40,32 @@ pub fn consumer_state(conn: &Connection, consumer: &str) -> Result<Option<Delive
 /// back after a re-bootstrap of a rewound source (the positions it mirrors
 /// never move back otherwise).
 pub fn set_position(conn: &Connection, consumer: &str, seq: i64) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO {}(name, position) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET \
-         position = excluded.position, updated_at = CURRENT_TIMESTAMP",
-        quote_ident(CONSUMERS_TABLE)
-    );
-    conn.execute(&sql, params![consumer, seq])?;
+    conn.execute(&sql::set_position_sql(), params![consumer, seq])?;
     Ok(())
 }
 
 /// Stores the delivery state the source keeps for `consumer` (which must
 /// be registered).
 pub fn set_consumer_state(conn: &Connection, consumer: &str, state: &DeliveryState) -> Result<()> {
-    let table = quote_ident(CONSUMERS_TABLE);
     // Files installed before the column was part of the table get it here
     // (a schema change, once).
     if !has_state_column(conn)? {
-        conn.execute(&format!("ALTER TABLE {table} ADD COLUMN state TEXT"), [])?;
+        conn.execute(&sql::add_state_column_sql(), [])?;
     }
-    conn.execute(&format!("UPDATE {table} SET state = ?2 WHERE name = ?1"), params![consumer, state.to_json()])?;
+    conn.execute(&sql::set_consumer_state_sql(), params![consumer, state.to_json()])?;
     Ok(())
 }
 
 /// Drops a consumer: its pin no longer holds the log back. Returns whether
 /// it existed.
 pub(crate) fn delete_consumer(conn: &Connection, consumer: &str) -> Result<bool> {
-    let sql = format!("DELETE FROM {} WHERE name = ?1", quote_ident(CONSUMERS_TABLE));
-    Ok(conn.execute(&sql, [consumer])? > 0)
+    Ok(conn.execute(&sql::delete_consumer_sql(), [consumer])? > 0)
 }
 
 /// Renames consumer `from` to `to` unless `to` exists; `true` when renamed.
 /// (The HTTP target's consumer name used to hold the URL's credentials.)
 pub fn rename_consumer(conn: &Connection, from: &str, to: &str) -> Result<bool> {
-    let sql = format!(
-        "UPDATE {0} SET name = ?2 WHERE name = ?1 AND NOT EXISTS (SELECT 1 FROM {0} WHERE name = ?2)",
-        quote_ident(CONSUMERS_TABLE)
-    );
-    Ok(conn.execute(&sql, [from, to])? > 0)
+    Ok(conn.execute(&sql::rename_consumer_sql(), [from, to])? > 0)
 }
 
 /// A consumer and how far it got.
@@ -108,29 +93,7 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
         return Ok(Vec::new());
     }
     ensure_current(conn)?;
-    let log = quote_ident(LOG_TABLE);
-    let table = quote_ident(CONSUMERS_TABLE);
-    let has_state: bool = conn.query_row(
-        &format!(
-            "SELECT count(*) FROM pragma_table_info({}) WHERE name = 'state'",
-            cdc_schema::quote_literal(CONSUMERS_TABLE)
-        ),
-        [],
-        |r| r.get(0),
-    )?;
-    let state = if has_state { "state IS NOT NULL" } else { "0" };
-    let mut pending = format!("(SELECT count(*) FROM {log} WHERE seq > c.position AND {IS_CHANGE})");
-    if has_legacy(conn)? {
-        pending = format!(
-            "{pending} + (SELECT count(*) FROM {} WHERE seq > c.position AND {})",
-            quote_ident(legacy::LOG_TABLE),
-            legacy::IS_CHANGE
-        );
-    }
-    let mut stmt = conn.prepare(&format!(
-        "SELECT name, position, {pending}, updated_at, (julianday('now') - julianday(updated_at)) * 86400.0, {state} \
-         FROM {table} AS c ORDER BY name"
-    ))?;
+    let mut stmt = conn.prepare(&sql::consumers_sql(has_state_column(conn)?, has_legacy(conn)?))?;
     let rows = stmt.query_map([], |r| {
         Ok(ConsumerStatus {
             name: r.get(0)?,

@@ -3,16 +3,17 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use cdc_schema::log::META_TABLE;
-use cdc_schema::quote_ident;
+use cdc_schema::bookkeeping as sql;
+
+/// The `_cdc_meta` key of the log's id (set by the internal DDL).
+const LOG_ID_KEY: &str = "log_id";
 
 use crate::error::{Error, Result};
 
 /// The log's id: every log gets one at install, so a target tells a log
 /// it followed from another (a restored file, another database).
 pub fn log_id(conn: &Connection) -> Result<String> {
-    let sql = format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(META_TABLE));
-    let id: Option<String> = conn.query_row(&sql, [], |r| r.get(0)).optional()?;
+    let id: Option<String> = conn.query_row(&sql::meta_sql(), [LOG_ID_KEY], |r| r.get(0)).optional()?;
     id.ok_or_else(|| Error::CorruptLog { seq: 0, problem: "the log has no id (_cdc_meta was edited?)".into() })
 }
 
@@ -25,8 +26,7 @@ pub(crate) fn since_key(table: &str) -> String {
 /// (capture was removed and reinstalled, or re-attached after a schema
 /// change), so a target live from an earlier position must reseed it.
 pub fn captured_since(conn: &Connection, table: &str) -> Result<i64> {
-    let sql = format!("SELECT value FROM {} WHERE key = ?1", quote_ident(META_TABLE));
-    Ok(conn.query_row(&sql, [since_key(table)], |r| r.get::<_, i64>(0)).optional()?.unwrap_or(0))
+    Ok(conn.query_row(&sql::meta_sql(), [since_key(table)], |r| r.get::<_, i64>(0)).optional()?.unwrap_or(0))
 }
 
 /// The `_cdc_meta` key of the schema changes capture itself made: pairs
@@ -55,19 +55,12 @@ pub(crate) fn record_own_ddl(conn: &Connection, before: i64) -> Result<()> {
     steps.push((before, after));
     let excess = steps.len().saturating_sub(OWN_DDL_KEPT);
     steps.drain(..excess);
-    conn.execute(
-        &format!(
-            "INSERT INTO {}(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            quote_ident(META_TABLE)
-        ),
-        params![OWN_DDL_KEY, serde_json::to_string(&steps)?],
-    )?;
+    conn.execute(&sql::set_meta_sql(), params![OWN_DDL_KEY, serde_json::to_string(&steps)?])?;
     Ok(())
 }
 
 fn own_ddl(conn: &Connection) -> Result<Vec<(i64, i64)>> {
-    let sql = format!("SELECT value FROM {} WHERE key = ?1", quote_ident(META_TABLE));
-    let text: Option<String> = conn.query_row(&sql, [OWN_DDL_KEY], |r| r.get(0)).optional()?;
+    let text: Option<String> = conn.query_row(&sql::meta_sql(), [OWN_DDL_KEY], |r| r.get(0)).optional()?;
     Ok(text.map(|t| serde_json::from_str(&t)).transpose()?.unwrap_or_default())
 }
 

@@ -3,9 +3,9 @@
 
 use rusqlite::{Connection, params};
 
+use cdc_schema::bookkeeping as sql;
 use cdc_schema::legacy;
-use cdc_schema::log::{CONSUMERS_TABLE, LOG_TABLE, TID_OF_KIND};
-use cdc_schema::quote_ident;
+use cdc_schema::log::LOG_TABLE;
 
 use super::meta::{record_own_ddl, schema_cookie};
 use crate::error::Result;
@@ -25,12 +25,6 @@ pub fn prune(conn: &Connection) -> Result<usize> {
     Ok(deleted)
 }
 
-/// Deletes the log rows from `?1` to `?2` of `table`: one rowid range, so
-/// SQLite visits only the rows it deletes.
-fn prune_sql(table: &str) -> String {
-    format!("DELETE FROM {} WHERE seq BETWEEN ?1 AND ?2", quote_ident(table))
-}
-
 /// [`prune`], deleting at most about `rows` rows (the oldest): a sidecar
 /// prunes a large backlog over several short write transactions, so it
 /// never holds the source's write lock for long. Call it inside a write
@@ -38,8 +32,7 @@ fn prune_sql(table: &str) -> String {
 /// layouts no longer used to [`forget_unused_layouts`]. The format 1 rows
 /// of an upgraded log go first, and their table once it is empty.
 pub fn prune_at_most(conn: &Connection, rows: i64) -> Result<usize> {
-    let min: Option<i64> =
-        conn.query_row(&format!("SELECT min(position) FROM {}", quote_ident(CONSUMERS_TABLE)), [], |r| r.get(0))?;
+    let min: Option<i64> = conn.query_row(&sql::lowest_position_sql(), [], |r| r.get(0))?;
     let Some(min) = min else { return Ok(0) };
     let (Some(low), Some(high)) = (low_water(conn)?, Some(high_water(conn)?).filter(|h| *h > 0)) else { return Ok(0) };
     // One upper bound, computed here: SQLite scans a rowid range up to
@@ -53,14 +46,14 @@ pub fn prune_at_most(conn: &Connection, rows: i64) -> Result<usize> {
     }
     let mut deleted = 0;
     if has_legacy(conn)? {
-        deleted += conn.prepare_cached(&prune_sql(legacy::LOG_TABLE))?.execute(params![low, last])?;
+        deleted += conn.prepare_cached(&sql::prune_sql(legacy::LOG_TABLE))?.execute(params![low, last])?;
         if legacy_high_water(conn)?.is_none() {
             let cookie = schema_cookie(conn)?;
-            conn.execute(&format!("DROP TABLE {}", quote_ident(legacy::LOG_TABLE)), [])?;
+            conn.execute(&sql::drop_table_sql(legacy::LOG_TABLE), [])?;
             record_own_ddl(conn, cookie)?;
         }
     }
-    deleted += conn.prepare_cached(&prune_sql(LOG_TABLE))?.execute(params![low, last])?;
+    deleted += conn.prepare_cached(&sql::prune_sql(LOG_TABLE))?.execute(params![low, last])?;
     Ok(deleted)
 }
 
@@ -69,13 +62,7 @@ pub fn prune_at_most(conn: &Connection, rows: i64) -> Result<usize> {
 /// remaining row (the capture id has no index: every capture write would
 /// pay for one), so callers run it once per pruning pass, not per chunk.
 pub fn forget_unused_layouts(conn: &Connection) -> Result<usize> {
-    let registry = quote_ident(cdc_schema::log::TABLES_TABLE);
-    let mut used = format!("SELECT 1 FROM {} WHERE {TID_OF_KIND} = {registry}.tid", quote_ident(LOG_TABLE));
-    if has_legacy(conn)? {
-        used = format!("{used} UNION ALL SELECT 1 FROM {} WHERE tid = {registry}.tid", quote_ident(legacy::LOG_TABLE));
-    }
-    let sql = format!("DELETE FROM {registry} WHERE active = 0 AND NOT EXISTS ({used})");
-    Ok(conn.execute(&sql, [])?)
+    Ok(conn.execute(&sql::forget_layouts_sql(has_legacy(conn)?), [])?)
 }
 
 #[cfg(test)]
@@ -92,7 +79,9 @@ mod tests {
             conn.execute_batch(&sql).unwrap();
         }
         let plan: String = conn
-            .query_row(&format!("EXPLAIN QUERY PLAN {}", super::prune_sql("_cdc_log")), [1, 2], |r| r.get(3))
+            .query_row(&format!("EXPLAIN QUERY PLAN {}", cdc_schema::bookkeeping::prune_sql("_cdc_log")), [1, 2], |r| {
+                r.get(3)
+            })
             .unwrap();
         assert!(plan.contains("rowid>? AND rowid<?"), "{plan}");
     }

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use cdc_schema::replica::bookkeeping as sql;
+
 use crate::error::Result;
 
 pub use cdc_schema::replica::FOLLOW_TABLE;
@@ -43,9 +45,8 @@ pub(super) fn read_record(conn: &Connection) -> Result<Option<Record>> {
     if !exists {
         return Ok(None);
     }
-    let sql = format!("SELECT stream, stream_created, stream_seq, source, commit_id FROM {FOLLOW_TABLE} WHERE id = 1");
     Ok(conn
-        .query_row(&sql, [], |r| {
+        .query_row(&sql::read_follow_sql(), [], |r| {
             Ok(Record {
                 stream: r.get(0)?,
                 created: r.get(1)?,
@@ -58,16 +59,13 @@ pub(super) fn read_record(conn: &Connection) -> Result<Option<Record>> {
 }
 
 pub(super) fn write_record(conn: &Connection, r: &Record) -> Result<()> {
-    conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {FOLLOW_TABLE}(id INTEGER PRIMARY KEY CHECK (id = 1), stream TEXT NOT NULL, \
-         stream_created TEXT NOT NULL, stream_seq INTEGER NOT NULL, source TEXT, commit_id TEXT, updated_at TEXT)"
-    ))?;
-    conn.prepare_cached(&format!(
-        "INSERT INTO {FOLLOW_TABLE}(id, stream, stream_created, stream_seq, source, commit_id, updated_at) \
-         VALUES(1, ?1, ?2, ?3, ?4, ?5, CURRENT_TIMESTAMP) ON CONFLICT(id) DO UPDATE SET stream = excluded.stream, \
-         stream_created = excluded.stream_created, stream_seq = excluded.stream_seq, source = excluded.source, \
-         commit_id = excluded.commit_id, updated_at = excluded.updated_at"
-    ))?
-    .execute(params![r.stream, r.created, r.seq as i64, r.source, r.commit_id])?;
+    conn.execute_batch(&sql::create_follow_sql())?;
+    conn.prepare_cached(&sql::write_follow_sql())?.execute(params![
+        r.stream,
+        r.created,
+        r.seq as i64,
+        r.source,
+        r.commit_id
+    ])?;
     Ok(())
 }

@@ -2,80 +2,17 @@
 //! before image's identity, idempotent deletes, bootstrap purges; a
 //! change SQLite refuses is the table's refusal ([`Error::ReplicaRefused`]).
 
-use rusqlite::{Statement, params};
-
-use cdc_schema::quote_ident;
+use rusqlite::params;
 
 use super::SqliteTarget;
 use super::overtaken::Insert;
 use super::reconcile::create_table;
+use super::sql::TableSql;
 use crate::Op;
 use crate::error::{Error, Result};
 use crate::event::{Event, Row};
 use crate::fix::Fix;
 use crate::schema::table_exists;
-use crate::target::SourceTable;
-
-/// Per-table SQL, generated once at open by `cdc-schema` (no per-row SQL
-/// building); statements are prepared once and cached by rusqlite.
-pub(super) struct TableSql {
-    upsert: String,
-    update: String,
-    delete: String,
-    purge: String,
-    /// Image positions of the identity (rowid, or key columns in key order).
-    identity: Vec<usize>,
-    has_rowid: bool,
-    /// Rows have a key (rowid alias or primary key), not only values.
-    keyed: bool,
-    /// Capture logs inserts from `NEW` (see [`super::overtaken`]).
-    new_image_inserts: bool,
-}
-
-impl TableSql {
-    /// The statements of `t`, generated once.
-    pub(super) fn new(t: &SourceTable) -> TableSql {
-        let d = &t.desc;
-        TableSql {
-            upsert: d.upsert_sql(),
-            update: d.update_sql(),
-            delete: d.delete_sql(),
-            purge: d.purge_sql(),
-            identity: d.identity_positions(),
-            has_rowid: !d.without_rowid,
-            keyed: d.identity() != cdc_schema::Identity::Image,
-            new_image_inserts: t.inserts == cdc_schema::InsertImage::New,
-        }
-    }
-
-    /// Binds `row` as an image (rowid first for rowid tables) from
-    /// parameter `first`, in place: no value is copied. Returns the next
-    /// parameter index.
-    pub(super) fn bind_image(&self, stmt: &mut Statement<'_>, row: &Row, first: usize) -> rusqlite::Result<usize> {
-        let mut i = first;
-        if self.has_rowid {
-            stmt.raw_bind_parameter(i, row.rowid)?;
-            i += 1;
-        }
-        for v in &row.values {
-            stmt.raw_bind_parameter(i, v)?;
-            i += 1;
-        }
-        Ok(i)
-    }
-
-    /// Binds `row`'s identity (rowid, or key values in key order) from `first`.
-    pub(super) fn bind_identity(&self, stmt: &mut Statement<'_>, row: &Row, first: usize) -> rusqlite::Result<()> {
-        for (k, &pos) in self.identity.iter().enumerate() {
-            match (self.has_rowid, pos) {
-                (true, 0) => stmt.raw_bind_parameter(first + k, row.rowid)?,
-                (true, p) => stmt.raw_bind_parameter(first + k, &row.values[p - 1])?,
-                (false, p) => stmt.raw_bind_parameter(first + k, &row.values[p])?,
-            }
-        }
-        Ok(())
-    }
-}
 
 impl SqliteTarget {
     pub(super) fn stmts(&self, table: &str) -> Result<&TableSql> {
@@ -175,7 +112,7 @@ impl SqliteTarget {
             Event::BootstrapBegin { table, .. } => match self.rebuild.get(table.as_ref()) {
                 Some(t) => {
                     tracing::info!(replica = %self.path.display(), table = %table, "recreating the table with the source's schema");
-                    self.conn.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)), [])?;
+                    self.conn.execute(&cdc_schema::replica::bookkeeping::drop_table_sql(table), [])?;
                     create_table(&self.conn, t)?;
                 }
                 None => {

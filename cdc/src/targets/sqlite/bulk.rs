@@ -5,7 +5,7 @@ use std::path::Path;
 
 use rusqlite::{OptionalExtension, params};
 
-use cdc_schema::{TableDesc, quote_ident};
+use cdc_schema::TableDesc;
 
 use super::SqliteTarget;
 use crate::db::DEFAULT_BUSY_TIMEOUT;
@@ -81,12 +81,10 @@ impl SqliteTarget {
         // Never wait here (a source in rollback-journal mode whose writer
         // waits for the engine's read): a wait means another cut anyway.
         self.conn.busy_timeout(std::time::Duration::ZERO)?;
-        let log = quote_ident(cdc_schema::log::LOG_TABLE);
+        let (high_water_sql, cookie_sql) = cdc_schema::replica::bookkeeping::attached_cut_sql(SOURCE_SCHEMA);
         let read = || -> rusqlite::Result<SourceCut> {
-            let sql = format!("SELECT coalesce(max(seq), 0) FROM {SOURCE_SCHEMA}.{log}");
-            let high_water = self.conn.query_row(&sql, [], |r| r.get(0))?;
-            let sql = format!("PRAGMA {SOURCE_SCHEMA}.schema_version");
-            let schema_version = self.conn.query_row(&sql, [], |r| r.get(0))?;
+            let high_water = self.conn.query_row(&high_water_sql, [], |r| r.get(0))?;
+            let schema_version = self.conn.query_row(&cookie_sql, [], |r| r.get(0))?;
             Ok(SourceCut { high_water, schema_version })
         };
         let cut = read();

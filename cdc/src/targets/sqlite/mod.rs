@@ -11,6 +11,7 @@ mod apply;
 mod bulk;
 mod overtaken;
 mod reconcile;
+mod sql;
 mod state;
 
 use std::collections::{HashMap, HashSet};
@@ -24,8 +25,8 @@ use crate::event::Event;
 use crate::lock::{FileId, OwnerLock, target_lock_path};
 use crate::state::DeliveryState;
 use crate::target::{BulkCopy, Source, SourceTable, Target};
-use apply::TableSql;
 use overtaken::Overtaken;
+use sql::TableSql;
 
 pub use cdc_schema::replica::{OWNED_TABLE, STATE_TABLE};
 

@@ -7,11 +7,11 @@ use std::collections::HashSet;
 
 use rusqlite::Connection;
 
-use cdc_schema::replica::{OWNED_TABLE, STATE_TABLE};
-use cdc_schema::{Against, mismatches, quote_ident};
+use cdc_schema::replica::bookkeeping as sql;
+use cdc_schema::{Against, mismatches};
 
 use super::SqliteTarget;
-use super::apply::TableSql;
+use super::sql::TableSql;
 use super::state::{own_log_id, write_state};
 use crate::db::classify;
 use crate::error::{Error, Result};
@@ -96,16 +96,9 @@ impl SqliteTarget {
             "PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=OFF; PRAGMA ignore_check_constraints=ON;"
         ))?;
         let tx = self.conn.transaction().map_err(|e| classify(e, &self.path))?;
-        tx.execute(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {}(id INTEGER PRIMARY KEY CHECK (id = 1), log_id TEXT NOT NULL, \
-                 position INTEGER NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-                quote_ident(STATE_TABLE)
-            ),
-            [],
-        )?;
-        tx.execute(&format!("CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY)", quote_ident(OWNED_TABLE)), [])?;
-        let own = format!("INSERT OR IGNORE INTO {}(name) VALUES(?1)", quote_ident(OWNED_TABLE));
+        tx.execute(&sql::create_state_sql(), [])?;
+        tx.execute(&sql::create_owned_sql(), [])?;
+        let own = sql::own_sql();
         // Tables the source dropped (schema following) go first, so a
         // table renamed on the source does not collide here with its old
         // self's indexes; a name the source has again is kept.
@@ -114,8 +107,8 @@ impl SqliteTarget {
             let again = source.tables.iter().any(|t| t.desc.name.eq_ignore_ascii_case(table));
             if owned.contains(table) && !again {
                 tracing::info!(replica = %self.path.display(), table = %table, "the source dropped the table; dropping it here");
-                tx.execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)), [])?;
-                tx.execute(&format!("DELETE FROM {} WHERE name = ?1", quote_ident(OWNED_TABLE)), [table])?;
+                tx.execute(&sql::drop_table_sql(table), [])?;
+                tx.execute(&sql::disown_sql(), [table])?;
                 owned.remove(table);
                 stored.forget(table);
                 forgot = true;
@@ -174,7 +167,7 @@ pub(super) fn sync_plain_indexes(conn: &Connection, t: &SourceTable) -> Result<(
     let wanted: Vec<&IndexSql> = t.indexes.iter().filter(|i| !i.unique).collect();
     for index in here.iter().filter(|i| !i.unique) {
         if !wanted.iter().any(|w| w.sql == index.sql) {
-            conn.execute(&format!("DROP INDEX {}", quote_ident(&index.name)), [])?;
+            conn.execute(&sql::drop_index_sql(&index.name), [])?;
         }
     }
     for index in wanted {

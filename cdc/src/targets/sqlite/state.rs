@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use cdc_schema::quote_ident;
+use cdc_schema::replica::bookkeeping as sql;
 use cdc_schema::replica::{OWNED_TABLE, STATE_TABLE};
 
 use super::SqliteTarget;
@@ -18,18 +18,12 @@ pub(super) fn own_log_id(conn: &Connection) -> Result<Option<String>> {
     if !table_exists(conn, cdc_schema::log::META_TABLE)? {
         return Ok(None);
     }
-    let sql = format!("SELECT value FROM {} WHERE key = 'log_id'", quote_ident(cdc_schema::log::META_TABLE));
-    Ok(conn.query_row(&sql, [], |r| r.get(0)).optional()?)
+    Ok(Some(crate::source::log_id(conn)?))
 }
 
 /// Writes the delivery state row (inside the caller's transaction).
 pub(super) fn write_state(conn: &Connection, state: &DeliveryState) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO {}(id, log_id, position, state) VALUES(1, ?1, ?2, ?3) ON CONFLICT(id) DO UPDATE SET \
-         log_id = excluded.log_id, position = excluded.position, state = excluded.state, updated_at = CURRENT_TIMESTAMP",
-        quote_ident(STATE_TABLE)
-    );
-    conn.prepare_cached(&sql)?.execute(params![state.log_id, state.position, state.to_json()])?;
+    conn.prepare_cached(&sql::write_state_sql())?.execute(params![state.log_id, state.position, state.to_json()])?;
     Ok(())
 }
 
@@ -40,7 +34,7 @@ impl SqliteTarget {
         if !table_exists(&self.conn, OWNED_TABLE)? {
             return Ok(None);
         }
-        let mut stmt = self.conn.prepare(&format!("SELECT name FROM {}", quote_ident(OWNED_TABLE)))?;
+        let mut stmt = self.conn.prepare(&sql::owned_sql())?;
         let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         Ok(Some(names))
     }
@@ -50,8 +44,7 @@ impl SqliteTarget {
         if !table_exists(&self.conn, STATE_TABLE)? {
             return Ok(DeliveryState::default());
         }
-        let sql = format!("SELECT state FROM {} WHERE id = 1", quote_ident(STATE_TABLE));
-        let text: Option<String> = self.conn.query_row(&sql, [], |r| r.get(0)).optional()?;
+        let text: Option<String> = self.conn.query_row(&sql::read_state_sql(), [], |r| r.get(0)).optional()?;
         text.map_or_else(|| Ok(DeliveryState::default()), |t| DeliveryState::from_json(&t))
     }
 

@@ -432,15 +432,16 @@ fn a_position_older_than_the_pruned_log_bootstraps_in_auto_mode() {
     assert!(err.contains("no longer holds the changes"), "{err}");
 }
 
-/// The engine process of the SIGKILL test: when `CDC_CHILD_DB` is set, it
-/// runs an engine whose target appends each event's id to a file and
-/// fsyncs it before every commit, then writes `commit <pos>`.
+/// The engine process of the SIGKILL test, not a test of its own: run
+/// by `positions_survive_sigkill_at_random_moments` (which sets
+/// `CDC_CHILD_DB` and `CDC_CHILD_RECORD`), it runs an engine whose target
+/// appends each event's id to a file and fsyncs it before every commit,
+/// then writes `commit <pos>`.
 #[test]
+#[ignore = "the child process of positions_survive_sigkill_at_random_moments, started by it"]
 fn engine_child_process() {
-    let Ok(db) = std::env::var("CDC_CHILD_DB") else {
-        return;
-    };
-    let record = std::env::var("CDC_CHILD_RECORD").unwrap();
+    let db = std::env::var("CDC_CHILD_DB").expect("run by positions_survive_sigkill_at_random_moments");
+    let record = std::env::var("CDC_CHILD_RECORD").expect("run by positions_survive_sigkill_at_random_moments");
     struct FileRecorder(std::fs::File);
     impl Target for FileRecorder {
         fn apply(&mut self, events: &[Event]) -> cdc::Result<()> {
@@ -495,7 +496,7 @@ fn positions_survive_sigkill_at_random_moments() {
     writer.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
     let spawn_child = || {
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "engine::engine_child_process", "--test-threads=1"])
+            .args(["--exact", "engine::engine_child_process", "--ignored", "--test-threads=1"])
             .env("CDC_CHILD_DB", &db.path)
             .env("CDC_CHILD_RECORD", &record)
             .stdout(Stdio::null())
