@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cdc::{Op, Value};
+use cdc::Op;
 use cdc_benches::shapes::{Shape, Variant, prepare, write};
 use cdc_benches::{save_figures, scratch_dir};
 
@@ -112,16 +112,6 @@ fn version_at_least(version: &str, major: u32, minor: u32) -> bool {
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (major, minor)
 }
 
-fn json_value(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Integer(i) => (*i).into(),
-        Value::Real(r) => (*r).into(),
-        Value::Text(t) => t.clone().into(),
-        Value::Blob(b) => serde_json::json!({ "blob": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
-    }
-}
-
 /// Per-statement instructions through the system's SQLite: the database
 /// prepared here, the statements run by Python.
 fn system(shape: &Shape, op: Op, variant: Variant, dir: &Path, python: &Path, version: &str) -> f64 {
@@ -132,7 +122,9 @@ fn system(shape: &Shape, op: Op, variant: Variant, dir: &Path, python: &Path, ve
         cdc_benches::remove_db(&db);
         drop(prepare(&db, shape, variant, op, version_at_least(version, 3, 42)));
         let params: Vec<serde_json::Value> = (1..=rows)
-            .map(|i| serde_json::Value::Array(shape.params(op, i).iter().map(json_value).collect()))
+            .map(|i| {
+                serde_json::Value::Array(shape.params(op, i).iter().map(cdc_benches::shapes::plan_value).collect())
+            })
             .collect();
         let plan = dir.join("plan.json");
         std::fs::write(&plan, serde_json::json!({ "sql": shape.statement(op), "params": params }).to_string()).unwrap();

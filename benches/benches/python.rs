@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cdc::{Op, Value};
+use cdc::Op;
 use cdc_benches::shapes::{Shape, Variant, prepare};
 use cdc_benches::{save_figures, scratch_dir};
 
@@ -41,16 +41,6 @@ if one:
 print((time.perf_counter() - start) / len(rows))
 "#;
 
-fn json_value(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Integer(i) => (*i).into(),
-        Value::Real(r) => (*r).into(),
-        Value::Text(t) => t.clone().into(),
-        Value::Blob(b) => serde_json::json!({ "blob": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
-    }
-}
-
 fn subsec(python: &str) -> bool {
     Command::new(python)
         .args(["-c", "import sqlite3; print(sqlite3.sqlite_version_info >= (3, 42, 0))"])
@@ -71,8 +61,9 @@ fn time_once(
     let db = dir.join("python.db");
     cdc_benches::remove_db(&db);
     drop(prepare(&db, shape, variant, op, subsec));
-    let params: Vec<serde_json::Value> =
-        (1..=rows).map(|i| serde_json::Value::Array(shape.params(op, i).iter().map(json_value).collect())).collect();
+    let params: Vec<serde_json::Value> = (1..=rows)
+        .map(|i| serde_json::Value::Array(shape.params(op, i).iter().map(cdc_benches::shapes::plan_value).collect()))
+        .collect();
     let plan = dir.join("plan.json");
     let plan_json =
         serde_json::json!({ "sql": shape.statement(op), "params": params, "one_transaction": one_transaction });

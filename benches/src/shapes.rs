@@ -313,3 +313,15 @@ pub fn write(conn: &Connection, shape: &Shape, op: Op, rows: i64, one_transactio
         conn.execute_batch("COMMIT").unwrap();
     }
 }
+
+/// A statement parameter as the Python side of the benches reads it from
+/// a JSON plan: BLOBs as `{"blob": "<hex>"}`, everything else as JSON.
+pub fn plan_value(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Integer(i) => (*i).into(),
+        Value::Real(r) => (*r).into(),
+        Value::Text(t) => t.clone().into(),
+        Value::Blob(b) => serde_json::json!({ "blob": b.iter().map(|x| format!("{x:02x}")).collect::<String>() }),
+    }
+}

@@ -47,7 +47,7 @@ pub(crate) struct Acknowledgement<'a> {
 /// Measured (`RUST_LOG=cdc=debug`, the `held_us` of `acknowledged`, from
 /// `BEGIN IMMEDIATE` to the end of the commit, release build, shared
 /// 2-core VM, beside `cargo bench -p cdc-benches --bench load`'s writer):
-/// see the README's load table.
+/// see docs/benchmarks.md, "Beside a busy application".
 pub(crate) fn acknowledge(
     conn: &mut Connection,
     path: &Path,
