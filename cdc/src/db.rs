@@ -57,6 +57,15 @@ pub fn classify(err: rusqlite::Error, path: &Path) -> Error {
     }
 }
 
+/// An error about the database at `path`: SQLite's own errors named and
+/// classified ([`classify`]), others as they are.
+pub fn named(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Sqlite(e) => classify(e, path),
+        other => other,
+    }
+}
+
 /// The WAL file of the database at `path` (SQLite names it by appending
 /// `-wal`).
 pub fn wal_path(path: &Path) -> PathBuf {

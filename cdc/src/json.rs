@@ -112,7 +112,7 @@ pub fn to_line(event: &Event) -> Result<String> {
 }
 
 fn bad(what: impl Into<String>) -> Error {
-    Error::Decode { what: "event JSON".into(), message: what.into() }
+    Error::Decode { what: "invalid event JSON".into(), message: what.into() }
 }
 
 /// Reads a value back from its JSON form.

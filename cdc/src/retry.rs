@@ -46,11 +46,15 @@ impl Retry {
     }
 }
 
-/// A run of transient failures (a locked source, a target or server that
-/// cannot be reached): one warning when it starts, one line when it ends,
-/// none between, and the tries so far for the backoff.
+/// A run of transient failures (a locked database, a target or server
+/// that cannot be reached): one warning when it starts, one line when it
+/// ends, none between, and the tries so far for the backoff.
 #[derive(Debug)]
 pub(crate) struct Outage {
+    /// What is read from, as the lines say it (`the source`).
+    subject: &'static str,
+    /// Where, as a log field (the source's path, the stream).
+    place: String,
     locked: bool,
     /// Tries since it started.
     pub tries: u32,
@@ -58,34 +62,34 @@ pub(crate) struct Outage {
 }
 
 impl Outage {
-    /// Starts an outage, saying so with the cause; `what` names what is
-    /// read from (the source database, the stream), as a log field.
-    pub fn start(e: &Error, what: &str) -> Outage {
+    /// Starts an outage, saying so with the cause and its fix.
+    pub fn start(e: &Error, subject: &'static str, place: &str) -> Outage {
         let locked = e.is_locked();
         if locked {
-            tracing::warn!(from = %what, error = %e.with_fix(), "the source is locked by another connection; waiting");
+            tracing::warn!(at = %place, error = %e.with_fix(), "{subject} is locked by another connection; waiting");
         } else {
-            tracing::warn!(from = %what, error = %e.with_fix(), "transient failure; retrying without limit from the last commit");
+            tracing::warn!(at = %place, error = %e.with_fix(), "transient failure; retrying without limit from the last commit");
         }
-        Outage { locked, tries: 0, since: Instant::now() }
+        Outage { subject, place: place.to_string(), locked, tries: 0, since: Instant::now() }
     }
 
-    /// The wait before the next try, with `policy` (or the locked policy
-    /// when the outage is a lock).
-    pub fn next_delay(&mut self, policy: Retry) -> Duration {
+    /// The wait before the next try after `e`: `policy`, or while a
+    /// database is locked the locked policy (whatever began the outage).
+    pub fn next_delay(&mut self, e: &Error, policy: Retry) -> Duration {
         self.tries += 1;
-        let policy = if self.locked { Retry::LOCKED } else { policy };
+        let policy = if e.is_locked() { Retry::LOCKED } else { policy };
         policy.jittered(self.tries)
     }
 
     /// Ends the outage, saying how long it lasted (information: nothing
     /// is wrong any more).
-    pub fn end(self, what: &str) {
+    pub fn end(self) {
+        let (subject, place, tries) = (self.subject, self.place, self.tries);
         let waited = format!("{:.1?}", self.since.elapsed());
         if self.locked {
-            tracing::info!(from = %what, tries = self.tries, waited, "the source is free again; delivery resumed");
+            tracing::info!(at = %place, tries, waited, "{subject} is free again; delivery resumed");
         } else {
-            tracing::info!(from = %what, tries = self.tries, waited, "recovered; delivery resumed");
+            tracing::info!(at = %place, tries, waited, "recovered; delivery resumed");
         }
     }
 }
@@ -108,11 +112,16 @@ mod tests {
 
     #[test]
     fn an_outage_counts_its_tries_and_waits_longer_for_locks() {
-        let mut outage = Outage::start(&Error::Unavailable { target: "t".into(), message: "m".into() }, "x");
+        let down = Error::Unavailable { target: "t".into(), message: "m".into() };
+        let lock = Error::Locked { path: "a".into(), waited_ms: 1 };
+        let mut outage = Outage::start(&down, "the source", "x");
         let quick = Retry { attempts: 1, initial: Duration::from_millis(1), max: Duration::from_millis(1) };
-        assert!(outage.next_delay(quick) <= Duration::from_millis(1));
+        assert!(outage.next_delay(&down, quick) <= Duration::from_millis(1));
         assert_eq!(outage.tries, 1);
-        let mut locked = Outage::start(&Error::Locked { path: "a".into(), waited_ms: 1 }, "x");
-        assert!(locked.next_delay(quick) >= Duration::from_millis(50), "a lock is waited out with its own policy");
+        assert!(
+            outage.next_delay(&lock, quick) >= Duration::from_millis(50),
+            "a lock is waited out with its own policy"
+        );
+        assert!(outage.next_delay(&down, quick) <= Duration::from_millis(1), "each failure by its own kind");
     }
 }

@@ -24,7 +24,7 @@ pub fn render(fix: &Fix) -> Option<String> {
         ),
         Fix::Reattach { db: d, table } => {
             format!(
-                "resume it (it is then reseeded) with: cdc-setup install --db {} --table {}",
+                "re-attach it (its targets then reseed it) with: cdc-setup install --db {} --table {}",
                 db(d),
                 shell_word(table)
             )

@@ -55,17 +55,6 @@ impl Error {
         let context = context.into();
         move |source| Error::Io { context, source }
     }
-
-    /// Whether the reader of standard output went away (`| head`): not a
-    /// failure of the command.
-    pub fn is_broken_pipe(&self) -> bool {
-        match self {
-            Error::Io { source, .. } | Error::Cdc(cdc::Error::Io { source, .. }) => {
-                source.kind() == std::io::ErrorKind::BrokenPipe
-            }
-            _ => false,
-        }
-    }
 }
 
 /// `Result` with this crate's [`Error`].

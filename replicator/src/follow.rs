@@ -19,7 +19,7 @@ pub struct FollowArgs {
     #[arg(long, value_name = "URL", value_parser = Checked::<NatsUrl>::new())]
     pub from: NatsUrl,
     /// The replica the stream is applied to: sqlite:PATH.
-    #[arg(long, value_name = "TARGET", value_parser = replica)]
+    #[arg(long, value_name = "TARGET", value_parser = ReplicaTarget)]
     pub target: PathBuf,
     /// Table to follow (repeat for several; default: every table).
     #[arg(long = "table", value_name = "NAME")]
@@ -33,11 +33,30 @@ pub struct FollowArgs {
     pub once: bool,
 }
 
-/// `--target` of `follow`: only a replica file.
-fn replica(text: &str) -> std::result::Result<PathBuf, String> {
-    match text.parse::<TargetSpec>().map_err(|e| e.to_string())? {
-        TargetSpec::Sqlite(path) => Ok(path),
-        _ => Err("follow needs a sqlite:PATH target (the replica it applies the stream to)".into()),
+/// `--target` of `follow`: only a replica file. A bad one is refused in
+/// one line that never echoes the value (it may hold credentials).
+#[derive(Clone, Copy, Debug)]
+struct ReplicaTarget;
+
+impl clap::builder::TypedValueParser for ReplicaTarget {
+    type Value = PathBuf;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> std::result::Result<PathBuf, clap::Error> {
+        match Checked::<TargetSpec>::new().parse_ref(cmd, arg, value)? {
+            TargetSpec::Sqlite(path) => Ok(path),
+            other => Err(clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "follow needs a sqlite:PATH target (the replica it applies the stream to), not {}\n",
+                    other.consumer_name()
+                ),
+            )),
+        }
     }
 }
 

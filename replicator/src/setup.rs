@@ -9,7 +9,6 @@ use cdc::capture::{self, Installed, Status};
 use cdc::db::{self, Access};
 use cdc::source::ConsumerStatus;
 
-use crate::advice::shell_word;
 use crate::args::choice;
 use crate::{Error, Result};
 
@@ -203,9 +202,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 let say = format!("capture paused on {} table(s): {}", window.tables.len(), window.tables.join(", "));
                 writeln!(out, "{say}").map_err(|e| io_error("stdout", e))?;
                 if start {
-                    let db_word = shell_word(&db.path.display().to_string());
-                    writeln!(out, "migrate now, then: cdc-setup migrate --db {db_word} --finish")
-                        .map_err(|e| io_error("stdout", e))?;
+                    let fix = cdc::Fix::FinishMigration { db: db.path.clone() };
+                    writeln!(out, "migrate now; then {fix}").map_err(|e| io_error("stdout", e))?;
                     return Ok(());
                 }
             }
@@ -291,7 +289,6 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
         return lines.join("\n");
     }
     lines.push(format!("{}:", counted(s.tables.len() as i64, "captured table")));
-    let db_word = shell_word(&path.display().to_string());
     for t in &s.tables {
         lines.push(match &t.drift {
             None if t.inserts == cdc::InsertImage::Reread => {
@@ -299,17 +296,18 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
             }
             None => format!("  {}: captured", crate::sql_name(&t.name)),
             Some(what) => format!(
-                "  {}: CHANGED since capture was attached ({what}); re-attach with: cdc-setup install --db {db_word} --table {}",
+                "  {}: CHANGED since capture was attached ({what}); {}",
                 crate::sql_name(&t.name),
-                shell_word(&t.name)
+                cdc::Fix::Reattach { db: path.into(), table: t.name.clone() }
             ),
         });
     }
     if let Some(m) = &s.migration {
         lines.push(format!(
-            "migration window open since {} (capture paused on {}); close it with: cdc-setup migrate --db {db_word} --finish",
+            "migration window open since {} (capture paused on {}); {}",
             m.started,
             m.tables.iter().map(|t| crate::sql_name(t)).collect::<Vec<_>>().join(", "),
+            cdc::Fix::FinishMigration { db: path.into() }
         ));
     }
     lines.push(match (s.oldest_seq, s.newest_seq) {

@@ -333,7 +333,7 @@ fn a_source_that_vanishes_from_its_path_is_waited_for() {
     assert_eq!(code, 0, "{err}");
     python_workload(&bare, 54, 50);
     crate::support::replace_file(&db.path, &bare, Some(&sidecar));
-    wait_until("the wait is said", DEADLINE, || sidecar.log().contains("is not ready: "));
+    wait_until("the wait is said", DEADLINE, || sidecar.log().contains("is not ready ("));
     assert!(sidecar.log().contains("cdc-setup install --db"), "{}", sidecar.log());
     assert!(sidecar.running(), "{}", sidecar.log());
     let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap(), "--all"]);
@@ -341,7 +341,7 @@ fn a_source_that_vanishes_from_its_path_is_waited_for() {
     python_workload(&db.path, 55, 50);
     wait_equal(&db.path, &replica, &APP_TABLES, DEADLINE);
     assert!(sidecar.running(), "{}", sidecar.log());
-    assert_eq!(lines_with(&sidecar.log(), "is not ready: ").len(), 1, "said once: {}", sidecar.log());
+    assert_eq!(lines_with(&sidecar.log(), "is not ready (").len(), 1, "said once: {}", sidecar.log());
 }
 
 /// What an operator in a hurry does: the writer stops, and the moment the

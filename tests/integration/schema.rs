@@ -164,7 +164,7 @@ fn without_follow_schema_the_table_stops_and_the_printed_command_resumes_it() {
     sqlite3(&db.path, "INSERT INTO note VALUES('still flowing', 3);");
     let mut line = String::new();
     wait_until("the halt line", DEADLINE, || {
-        line = lines_with(&sidecar.log(), "resume it").first().map(|l| l.to_string()).unwrap_or_default();
+        line = lines_with(&sidecar.log(), "re-attach it").first().map(|l| l.to_string()).unwrap_or_default();
         !line.is_empty()
     });
     assert!(line.contains("column \"price\" was added"), "{line}");
@@ -563,7 +563,7 @@ fn a_table_followed_by_name_that_vanishes_halts_alone_and_refused_runs_change_no
     // A drifted table, and a second replicator (with schema following) for
     // the same replica: refused, and the source is left as it was.
     sqlite3(&db.path, "ALTER TABLE item ADD COLUMN extra;");
-    wait_until("the halt line", DEADLINE, || !lines_with(&sidecar.log(), "resume it").is_empty());
+    wait_until("the halt line", DEADLINE, || !lines_with(&sidecar.log(), "re-attach it").is_empty());
     let before = crate::support::schema_dump(&db.path);
     let (code, _, err) = run_bin("replicator", &["--db", &src, "--target", &t, "--follow-schema", "--once"]);
     assert_eq!(code, 1, "{err}");

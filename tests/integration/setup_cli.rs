@@ -70,7 +70,7 @@ fn schema_drift_shows_in_status() {
     assert_eq!(code, 0);
     assert!(
         out.contains(
-            "users: CHANGED since capture was attached (column \"age\" was added); re-attach with: cdc-setup install"
+            "users: CHANGED since capture was attached (column \"age\" was added); re-attach it (its targets then reseed it) with: cdc-setup install"
         ),
         "{out}"
     );

@@ -42,7 +42,7 @@ impl Engine {
             let failure = match self.drain_attempt(target) {
                 Ok(drained) => {
                     if let Some(outage) = outage {
-                        outage.end(&self.source.path.display().to_string());
+                        outage.end();
                     }
                     self.record(&drained);
                     return Ok(drained);
@@ -56,8 +56,10 @@ impl Engine {
                 // transaction, a checkpoint), a target is down, a disk is
                 // full: wait, without limit, saying so once; nothing is lost.
                 Failure::Source(e) | Failure::Target(e) if e.is_transient() => {
-                    let what = self.source.path.display().to_string();
-                    outage.get_or_insert_with(|| Outage::start(&e, &what)).next_delay(self.settings.retry)
+                    let place = self.source.path.display().to_string();
+                    outage
+                        .get_or_insert_with(|| Outage::start(&e, "the source", &place))
+                        .next_delay(&e, self.settings.retry)
                 }
                 Failure::Source(e) => {
                     // A table renamed or dropped between the plan and its

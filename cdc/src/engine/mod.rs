@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::lock::{OwnerLock, consumer_lock_path};
 use crate::log::{self, LogReader};
 use crate::signal::{StopHandle, Waker};
-use crate::source as consumers;
+use crate::source::{consumer_state, position as consumer_position, set_position as set_consumer_position};
 use crate::state::DeliveryState;
 use crate::stats::Stats;
 use crate::target::Target;
@@ -96,7 +96,7 @@ impl EngineBuilder {
         if !self.settings.follow_schema {
             source.halted.iter().for_each(Halted::announce);
         }
-        if consumers::position(&source.conn, &self.consumer).map_err(|e| source::named(e, &self.db))?.is_none() {
+        if consumer_position(&source.conn, &self.consumer).map_err(|e| source::named(e, &self.db))?.is_none() {
             source.quick_check()?;
         }
         let what = format!("consumer {:?} of {}", self.consumer, self.db.display());
@@ -189,13 +189,13 @@ impl Engine {
         let (state, owned) = match (stored, kept) {
             (Some(state), _) => (state, true),
             (None, Some(kept)) => (kept, false),
-            (None, None) => (consumers::consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
+            (None, None) => (consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
         };
-        if consumers::position(conn, &self.consumer)?.is_none() {
+        if consumer_position(conn, &self.consumer)?.is_none() {
             // Pin the log just below its oldest row, so that no other
             // consumer prunes what this one has not seen.
             let pin = log::low_water(conn)?.map_or(log::high_water(conn)?, |low| low - 1);
-            consumers::set_position(conn, &self.consumer, pin).map_err(|e| self.named(e))?;
+            set_consumer_position(conn, &self.consumer, pin).map_err(|e| self.named(e))?;
         }
         let tables = self.table_states(&state);
         self.stats.update(|s| {

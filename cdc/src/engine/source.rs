@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 
 use super::halted::Halted;
+pub(super) use crate::db::named;
 use crate::db::{self, Access, classify};
 use crate::error::{Error, Result};
 use crate::lock::FileId;
@@ -370,12 +371,4 @@ fn close(conn: Connection, path: &Path, file: Option<FileId>) {
         let _ = conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
     }
     drop(conn);
-}
-
-/// An SQLite error about the source, naming the file.
-pub(super) fn named(e: Error, path: &Path) -> Error {
-    match e {
-        Error::Sqlite(e) => classify(e, path),
-        other => other,
-    }
 }

@@ -51,7 +51,7 @@ pub enum Error {
     /// The file moved into place under the source's path lacks capture of
     /// the followed tables (restored, and not yet attached): transient,
     /// waited for. It says what is missing.
-    #[error("the file now at the source's path is not ready: {0}; waiting")]
+    #[error("the file now at the source's path is not ready ({0}); waiting")]
     NotReady(Box<Error>),
     /// The file exists but is not a SQLite database.
     #[error("{}: not a SQLite database", .0.display())]
@@ -156,7 +156,7 @@ pub enum Error {
     },
     /// The source's log is not the one the target followed (a restored
     /// backup, another database) and the policy is to stop.
-    #[error("{what}; stopped as asked (OnRewind::Stop)")]
+    #[error("{what}; stopped as asked (rewind policy: stop)")]
     Rewound {
         /// The source database.
         db: PathBuf,
@@ -267,7 +267,7 @@ pub enum Error {
         message: String,
     },
     /// The replica file was deleted or replaced while in use.
-    #[error("replica {} was deleted or replaced while in use; it is rebuilt when the replication starts again", .0.display())]
+    #[error("replica {} was deleted or replaced while in use; it is rebuilt when replication starts again", .0.display())]
     ReplicaReplaced(PathBuf),
     /// A commit would move a table's position back (never done but by a
     /// reseed of that table).
@@ -444,6 +444,7 @@ impl Error {
             Error::ConsumersWaiting { db, .. } => Some(Fix::RemoveConsumers { db: db.clone() }),
             Error::MigrationOpen { db, .. } => Some(Fix::FinishMigration { db: db.clone() }),
             Error::Stream { fix, .. } => fix.clone(),
+            Error::ReplicaReplaced(_) => Some(Fix::Restart),
             Error::NotReady(inner) => inner.fix(),
             Error::GaveUp { last, .. } => last.fix(),
             _ => None,

@@ -61,10 +61,7 @@ pub(crate) fn acknowledge(
         return Ok(None);
     }
     let Acknowledgement { consumer, state, pin, position, anchor } = *ack;
-    let named = |e: Error| match e {
-        Error::Sqlite(e) => classify(e, path),
-        other => other,
-    };
+    let named = |e: Error| crate::db::named(e, path);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, path))?;
     let locked = Instant::now();
     // Read under the write lock, so nobody writes meanwhile: whether the

@@ -8,7 +8,7 @@ use serde::Serialize;
 use cdc_schema::bookkeeping as sql;
 use cdc_schema::log::CONSUMERS_TABLE;
 
-use crate::db::{classify, path_of};
+use crate::db::path_of;
 use crate::error::{Error, Result};
 use crate::log::{ensure_current, has_legacy, is_initialised};
 use crate::state::DeliveryState;
@@ -110,11 +110,7 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
 /// Drops consumer `name`, so that its pin no longer holds the log back.
 pub fn remove_consumer(conn: &mut Connection, name: &str) -> Result<()> {
     let path = path_of(conn);
-    let found = is_initialised(conn)?
-        && delete_consumer(conn, name).map_err(|e| match e {
-            Error::Sqlite(e) => classify(e, &path),
-            other => other,
-        })?;
+    let found = is_initialised(conn)? && delete_consumer(conn, name).map_err(|e| crate::db::named(e, &path))?;
     if !found {
         return Err(Error::NoSuchConsumer { db: path, name: name.to_string() });
     }

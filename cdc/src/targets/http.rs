@@ -104,6 +104,10 @@ impl Target for HttpTarget {
             Err(ureq::Error::BadUri(e)) => {
                 return Err(Error::InvalidSetting(format!("bad target URL {:?}: {e}", self.shown)));
             }
+            // A request the client could not build: the URL, not the network.
+            Err(ureq::Error::Http(e)) => {
+                return Err(Error::InvalidSetting(format!("bad target URL {:?}: {e}", self.shown)));
+            }
             Err(ureq::Error::Tls(e)) => {
                 let message = format!("TLS: {e}; check the URL and the certificate");
                 return Err(Error::Rejected { target: self.shown.clone(), message });
@@ -158,6 +162,13 @@ pub fn check_url(url: &str) -> Result<String> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad("expected http://HOST/PATH or https://HOST/PATH"));
     }
+    // What the HTTP client itself will send: stricter than `url` (which
+    // takes `https:///hook` for host `hook`, and spaces), and a request it
+    // cannot build must be refused here, not retried.
+    let uri: ureq::http::Uri = url.parse().map_err(|e| bad(&format!("{e}")))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("expected http://HOST/PATH or https://HOST/PATH"));
+    }
     Ok(shown)
 }
 
@@ -175,7 +186,7 @@ mod tests {
 
     #[test]
     fn malformed_urls_are_refused_at_start() {
-        for bad in ["http://", "http:// h/", "http://h:notaport/", "ftp://h/"] {
+        for bad in ["http://", "http:// h/", "http://h:notaport/", "ftp://h/", "https:///hook", "http://h/a b"] {
             let err = HttpTarget::new(bad).err().unwrap_or_else(|| panic!("{bad} accepted"));
             assert!(matches!(err, Error::InvalidSetting(_)), "{bad}: {err}");
         }

@@ -121,7 +121,11 @@ impl Follower {
                         said = true;
                     }
                     if !stop.sleep(Duration::from_millis(500)) {
-                        return Err(e);
+                        return Err(Error::Stream {
+                            stream: url.stream.clone(),
+                            problem: format!("does not exist on {}; stopped while waiting for it", url.redacted()),
+                            fix: None,
+                        });
                     }
                 }
                 Err(Error::Unavailable { target, message }) => {
@@ -233,8 +237,8 @@ impl Follower {
                 Err(e) if e.is_transient() => {
                     self.rollback()?;
                     let stream = format!("stream {}", self.url.stream);
-                    let outage = self.outage.get_or_insert_with(|| Outage::start(&e, &stream));
-                    let delay = outage.next_delay(RETRY);
+                    let outage = self.outage.get_or_insert_with(|| Outage::start(&e, "the replica", &stream));
+                    let delay = outage.next_delay(&e, RETRY);
                     self.stop.sleep(delay);
                 }
                 Err(e) => {
@@ -347,7 +351,7 @@ impl Follower {
             };
             idle_since = Instant::now();
             if let Some(outage) = self.outage.take() {
-                outage.end(&format!("stream {}", self.url.stream));
+                outage.end();
             }
             for message in batch {
                 let (seq, pending) = {

@@ -30,7 +30,7 @@ impl SqliteTarget {
             "a trigger that fires before capture's (a TEMP trigger of the writing connection: no other \
              connection can see it) rewrote or deleted rows of this table as they were inserted; the \
              replica follows the trigger, but capture logged those rows as inserted, and other targets \
-             get them so. For exact events: {fix}");
+             get them so; for exact events, {fix}");
     }
 
     pub(super) fn upsert(&self, sql: &TableSql, row: &Row) -> Result<usize> {

@@ -190,14 +190,9 @@ impl Target for SqliteTarget {
     }
 }
 
-impl SqliteTarget {}
-
 impl SqliteTarget {
     /// An SQLite error about the replica, naming it.
     pub(super) fn named(&self, e: Error) -> Error {
-        match e {
-            Error::Sqlite(e) => classify(e, &self.path),
-            other => other,
-        }
+        crate::db::named(e, &self.path)
     }
 }
