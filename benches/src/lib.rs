@@ -86,10 +86,14 @@ pub fn remove_db(path: &Path) {
     }
 }
 
-/// A fresh copy of `template` (each iteration consumes its backlog).
+/// A fresh copy of `template` (each iteration consumes its backlog):
+/// the records of the previous copy's consumers go with it.
 pub fn copy_of(template: &Path, name: &str) -> PathBuf {
     let path = template.with_file_name(name);
     let _ = std::fs::remove_file(path.with_extension("db-wal"));
+    for record in cdc::source::ConsumerRecord::all(&path).unwrap_or_default() {
+        let _ = cdc::source::ConsumerRecord::remove(&path, &record.consumer);
+    }
     std::fs::copy(template, &path).unwrap();
     path
 }

@@ -45,10 +45,18 @@ pub fn min_seq_sql(table: &str) -> String {
     format!("SELECT min(seq) FROM {}", quote_ident(table))
 }
 
-/// The current log's row at `?1`: kind and values.
-pub fn anchor_sql() -> String {
+/// The row at `?1` of log table `table` (current format): kind and values.
+pub fn anchor_sql(table: &str) -> String {
     let values: Vec<String> = (0..CHUNK_WIDTH).map(crate::log::value_column).collect();
-    format!("SELECT kind, {} FROM {} WHERE seq = ?1", values.join(", "), log())
+    format!("SELECT kind, {} FROM {} WHERE seq = ?1", values.join(", "), quote_ident(table))
+}
+
+/// The sealed segments of the log, by name (so in `seq` order).
+pub fn segments_sql() -> String {
+    format!(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB '{}[0-9]*' ORDER BY name",
+        crate::log::SEGMENT_PREFIX
+    )
 }
 
 /// A format 1 row at `?1`: every column but `seq`.
@@ -56,22 +64,28 @@ pub fn legacy_anchor_sql() -> String {
     format!("SELECT {} FROM {} WHERE seq = ?1", legacy::columns(), quote_ident(legacy::LOG_TABLE))
 }
 
-/// The changes of layouts `tids` after `?1` up to `?2`: count, and the
-/// `seq` of the oldest (in either log).
-pub fn pending_sql(tids: &[i64], legacy_log: bool) -> String {
+/// The changes of layouts `tids` after `?1` up to `?2` in log table
+/// `table` (format 1's when `legacy_log`): count, and the `seq` of the
+/// oldest.
+pub fn pending_sql(tids: &[i64], table: &str, legacy_log: bool) -> String {
     let list = tids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    if legacy_log {
-        format!(
-            "SELECT count(*), min(seq) FROM {} WHERE seq > ?1 AND seq <= ?2 AND {} AND tid IN ({list})",
-            quote_ident(legacy::LOG_TABLE),
-            legacy::IS_CHANGE
-        )
-    } else {
-        format!(
-            "SELECT count(*), min(seq) FROM {} WHERE seq > ?1 AND seq <= ?2 AND {IS_CHANGE} AND {TID_OF_KIND} IN ({list})",
-            log()
-        )
-    }
+    let (is_change, tid) = if legacy_log { (legacy::IS_CHANGE, "tid") } else { (IS_CHANGE, TID_OF_KIND) };
+    format!(
+        "SELECT count(*), min(seq) FROM {} WHERE seq > ?1 AND seq <= ?2 AND {is_change} AND {tid} IN ({list})",
+        quote_ident(table)
+    )
+}
+
+/// The changes of one log table (`legacy_log`: format 1's), as a query of
+/// their `seq`s.
+fn changes_in(table: &str, legacy_log: bool) -> String {
+    let is_change = if legacy_log { legacy::IS_CHANGE } else { IS_CHANGE };
+    format!("SELECT seq FROM {} WHERE {is_change}", quote_ident(table))
+}
+
+/// Every change of the log tables `tables` (name, format 1 or not).
+fn all_changes(tables: &[(&str, bool)]) -> String {
+    tables.iter().map(|(t, legacy_log)| changes_in(t, *legacy_log)).collect::<Vec<_>>().join(" UNION ALL ")
 }
 
 /// The write time (Julian day) of format 1 row `?1`.
@@ -79,17 +93,10 @@ pub fn legacy_write_time_sql() -> String {
     format!("SELECT ts FROM {} WHERE seq = ?1", quote_ident(legacy::LOG_TABLE))
 }
 
-/// The changes kept in the logs: count, oldest and newest `seq`.
-pub fn changes_kept_sql(legacy_log: bool) -> String {
-    let mut changes = format!("SELECT seq FROM {} WHERE {IS_CHANGE}", log());
-    if legacy_log {
-        changes = format!(
-            "{changes} UNION ALL SELECT seq FROM {} WHERE {}",
-            quote_ident(legacy::LOG_TABLE),
-            legacy::IS_CHANGE
-        );
-    }
-    format!("SELECT count(*), min(seq), max(seq) FROM ({changes})")
+/// The changes kept in the log tables `tables` (name, format 1 or not):
+/// count, oldest and newest `seq`.
+pub fn changes_kept_sql(tables: &[(&str, bool)]) -> String {
+    format!("SELECT count(*), min(seq), max(seq) FROM ({})", all_changes(tables))
 }
 
 /// Every registered layout, active first: tid, description, fingerprint,
@@ -133,14 +140,18 @@ pub fn add_reread_sql() -> String {
     format!("ALTER TABLE {} ADD COLUMN reread INTEGER NOT NULL DEFAULT 0", registry())
 }
 
-/// Deletes the layouts no longer active that no log row refers to.
-pub fn forget_layouts_sql(legacy_log: bool) -> String {
+/// Deletes the layouts no longer active that no row of the log tables
+/// `tables` (name, format 1 or not) refers to.
+pub fn forget_layouts_sql(tables: &[(&str, bool)]) -> String {
     let registry = registry();
-    let mut used = format!("SELECT 1 FROM {} WHERE {TID_OF_KIND} = {registry}.tid", log());
-    if legacy_log {
-        used = format!("{used} UNION ALL SELECT 1 FROM {} WHERE tid = {registry}.tid", quote_ident(legacy::LOG_TABLE));
-    }
-    format!("DELETE FROM {registry} WHERE active = 0 AND NOT EXISTS ({used})")
+    let used: Vec<String> = tables
+        .iter()
+        .map(|(t, legacy_log)| {
+            let tid = if *legacy_log { "tid" } else { TID_OF_KIND };
+            format!("SELECT 1 FROM {} WHERE {tid} = {registry}.tid", quote_ident(t))
+        })
+        .collect();
+    format!("DELETE FROM {registry} WHERE active = 0 AND NOT EXISTS ({})", used.join(" UNION ALL "))
 }
 
 /// The value of meta key `?1`.
@@ -215,23 +226,20 @@ pub fn lowest_position_sql() -> String {
     format!("SELECT min(position) FROM {}", consumers())
 }
 
-/// Every consumer: name, position, changes after it, when it last
-/// acknowledged, seconds since then, whether the source keeps its state.
-pub fn consumers_sql(has_state: bool, legacy_log: bool) -> String {
-    let state = if has_state { "state IS NOT NULL" } else { "0" };
-    let mut pending = format!("(SELECT count(*) FROM {} WHERE seq > c.position AND {IS_CHANGE})", log());
-    if legacy_log {
-        pending = format!(
-            "{pending} + (SELECT count(*) FROM {} WHERE seq > c.position AND {})",
-            quote_ident(legacy::LOG_TABLE),
-            legacy::IS_CHANGE
-        );
-    }
+/// Every consumer registered in the source: name, position, when its row
+/// was last written (Unix milliseconds), its stored state (NULL: none).
+pub fn consumers_sql(has_state: bool) -> String {
+    let state = if has_state { "state" } else { "NULL" };
     format!(
-        "SELECT name, position, {pending}, updated_at, (julianday('now') - julianday(updated_at)) * 86400.0, {state} \
-         FROM {} AS c ORDER BY name",
+        "SELECT name, position, CAST((julianday(updated_at) - 2440587.5) * 86400000.0 AS INTEGER), {state} \
+         FROM {} ORDER BY name",
         consumers()
     )
+}
+
+/// The changes after `?1` in the log tables `tables` (name, format 1 or not).
+pub fn changes_after_sql(tables: &[(&str, bool)]) -> String {
+    format!("SELECT count(*) FROM ({}) WHERE seq > ?1", all_changes(tables))
 }
 
 /// Deletes the rows `?1` to `?2` of log table `table`: one rowid range, so
@@ -276,8 +284,8 @@ mod tests {
     #[test]
     fn statements_name_the_internal_tables_quoted() {
         assert_eq!(position_sql(), "SELECT position FROM \"_cdc_consumers\" WHERE name = ?1");
-        assert!(pending_sql(&[1, 2], false).contains("(kind >> 3) IN (1, 2)"));
-        assert!(pending_sql(&[7], true).contains("tid IN (7)"));
-        assert!(forget_layouts_sql(true).contains("UNION ALL"));
+        assert!(pending_sql(&[1, 2], LOG_TABLE, false).contains("(kind >> 3) IN (1, 2)"));
+        assert!(pending_sql(&[7], legacy::LOG_TABLE, true).contains("tid IN (7)"));
+        assert!(forget_layouts_sql(&[(LOG_TABLE, false), (legacy::LOG_TABLE, true)]).contains("UNION ALL"));
     }
 }

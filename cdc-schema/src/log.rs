@@ -155,23 +155,51 @@ pub fn internal_ddl() -> Vec<String> {
     ]
 }
 
-/// DDL that removes the internal tables.
-pub fn drop_internal_ddl() -> Vec<String> {
+/// DDL that removes the internal tables, the log's sealed segments
+/// (`segments`, their names) included.
+pub fn drop_internal_ddl(segments: &[String]) -> Vec<String> {
     [LOG_TABLE, crate::legacy::LOG_TABLE, TABLES_TABLE, CONSUMERS_TABLE, META_TABLE]
         .iter()
+        .copied()
+        .chain(segments.iter().map(String::as_str))
         .map(|t| format!("DROP TABLE IF EXISTS {}", quote_ident(t)))
         .collect()
 }
 
-/// Reads the log rows after position `?1` up to `?2` inclusive, in `seq`
-/// order. Callers stream the rows and stop when their batch is full.
-pub fn read_sql() -> String {
+/// The prefix of a sealed segment's name: `_cdc_log_seg_` and its first
+/// `seq`, zero-padded, so names sort as the segments do. A segment is the
+/// log table as it was when sealed (renamed whole, no row copied); the
+/// triggers go on writing into a new `_cdc_log`. Dropping a segment every
+/// consumer is past frees its rows at once, in one short transaction.
+pub const SEGMENT_PREFIX: &str = "_cdc_log_seg_";
+
+/// The name a segment whose first row is `first` is sealed under.
+pub fn segment_table(first: i64) -> String {
+    format!("{SEGMENT_PREFIX}{:020}", first.max(0))
+}
+
+/// Whether `name` is a sealed segment's.
+pub fn is_segment(name: &str) -> bool {
+    name.strip_prefix(SEGMENT_PREFIX).is_some_and(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reads the rows of log table `table` (the current one or a sealed
+/// segment) after position `?1` up to `?2` inclusive, in `seq` order.
+/// Callers stream the rows and stop when their batch is full.
+pub fn read_sql(table: &str) -> String {
     let values: Vec<String> = (0..CHUNK_WIDTH).map(value_column).collect();
     format!(
         "SELECT seq, kind, {} FROM {} WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
         values.join(", "),
-        quote_ident(LOG_TABLE)
+        quote_ident(table)
     )
+}
+
+/// Seals the current log: renames it to `segment` (run with `PRAGMA
+/// legacy_alter_table=ON`, so the triggers' bodies keep naming `_cdc_log`
+/// and write into the one created next, [`create_log_sql`]).
+pub fn seal_sql(segment: &str) -> String {
+    format!("ALTER TABLE {} RENAME TO {}", quote_ident(LOG_TABLE), quote_ident(segment))
 }
 
 /// `INSERT` of a marker row for capture id `?1` (see [`MARKER_OP`]).
@@ -182,6 +210,13 @@ pub fn insert_marker_sql() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segment_names_sort_as_their_rows() {
+        let (a, b) = (segment_table(9), segment_table(10));
+        assert!(a < b && is_segment(&a) && is_segment(&b));
+        assert!(!is_segment(LOG_TABLE) && !is_segment(crate::legacy::LOG_TABLE) && !is_segment("_cdc_log_seg_1"));
+    }
 
     #[test]
     fn kinds_hold_the_capture_id_and_the_operation() {

@@ -72,14 +72,20 @@ pub struct ReplicateArgs {
     /// Timer interval, e.g. 250ms or 2s.
     #[arg(long, value_name = "DURATION", default_value = "500ms", value_parser = duration)]
     pub poll_interval: Duration,
-    /// At most one acknowledgement to the source per interval while
-    /// changes keep coming, e.g. 1s or 250ms. Each is a short write
-    /// transaction on the source (it moves this consumer's retention pin
-    /// and prunes the log) that the application's writers may wait for; a
-    /// longer interval disturbs them less, and jsonl/http targets may get
-    /// up to one interval again after a crash.
+    /// At most one write of this consumer's record per interval while
+    /// changes keep coming, e.g. 1s or 250ms. The record is a file beside
+    /// the source (never the source itself) with this consumer's
+    /// retention pin; jsonl/http targets may get up to one interval again
+    /// after a crash.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = duration)]
     pub ack_interval: Duration,
+    /// The log is freed (one short write transaction on the source, the
+    /// only one the replicator makes) when the application pauses for a
+    /// second, and under one that never pauses at most once per interval,
+    /// e.g. 5m or 30s. A deferred transaction of the application that
+    /// read before that write and writes after it is refused.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub prune_interval: Duration,
     /// Changes per batch (memory is bounded by it).
     #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
@@ -186,6 +192,7 @@ struct Settings {
     signal: SignalKind,
     poll_interval: Duration,
     ack_interval: Duration,
+    prune_interval: Duration,
     batch_size: usize,
     follow_schema: bool,
     once: bool,
@@ -225,6 +232,7 @@ impl Settings {
             signal: args.signal,
             poll_interval: args.poll_interval,
             ack_interval: args.ack_interval,
+            prune_interval: args.prune_interval,
             batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
             once: args.once,
             follow_schema: args.follow_schema,
@@ -305,6 +313,7 @@ pub fn run(cli: Cli) -> Result<()> {
         .on_rewind(s.on_rewind)
         .follow_schema(s.follow_schema)
         .ack_interval(s.ack_interval)
+        .prune_interval(s.prune_interval)
         .on_progress(progress_bars())
         .open()?;
     let mut target = s.target.open_as(&s.db, s.format)?;

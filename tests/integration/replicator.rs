@@ -548,6 +548,13 @@ fn an_http_consumer_named_with_credentials_is_renamed() {
     assert!(!accepted[0].contains("\"old\""), "{}", accepted[0]);
     let names: Vec<String> = cdc::capture::status(&db.conn()).unwrap().consumers.into_iter().map(|c| c.name).collect();
     assert_eq!(names, vec![format!("http://user:***@{addr}/events")]);
+    // Nor does any file beside it (the consumer records) hold the secret.
+    for (path, bytes) in dir_state(db.dir.path()) {
+        let name = path.to_string_lossy();
+        if name.ends_with(".json") {
+            assert!(!String::from_utf8_lossy(&bytes).contains("s3cret"), "{name}");
+        }
+    }
 }
 
 fn dir_state(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

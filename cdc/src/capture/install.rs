@@ -233,9 +233,18 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>, force: bool) 
                     consumers: waiting.iter().map(|c| (c.name.clone(), c.pending)).collect(),
                 });
             }
-            for sql in drop_internal_ddl() {
+            let segments: Vec<String> =
+                crate::log::segments(&tx)?.into_iter().filter(|s| !s.current && !s.legacy).map(|s| s.table).collect();
+            let log_id = crate::source::log_id(&tx)?;
+            for sql in drop_internal_ddl(&segments) {
                 tx.execute(&sql, [])?;
             }
+            tx.commit().map_err(|e| classify(e, &path))?;
+            // The consumers' records of the log that is gone.
+            for record in crate::source::ConsumerRecord::all(&path)?.into_iter().filter(|r| r.log_id == log_id) {
+                crate::source::ConsumerRecord::remove(&path, &record.consumer)?;
+            }
+            return Ok(removed);
         }
     }
     tx.commit().map_err(|e| classify(e, &path))?;

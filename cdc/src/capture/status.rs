@@ -10,7 +10,7 @@ use cdc_schema::bookkeeping as sql;
 use super::drift::drift;
 use super::migration::{Migration, migration};
 use crate::error::Result;
-use crate::log::{ensure_current, has_legacy, is_initialised, registry};
+use crate::log::{ensure_current, is_initialised, registry};
 use crate::source::{ConsumerStatus, consumers};
 
 /// A captured table's health.
@@ -74,7 +74,9 @@ pub fn status(conn: &Connection) -> Result<Status> {
         });
     }
     let (log_rows, oldest_seq, newest_seq) =
-        conn.query_row(&sql::changes_kept_sql(has_legacy(conn)?), [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        conn.query_row(&sql::changes_kept_sql(&crate::log::tables_of(&crate::log::segments(conn)?)), [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
     let consumers = consumers(conn)?;
     Ok(Status { wal, tables, log_rows, oldest_seq, newest_seq, consumers, migration: migration(conn)? })
 }

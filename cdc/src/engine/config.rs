@@ -105,6 +105,7 @@ pub(crate) struct Settings {
     pub retry: Retry,
     pub follow_schema: bool,
     pub ack_interval: Duration,
+    pub prune_interval: Duration,
 }
 
 /// Configures and opens an [`Engine`](super::Engine).
@@ -129,6 +130,7 @@ impl EngineBuilder {
                 retry: Retry::default(),
                 follow_schema: false,
                 ack_interval: Duration::from_secs(1),
+                prune_interval: Duration::from_secs(300),
             },
             progress: None,
         }
@@ -186,17 +188,28 @@ impl EngineBuilder {
         self
     }
 
-    /// At most one acknowledgement per `interval` while changes keep
-    /// coming (default 1 s; the first after a quiet spell goes at once).
-    /// An acknowledgement is a short write transaction on the source that
-    /// moves this consumer's pin and prunes the log: the application's
-    /// writers may wait for it (or be refused, with a zero busy timeout).
-    /// A target that keeps its own position (the SQLite replica) never
-    /// waits for one; for the others (jsonl, http) the source's record of
-    /// the position lags by up to `interval`, and a restart after a crash
-    /// re-sends at most that much.
+    /// At most one write of the consumer's record per `interval` while
+    /// changes keep coming (default 1 s; the first after a quiet spell
+    /// goes at once). The record is a file beside the source, never the
+    /// source itself: it holds this consumer's retention pin and, for a
+    /// target that keeps no state (jsonl, http), what it holds; such a
+    /// target may get up to `interval` of changes again after a crash (a
+    /// SQLite replica keeps its own position, exactly once).
     pub fn ack_interval(mut self, interval: Duration) -> Self {
         self.settings.ack_interval = interval;
+        self
+    }
+
+    /// Under an application that never pauses for a second, the log is
+    /// maintained (what every consumer has freed, in one short write
+    /// transaction) at most once per `interval` (default 5 min); when the
+    /// application pauses, at once. A maintenance is the one write a
+    /// replicator makes to the source: a deferred application transaction
+    /// that read before it and writes after it is refused
+    /// (`SQLITE_BUSY_SNAPSHOT`). Shorter keeps the log smaller under a
+    /// writer that never stops, longer disturbs it less.
+    pub fn prune_interval(mut self, interval: Duration) -> Self {
+        self.settings.prune_interval = interval;
         self
     }
 

@@ -5,7 +5,7 @@ use super::config::{Drained, OnRewind};
 use super::failure::Failure;
 use super::plan;
 use super::source::{Refresh, named};
-use super::{BootstrapMode, Engine, deliver};
+use super::{BootstrapMode, Engine, deliver, upkeep};
 use crate::error::{Error, Result};
 use crate::log;
 use crate::retry::Outage;
@@ -19,18 +19,16 @@ const SCHEMA_RACES: u32 = 20;
 impl Engine {
     /// Delivers everything visible now (bootstrapping first what the target
     /// does not hold), retrying a failing target with backoff, and waiting
-    /// out a source locked by the application. An acknowledgement deferred
-    /// meanwhile is made before returning (waiting for the lock as an
-    /// application would).
+    /// out a source locked by the application. Then the consumer's record
+    /// is written, and the log maintained when there is enough to free
+    /// (waiting for the lock as an application would).
     pub fn drain(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let drained = self.drain_with_retries(target)?;
-        // Owed (batched, or deferred because the source was busy): made
-        // now, waiting for the lock as an application would.
-        while self.acks.due.is_some() && !self.waker.is_stopped() {
-            if !self.acknowledge(target, true)? {
-                tracing::warn!(db = %self.source.path.display(), "the source stayed locked (or was replaced); its record of this consumer lags until the next run");
-                break;
-            }
+        if self.upkeep.due.is_some() {
+            self.save_record(target)?;
+        }
+        if !drained.stopped {
+            self.maintain(upkeep::Occasion::Drained)?;
         }
         Ok(drained)
     }

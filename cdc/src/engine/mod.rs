@@ -1,5 +1,6 @@
 //! Delivery: wait for a signal, read the log in batches, hand them to a
-//! target, commit at source commit points, acknowledge, prune. The shape
+//! target, commit at source commit points, record where the target is,
+//! maintain the log. The shape
 //! follows litestream's replication loop: one wait over stop, timer and
 //! change notification, with backoff on error.
 //!
@@ -10,10 +11,10 @@
 //!   a target's [`DeliveryState`] and the log, what to do per table;
 //! - [`deliver`]: the log in batches; [`bootstrap`] and [`snapshot`]: a
 //!   consistent cut, a table's rows;
-//! - [`ack`]: telling the source what the target holds;
+//! - [`upkeep`]: the consumer's record beside the source, and the log's
+//!   maintenance (the one write to the source);
 //!   [`observe`]: what watchers see ([`Stats`]).
 
-mod ack;
 mod bootstrap;
 mod config;
 mod deliver;
@@ -27,6 +28,7 @@ mod run;
 mod snapshot;
 mod source;
 mod tables;
+mod upkeep;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,17 +40,17 @@ pub use snapshot::Progress;
 
 use crate::error::{Error, Result};
 use crate::lock::{OwnerLock, consumer_lock_path};
-use crate::log::{self, LogReader};
+use crate::log::LogReader;
 use crate::signal::{StopHandle, Waker};
-use crate::source::{consumer_state, position as consumer_position, set_position as set_consumer_position};
+use crate::source::{consumer_state, position as consumer_position};
 use crate::state::DeliveryState;
 use crate::stats::Stats;
 use crate::target::Target;
 
-use ack::Acks;
 use config::Settings;
 use snapshot::ProgressFn;
 use source::SourceDb;
+use upkeep::Upkeep;
 
 /// The target as the engine knows it once opened.
 struct Connected {
@@ -71,8 +73,8 @@ pub struct Engine {
     always_done: bool,
     /// Tables the target refused a change of, to reseed, with why.
     refused: HashMap<String, String>,
-    /// When the source is told what the target holds.
-    acks: Acks,
+    /// The consumer's record, and the log's maintenance.
+    upkeep: Upkeep,
     /// A stateless target's state across a reconnection.
     kept: Option<DeliveryState>,
     /// What it did, for watchers on other threads.
@@ -111,7 +113,7 @@ impl EngineBuilder {
             target: None,
             always_done: false,
             refused: HashMap::new(),
-            acks: Acks::default(),
+            upkeep: Upkeep::default(),
             kept: None,
             stats: Arc::new(Stats::default()),
             _lock: lock,
@@ -191,12 +193,8 @@ impl Engine {
             (None, Some(kept)) => (kept, false),
             (None, None) => (consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
         };
-        if consumer_position(conn, &self.consumer)?.is_none() {
-            // Pin the log just below its oldest row, so that no other
-            // consumer prunes what this one has not seen.
-            let pin = log::low_water(conn)?.map_or(log::high_water(conn)?, |low| low - 1);
-            set_consumer_position(conn, &self.consumer, pin).map_err(|e| self.named(e))?;
-        }
+        let pin = consumer_position(conn, &self.consumer)?;
+        self.start_record(pin, &state)?;
         let tables = self.table_states(&state);
         self.stats.update(|s| {
             s.position = state.position;
@@ -204,9 +202,5 @@ impl Engine {
         });
         self.target = Some(Connected { state, owned });
         Ok(())
-    }
-
-    fn named(&self, e: Error) -> Error {
-        source::named(e, &self.source.path)
     }
 }

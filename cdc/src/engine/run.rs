@@ -1,9 +1,12 @@
 //! The wake loop: wait for a signal, drain when the source changed, let
-//! go of the source while it is quiet, acknowledge when due.
+//! go of the source while it is quiet, write the consumer's record when
+//! due, maintain the log when the application pauses (or, under one that
+//! never does, once per prune interval).
 
 use std::time::{Duration, Instant};
 
 use super::config::Drained;
+use super::upkeep::{Occasion, QUIET};
 use super::{Engine, pace};
 use crate::error::Result;
 use crate::signal::{Signal, Wake};
@@ -20,11 +23,10 @@ impl Engine {
         if result.is_err() {
             self.stats.failed("fatal");
         }
-        // A clean stop leaves no acknowledgement owed when the lock is
-        // free: a target without state of its own would get the last
-        // changes again after a restart.
-        if result.is_ok() && self.acks.due.is_some() && self.source.unpark().unwrap_or(false) {
-            let _ = self.acknowledge(target, false);
+        // A clean stop leaves no record owed: a target without state of
+        // its own would get the last changes again after a restart.
+        if result.is_ok() && self.upkeep.due.is_some() {
+            let _ = self.save_record(target);
         }
         self.waker.stop();
         signal.join();
@@ -83,21 +85,36 @@ impl Engine {
                 if drained.stopped {
                     return Ok(total);
                 }
+                // The application keeps writing: the log is maintained
+                // at most once per prune interval.
+                if self.maintenance_due(Occasion::Interval) {
+                    self.maintain(Occasion::Interval)?;
+                }
+                // Once it has stood still for a moment, at once.
+                self.upkeep.quiet_check = Some(last_news);
             }
-            // Made after the drain, which opened a parked connection again
-            // (and the replaced file, if it was).
-            if self.acks.due.is_some_and(|due| due <= Instant::now()) && !self.source.parked() {
-                self.acknowledge(target, false)?;
+            if self.upkeep.due.is_some_and(|due| due <= Instant::now()) {
+                self.save_record(target)?;
+            }
+            // Still quiet: no commit since the last drain, as far as the
+            // connection can tell (a parked one, or one opened by the last
+            // drain, cannot: but any commit rings, is drained, and resets
+            // the quiet check).
+            let unchanged = match (self.source.data_version()?, seen) {
+                (Some(now), Some(seen)) => now == seen,
+                _ => true,
+            };
+            if self.maintenance_due(Occasion::Quiet) && unchanged {
+                self.maintain(Occasion::Quiet)?;
             }
             // A file event can arrive before the commit it belongs to is
             // visible: the writer writes WAL frames (an event), then
             // publishes the commit through shared memory (no event). So
             // after every ring, look again a few times shortly after.
-            let ack_in = self.acks.due.map(|due| due.saturating_duration_since(Instant::now()));
-            let mut timeout = match (rechecks.next().copied(), ack_in) {
-                (Some(t), Some(a)) => Some(t.min(a)),
-                (t, a) => t.or(a),
-            };
+            let now = Instant::now();
+            let record_in = self.upkeep.due.map(|due| due.saturating_duration_since(now));
+            let quiet_in = self.upkeep.quiet_check.map(|since| (since + QUIET).saturating_duration_since(now));
+            let mut timeout = [rechecks.next().copied(), record_in, quiet_in].into_iter().flatten().min();
             // Hold nothing of the source while it is quiet (see `source`:
             // a file moved into place must not meet an open connection to
             // the old one); while commits keep coming, keep one connection

@@ -212,11 +212,6 @@ impl SourceDb {
         Ok(true)
     }
 
-    /// Whether the connection is parked.
-    pub fn parked(&self) -> bool {
-        self.parked
-    }
-
     /// The file's layout as `conn` (this source's connection, or a
     /// transaction on it) sees it: file identity and schema cookie. See
     /// [`crate::DeliveryState::layout`].

@@ -18,6 +18,59 @@ pub use registry::{Registered, is_initialised, registry, select};
 use crate::db::path_of;
 use crate::error::{Error, Result};
 
+/// One table of the log, in `seq` order with the others: format 1's rows
+/// kept by an upgrade (`_cdc_log_v1`), the sealed segments
+/// (`_cdc_log_seg_…`, see [`cdc_schema::log::SEGMENT_PREFIX`]), then the
+/// current table the triggers write into (`_cdc_log`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    /// The table.
+    pub table: String,
+    /// It holds format 1's rows.
+    pub legacy: bool,
+    /// The current table (the others are sealed: no row is added to them).
+    pub current: bool,
+}
+
+impl Segment {
+    fn sealed(table: String) -> Segment {
+        Segment { table, legacy: false, current: false }
+    }
+
+    /// Its first and last `seq` (`None` when empty).
+    pub fn bounds(&self, conn: &Connection) -> Result<Option<(i64, i64)>> {
+        let sql = format!("SELECT min(seq), max(seq) FROM {}", cdc_schema::quote_ident(&self.table));
+        let (first, last): (Option<i64>, Option<i64>) = conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(first.zip(last))
+    }
+}
+
+/// The log's tables, in `seq` order (the current one last; none when
+/// capture is not installed).
+pub fn segments(conn: &Connection) -> Result<Vec<Segment>> {
+    let mut out = Vec::new();
+    if has_legacy(conn)? {
+        out.push(Segment { table: legacy::LOG_TABLE.into(), legacy: true, current: false });
+    }
+    let mut stmt = conn.prepare_cached(&sql::segments_sql())?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    for name in names {
+        let name = name?;
+        if cdc_schema::log::is_segment(&name) {
+            out.push(Segment::sealed(name));
+        }
+    }
+    if is_initialised(conn)? {
+        out.push(Segment { table: LOG_TABLE.into(), legacy: false, current: true });
+    }
+    Ok(out)
+}
+
+/// The tables of `segments` as the bookkeeping statements take them.
+pub(crate) fn tables_of(segments: &[Segment]) -> Vec<(&str, bool)> {
+    segments.iter().map(|s| (s.table.as_str(), s.legacy)).collect()
+}
+
 /// The highest `seq` of the format 1 rows an upgraded log still keeps
 /// (`None`: there are none, or the log was never upgraded).
 pub fn legacy_high_water(conn: &Connection) -> Result<Option<i64>> {
@@ -47,39 +100,42 @@ pub struct Pending {
 /// What a consumer at `seq` lacks of the log up to `high_water` in the
 /// tables captured as `tids`.
 pub fn pending(conn: &Connection, seq: i64, high_water: i64, tids: &[i64]) -> Result<Pending> {
-    let count = |legacy_log: bool| -> Result<(i64, Option<i64>)> {
-        let sql = sql::pending_sql(tids, legacy_log);
-        Ok(conn.query_row(&sql, [seq, high_water], |r| Ok((r.get(0)?, r.get(1)?)))?)
-    };
-    let (changes, oldest_seq) = count(false)?;
-    let mut pending = Pending { changes: changes as u64, oldest_seq, oldest_written_ms: None };
-    if has_legacy(conn)? {
-        let (changes, first) = count(true)?;
+    let mut pending = Pending::default();
+    for segment in segments(conn)? {
+        let sql = sql::pending_sql(tids, &segment.table, segment.legacy);
+        let (changes, first): (i64, Option<i64>) =
+            conn.query_row(&sql, [seq, high_water], |r| Ok((r.get(0)?, r.get(1)?)))?;
         pending.changes += changes as u64;
-        if let Some(first) = first {
-            let ts: Option<f64> = conn.query_row(&sql::legacy_write_time_sql(), [first], |r| r.get(0))?;
+        if pending.oldest_seq.is_none()
+            && let Some(first) = first
+        {
             pending.oldest_seq = Some(first);
-            pending.oldest_written_ms = ts.map(julian_to_unix_ms);
+            if segment.legacy {
+                let ts: Option<f64> = conn.query_row(&sql::legacy_write_time_sql(), [first], |r| r.get(0))?;
+                pending.oldest_written_ms = ts.map(julian_to_unix_ms);
+            }
         }
     }
     Ok(pending)
 }
 
 /// The highest `seq` in the log (0 when empty). Read inside a transaction
-/// it is a commit point: the log only ever shows whole source transactions.
+/// it is a commit point: the log only ever shows whole source
+/// transactions. The current table always holds the newest row (sealing
+/// starts the new one with a marker after the old one's last).
 pub fn high_water(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(&sql::max_seq_sql(LOG_TABLE, false), [], |r| r.get(0))?)
 }
 
 /// The lowest `seq` still in the log (format 1 rows of an upgraded log
-/// included), if any.
+/// and sealed segments included), if any.
 pub fn low_water(conn: &Connection) -> Result<Option<i64>> {
-    if has_legacy(conn)?
-        && let Some(low) = conn.query_row(&sql::min_seq_sql(legacy::LOG_TABLE), [], |r| r.get::<_, Option<i64>>(0))?
-    {
-        return Ok(Some(low));
+    for segment in segments(conn)? {
+        if let Some((first, _)) = segment.bounds(conn)? {
+            return Ok(Some(first));
+        }
     }
-    Ok(conn.query_row(&sql::min_seq_sql(LOG_TABLE), [], |r| r.get(0))?)
+    Ok(None)
 }
 
 /// A checksum of the log row at `seq` (`None` when there is no such row):
@@ -92,18 +148,20 @@ pub fn anchor(conn: &Connection, seq: i64) -> Result<Option<u64>> {
     if seq <= 0 {
         return Ok(None);
     }
-    let mut stmt = conn.prepare_cached(&sql::anchor_sql())?;
-    let mut rows = stmt.query([seq])?;
-    if let Some(row) = rows.next()? {
-        return Ok(Some(read::checksum(row, 0, 1 + CHUNK_WIDTH)?));
+    // The current table first: the anchor is most often a recent row.
+    for segment in segments(conn)?.iter().rev() {
+        let (sql, width) = if segment.legacy {
+            (sql::legacy_anchor_sql(), 3 + legacy::CHUNK_WIDTH)
+        } else {
+            (sql::anchor_sql(&segment.table), 1 + CHUNK_WIDTH)
+        };
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([seq])?;
+        if let Some(row) = rows.next()? {
+            return Ok(Some(read::checksum(row, 0, width)?));
+        }
     }
-    if !has_legacy(conn)? {
-        return Ok(None);
-    }
-    let mut stmt = conn.prepare_cached(&sql::legacy_anchor_sql())?;
-    let mut rows = stmt.query([seq])?;
-    let Some(row) = rows.next()? else { return Ok(None) };
-    Ok(Some(read::checksum(row, 0, 3 + legacy::CHUNK_WIDTH)?))
+    Ok(None)
 }
 
 /// How the file's log is laid out.

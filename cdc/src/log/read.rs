@@ -257,17 +257,28 @@ impl LogReader {
         self.saw(up_to, now_ms());
         self.forget_before(after);
         let mut batch = Batch { changes: Vec::new(), end_seq: after };
-        if let Some(legacy_end) = super::legacy_high_water(conn)?.filter(|end| *end > after) {
-            let mut stmt = conn.prepare_cached(&legacy::read_sql())?;
-            let rows = stmt.query(params![after, up_to.min(legacy_end)])?;
-            let full = self.decode(conn, rows, LEGACY, max_changes, &mut batch)?;
-            if full || up_to <= legacy_end {
+        // The segments in order; a change never spans two (sealing is a
+        // transaction of its own, between the application's).
+        for segment in super::segments(conn)? {
+            let end = if segment.current {
+                up_to
+            } else {
+                match segment.bounds(conn)? {
+                    Some((_, last)) if last > batch.end_seq => up_to.min(last),
+                    _ => continue,
+                }
+            };
+            let (sql, format) =
+                if segment.legacy { (legacy::read_sql(), LEGACY) } else { (read_sql(&segment.table), CURRENT) };
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query(params![batch.end_seq, end])?;
+            let full = self.decode(conn, rows, format, max_changes, &mut batch)?;
+            if full || end == up_to {
                 return Ok(batch);
             }
+            // Read to the segment's end: the next one goes on after it.
+            batch.end_seq = end;
         }
-        let mut stmt = conn.prepare_cached(&read_sql())?;
-        let rows = stmt.query(params![batch.end_seq, up_to])?;
-        self.decode(conn, rows, CURRENT, max_changes, &mut batch)?;
         Ok(batch)
     }
 

@@ -182,14 +182,21 @@ fn seq_is_never_reused_after_pruning_vacuum_and_reopen() {
     db.install(&["t"]);
     sqlite3(&db.path, "INSERT INTO t(v) VALUES(1), (2), (3); DELETE FROM t;");
     let top = {
-        let conn = db.conn();
+        let mut conn = db.conn();
         let top = cdc::log::high_water(&conn).unwrap();
         cdc::source::set_position(&conn, "c", top).unwrap();
-        // The install marker and six changes; the newest row stays.
-        assert_eq!(cdc::source::prune(&conn).unwrap(), 6);
+        // Consumed whole: the table is sealed and dropped at once (the
+        // install marker and six changes), and the marker that starts the
+        // new one keeps seq going up.
+        assert_eq!(cdc::source::prune(&mut conn).unwrap(), 7);
+        let marker = cdc::log::high_water(&conn).unwrap();
+        assert_eq!(marker, top + 1, "the new table starts after the old one's last row");
+        assert_eq!(cdc::source::prune(&mut conn).unwrap(), 0, "nothing more to free");
+        cdc::source::set_position(&conn, "c", marker).unwrap();
         let status = cdc::capture::status(&conn).unwrap();
         assert_eq!(status.consumers[0].pending, 0, "nothing left to deliver");
-        top
+        assert_eq!(cdc::log::segments(&conn).unwrap().len(), 1, "only the current table");
+        marker
     };
     sqlite3(&db.path, "VACUUM;");
     sqlite3(&db.path, "INSERT INTO t(v) VALUES('after');");

@@ -218,12 +218,13 @@ fn a_large_transaction_is_committed_once_at_its_end() {
         &db.path,
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) INSERT INTO t SELECT i, i FROM n;",
     );
+    let high_water = cdc::log::high_water(&db.conn()).unwrap();
     let mut target = Recorder::default();
     let drained = engine.drain(&mut target).unwrap();
     assert_eq!(drained.changes, 10_000);
     assert_eq!(target.applies, vec![100; 100], "bounded batches");
     assert_eq!(target.commits, vec![drained.position], "one commit, at the transaction's end");
-    assert_eq!(drained.position, cdc::log::high_water(&db.conn()).unwrap());
+    assert_eq!(drained.position, high_water);
 }
 
 #[test]
@@ -239,14 +240,20 @@ fn the_log_is_pruned_only_past_the_slower_consumer() {
     let mut r = Recorder::default();
     fast.drain(&mut r).unwrap();
     assert_eq!(r.events.len(), 6);
-    let conn = db.conn();
+    let mut conn = db.conn();
+    // Nothing the slow consumer needs went with the fast one's drain, and
+    // freeing again frees nothing.
+    assert_eq!(cdc::source::prune(&mut conn).unwrap(), 0);
     let oldest = cdc::log::low_water(&conn).unwrap().unwrap();
-    assert_eq!(oldest, slow_at, "the row at the slow consumer's position (its anchor) and those after it are kept");
+    assert!(oldest <= slow_at + 1, "every change after the slow consumer's position is kept");
     let mut r = Recorder::default();
     slow.drain(&mut r).unwrap();
-    assert_eq!(r.events.len(), 6, "the slow consumer still gets everything");
+    assert_eq!(r.events.len(), 6, "the slow consumer still gets everything, across the sealed segment");
+    // Both have the sealed segment whole now: the slow one's drain freed it.
     let rows: i64 = conn.query_row("SELECT count(*) FROM _cdc_log", [], |r| r.get(0)).unwrap();
-    assert_eq!(rows, 1, "once both are past, only the newest row (the seq high-water) is kept");
+    assert_eq!(rows, 1, "only the marker that starts the new table (the seq high-water) is kept");
+    assert_eq!(cdc::log::segments(&conn).unwrap().len(), 1, "the sealed segment is gone");
+    assert_eq!(fast.drain(&mut Recorder::default()).unwrap().changes, 0);
 }
 
 #[test]
@@ -406,6 +413,8 @@ fn a_position_older_than_the_pruned_log_bootstraps_in_auto_mode() {
     other.drain(&mut Recorder::default()).unwrap();
     sqlite3(&db.path, "UPDATE t SET v = 'c'; INSERT INTO t VALUES(3, 'd');");
     other.drain(&mut Recorder::default()).unwrap();
+    // Its drain freed what it had consumed: the log starts after it now.
+    assert!(cdc::log::low_water(&db.conn()).unwrap().unwrap() > 2, "freed");
     /// A target that holds table t live at position 1 (restored from an
     /// old backup, say).
     struct Stale(Vec<Event>);
@@ -605,6 +614,10 @@ fn a_layout_nothing_refers_to_any_more_is_forgotten_once_pruned() {
     assert_eq!(layouts(), 2);
     let mut engine = Engine::builder(&db.path).open().unwrap();
     let mut target = |_: &[Event]| Ok(());
+    cdc::source::set_position(&db.conn(), "behind", 0).unwrap();
     engine.drain(&mut target).unwrap();
+    assert_eq!(layouts(), 2, "a consumer that read nothing yet keeps every log row");
+    cdc::source::remove_consumer(&mut db.conn(), "behind").unwrap();
+    cdc::source::prune(&mut db.conn()).unwrap();
     assert_eq!(layouts(), 1, "the old layout went with its last log row");
 }
