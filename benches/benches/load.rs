@@ -153,6 +153,9 @@ struct Outcome {
     cpu_secs: f64,
     /// Log rows left when the writer stopped (pruning keeping up or not).
     backlog: i64,
+    /// The sidecar's write transactions to the source, and those it put
+    /// off (another process in a transaction).
+    writes: (u64, u64),
 }
 
 /// CPU seconds this process has used (user + system), from `/proc`.
@@ -176,8 +179,16 @@ fn run(s: Scenario, secs: f64, sidecar: bool, dir: &Path) -> Outcome {
     drop(conn);
     let lags = Arc::new(Mutex::new(Vec::new()));
     let engine = sidecar.then(|| {
-        let mut engine = Engine::builder(&db).open().unwrap();
+        let mut builder = Engine::builder(&db);
+        // `LOAD_PRUNE_INTERVAL=10s` (say) to see forced maintenances under
+        // a writer that never pauses; the default is the binary's.
+        if let Some(every) = std::env::var("LOAD_PRUNE_INTERVAL").ok().and_then(|s| humantime::parse_duration(&s).ok())
+        {
+            builder = builder.prune_interval(every);
+        }
+        let mut engine = builder.open().unwrap();
         let stop = engine.stop_handle();
+        let stats = engine.stats();
         let mut target =
             Timed { replica: SqliteTarget::open(&replica).unwrap(), pending: Vec::new(), lags: lags.clone() };
         let signal_db = db.clone();
@@ -198,7 +209,7 @@ fn run(s: Scenario, secs: f64, sidecar: bool, dir: &Path) -> Outcome {
             assert!(Instant::now() < deadline, "the sidecar did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        (stop, thread)
+        (stop, thread, stats)
     });
     let script = dir.join("writer.py");
     let report = db.with_extension("json");
@@ -223,7 +234,8 @@ fn run(s: Scenario, secs: f64, sidecar: bool, dir: &Path) -> Outcome {
     let backlog = cdc::capture::status(&rusqlite::Connection::open(&db).unwrap()).unwrap().log_rows;
     assert!(child.wait().unwrap().success(), "the writer failed");
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    if let Some((stop, thread)) = engine {
+    let mut writes = (0, 0);
+    if let Some((stop, thread, stats)) = engine {
         // Every committed row reaches the replica before the sidecar stops.
         let committed = json["lat"].as_array().unwrap().len();
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -233,6 +245,8 @@ fn run(s: Scenario, secs: f64, sidecar: bool, dir: &Path) -> Outcome {
         }
         stop.stop();
         thread.join().unwrap();
+        let s = stats.snapshot();
+        writes = (s.source_writes, s.source_writes_deferred);
     }
     let mut lags = std::mem::take(&mut *lags.lock().unwrap());
     lags.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -246,6 +260,7 @@ fn run(s: Scenario, secs: f64, sidecar: bool, dir: &Path) -> Outcome {
         secs: elapsed,
         cpu_secs: cpu,
         backlog,
+        writes,
     }
 }
 
@@ -281,8 +296,8 @@ fn main() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut table = String::from(
-        "| writer | busy_timeout | commits/s alone | commit p50 with / without | commit p99 with / without | BUSY txns/min without → with (refusals) | lag p50 / p99 | lag p99 by quarter | -wal max / end | sidecar CPU | log rows at end |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| writer | busy_timeout | commits/s alone | commit p50 with / without | commit p99 with / without | BUSY txns/min without → with (refusals) | lag p50 / p99 | lag p99 by quarter | -wal max / end | sidecar CPU | log rows at end | source writes (put off) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for s in scenarios {
         let alone = run(s, secs, false, dir.path());
@@ -292,7 +307,7 @@ fn main() {
             with.lags.chunks(with.lags.len().div_ceil(4).max(1)).map(|q| format!("{:.0}", lag_ms(q, 0.99))).collect();
         let per_min = |o: &Outcome| o.refused_txns as f64 * 60.0 / o.secs;
         table.push_str(&format!(
-            "| {} | {} ms | {:.0} | {:.2} ({} → {} µs) | {:.2} ({} → {} µs) | {:.1} → {:.1} ({}) | {:.1} / {:.1} ms | {} ms | {:.1} / {:.1} MiB | {:.0}% | {} |\n",
+            "| {} | {} ms | {:.0} | {:.2} ({} → {} µs) | {:.2} ({} → {} µs) | {:.1} → {:.1} ({}) | {:.1} / {:.1} ms | {} ms | {:.1} / {:.1} MiB | {:.0}% | {} | {} ({}) |\n",
             s.label(),
             s.busy_ms,
             alone.lat.len() as f64 / alone.secs,
@@ -312,6 +327,8 @@ fn main() {
             with.wal_end as f64 / (1 << 20) as f64,
             with.cpu_secs * 100.0 / with.secs,
             with.backlog,
+            with.writes.0,
+            with.writes.1,
         ));
         eprint!("{table}");
     }

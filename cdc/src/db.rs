@@ -44,14 +44,17 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Whether SQLite refused for a lock another connection holds.
+pub(crate) fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e.sqlite_error_code(), Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked))
+}
+
 /// Turns SQLite's error codes into errors that name the file.
 pub fn classify(err: rusqlite::Error, path: &Path) -> Error {
     match err.sqlite_error_code() {
         Some(ErrorCode::NotADatabase) => Error::NotADatabase(path.into()),
         Some(ErrorCode::DatabaseCorrupt) => Error::Corrupt(path.into()),
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => {
-            Error::Locked { path: path.into(), waited_ms: DEFAULT_BUSY_TIMEOUT.as_millis() as u64 }
-        }
+        _ if is_busy(&err) => Error::Locked { path: path.into(), waited_ms: DEFAULT_BUSY_TIMEOUT.as_millis() as u64 },
         Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if path.exists() => Error::ReadOnly(path.into()),
         _ => Error::SqliteAt { path: path.into(), source: err },
     }

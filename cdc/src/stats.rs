@@ -26,6 +26,14 @@ pub struct StatsSnapshot {
     pub bootstrap_rows: u64,
     /// The log position the target holds.
     pub position: i64,
+    /// Write transactions the engine committed to the source (each one a
+    /// maintenance of the log: the only writes it makes there).
+    pub source_writes: u64,
+    /// Log positions those freed.
+    pub log_freed: u64,
+    /// Maintenances put off because another process was inside a
+    /// transaction on the source (or held its write lock).
+    pub source_writes_deferred: u64,
     /// When the target last committed something (Unix milliseconds).
     pub last_apply_ms: Option<i64>,
     /// Changes the target did not have when the engine last looked (0 once

@@ -168,6 +168,17 @@ impl Collector for StatsCollector {
                 "Rows the target received from bootstraps since the replicator started.",
                 s.bootstrap_rows,
             ),
+            (
+                "cdc_source_writes",
+                "Write transactions the replicator committed to the source (freeing its log: the only writes it makes there).",
+                s.source_writes,
+            ),
+            ("cdc_log_freed", "Log positions those writes freed.", s.log_freed),
+            (
+                "cdc_source_writes_deferred",
+                "Writes to the source put off because another process was inside a transaction on it.",
+                s.source_writes_deferred,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);

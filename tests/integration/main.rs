@@ -4,6 +4,7 @@
 //! `sqlite3` module, each in its own process.
 
 mod apply;
+mod beside;
 mod busy;
 mod debezium;
 mod ground;

@@ -19,6 +19,10 @@ pub(crate) type Positions = HashMap<Arc<str>, i64>;
 
 /// Delivers the log's changes in `(from, to]` in batches of at most
 /// `batch_size`. Returns the number delivered, or `None` when stopped midway.
+/// Inside a transaction `conn` holds (a bootstrap's cut) every batch is
+/// read in it; else each batch in a short read of its own, so that no read
+/// transaction is held while the target works (it would keep the
+/// application's checkpoints from the end of its WAL).
 pub(crate) fn log(
     conn: &Connection,
     reader: &mut LogReader,
@@ -34,7 +38,17 @@ pub(crate) fn log(
         if waker.is_stopped() {
             return Ok(None);
         }
-        let batch = reader.read(conn, cursor, to, batch_size)?;
+        // Outside a transaction (a long delivery), each batch is read in
+        // one of its own: one start of a read, not one per statement.
+        let own = conn.is_autocommit();
+        if own {
+            conn.execute_batch("BEGIN DEFERRED").map_err(|e| Failure::Source(e.into()))?;
+        }
+        let batch = reader.read(conn, cursor, to, batch_size);
+        if own {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let batch = batch?;
         let events: Vec<Event> = batch
             .changes
             .into_iter()

@@ -130,6 +130,17 @@ impl Engine {
         if self.source.schema_moved() {
             return Err(Failure::Moved("the schema changed while the tables were checked"));
         }
+        // One read transaction for what follows while it is short (see
+        // `SourceDb::begin_read`): ended before a bootstrap (which takes
+        // its own), after the first batch of a long delivery, and here.
+        self.source.begin_read()?;
+        let drained = self.plan_and_deliver(target);
+        self.source.end_read();
+        drained
+    }
+
+    /// Plans the drain and delivers, or bootstraps.
+    fn plan_and_deliver(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
         let conn = &self.source.conn;
         let layout = self.source.layout(conn)?;
         let plan = plan::make(
@@ -165,6 +176,7 @@ impl Engine {
             state.layout = Some(layout);
             self.deliver_changes(target, state, plan.high_water)?
         } else {
+            self.source.end_read();
             self.bootstrap(target, state, &plan, &layout)?
         };
         if !drained.stopped {
@@ -200,6 +212,10 @@ impl Engine {
         // the entry at the high-water mark would change: checked again
         // before the target commits.
         let anchor = log::anchor(&self.source.conn, high_water)?;
+        if high_water - from > self.settings.batch_size as i64 {
+            // Longer than a batch: each batch in a read of its own.
+            self.source.end_read();
+        }
         let delivered = deliver::log(
             &self.source.conn,
             &mut self.reader,

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::config::Drained;
-use super::upkeep::{Occasion, QUIET};
+use super::upkeep::Occasion;
 use super::{Engine, pace};
 use crate::error::Result;
 use crate::signal::{Signal, Wake};
@@ -106,6 +106,8 @@ impl Engine {
             };
             if self.maintenance_due(Occasion::Quiet) && unchanged {
                 self.maintain(Occasion::Quiet)?;
+            } else if self.maintenance_due(Occasion::Retry) {
+                self.maintain(Occasion::Retry)?;
             }
             // A file event can arrive before the commit it belongs to is
             // visible: the writer writes WAL frames (an event), then
@@ -113,8 +115,8 @@ impl Engine {
             // after every ring, look again a few times shortly after.
             let now = Instant::now();
             let record_in = self.upkeep.due.map(|due| due.saturating_duration_since(now));
-            let quiet_in = self.upkeep.quiet_check.map(|since| (since + QUIET).saturating_duration_since(now));
-            let mut timeout = [rechecks.next().copied(), record_in, quiet_in].into_iter().flatten().min();
+            let check_in = self.maintenance_check_at().map(|at| at.saturating_duration_since(now));
+            let mut timeout = [rechecks.next().copied(), record_in, check_in].into_iter().flatten().min();
             // Hold nothing of the source while it is quiet (see `source`:
             // a file moved into place must not meet an open connection to
             // the old one); while commits keep coming, keep one connection

@@ -266,6 +266,25 @@ impl SourceDb {
         })
     }
 
+    /// Starts one read transaction for the statements of a drain. Each
+    /// statement outside one starts its own, and each start reads the WAL
+    /// index header; one that meets the application's writer updating it
+    /// takes the write lock for a moment to read it again, and a writer
+    /// without a busy timeout, or a deferred transaction turning into a
+    /// write, is refused at that moment (SQLite's rule). A drain of 30 or
+    /// so statements did that a few times a minute beside a writer at full
+    /// speed; one transaction per drain makes it rare.
+    pub fn begin_read(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN DEFERRED").map_err(|e| classify(e, &self.path))
+    }
+
+    /// Ends the read transaction [`Self::begin_read`] started, if still open.
+    pub fn end_read(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
     /// `PRAGMA data_version`: changes whenever another connection commits.
     /// `None` while parked: it compares commits seen by one connection
     /// only (the engine parks as soon as it sees the file replaced: the

@@ -1,23 +1,27 @@
 //! Upkeep: the consumer's record beside the source, and the maintenance
 //! of the log, the one write a replicator makes to the source.
 //!
-//! Why the split: a commit by any other connection between an
-//! application's read and its write refuses that application transaction
-//! at once, whatever its busy timeout (`SQLITE_BUSY_SNAPSHOT`, met by the
-//! deferred transactions ORMs run), and makes a writer without a busy
-//! timeout fail while the lock is held. So what a replicator must keep
-//! often (where its target is) goes to a file of its own
-//! ([`crate::source::ConsumerRecord`]), and the source is written only to
-//! free the log ([`crate::source::maintain`]): when the application has
-//! been quiet for a second, and under a writer that never pauses at most
-//! once per prune interval (`EngineBuilder::prune_interval`).
+//! Why the split: SQLite refuses an application's deferred transaction
+//! at once, whatever its busy timeout, when it writes while another
+//! connection holds the write lock or after another connection committed
+//! since it read (`SQLITE_BUSY_SNAPSHOT`, met by the transactions ORMs
+//! run), and a writer without a busy timeout fails whenever the lock is
+//! taken. So what a replicator must keep often (where its target is) goes
+//! to a file of its own ([`crate::source::ConsumerRecord`]), and the
+//! source is written only to free the log ([`crate::source::maintain`]):
+//! when the application has been quiet for a second, or, under one that
+//! never pauses, once per prune interval (`EngineBuilder::prune_interval`);
+//! either way at a moment no other process is inside a transaction on
+//! the source, looked for briefly and tried again 250 ms later. Only a
+//! maintenance deferred for a whole prune interval goes ahead regardless
+//! (the log must not grow without end), saying so once.
 
 use std::time::{Duration, Instant};
 
 use super::Engine;
 use super::failure::Failure;
 use crate::error::{Error, Result};
-use crate::source::{ConsumerRecord, Maintained, freeable, maintain};
+use crate::source::{ConsumerRecord, Guard, Maintained, freeable, maintain, others_in_transaction};
 use crate::state::DeliveryState;
 use crate::stats::now_ms;
 use crate::target::Target;
@@ -27,18 +31,25 @@ use crate::target::Target;
 /// that pauses that long is between transactions.
 pub(super) const QUIET: Duration = Duration::from_secs(1);
 
-/// Log positions worth a maintenance: fewer stay (a short log costs
-/// nothing, and every maintenance changes the schema, which makes the
-/// application's connections prepare their statements again).
+/// Log positions of the current table before every pin worth sealing it:
+/// fewer stay (a short log costs nothing, and every maintenance changes
+/// the schema, which makes the application's connections prepare their
+/// statements again). A sealed segment every consumer is past is always
+/// worth dropping.
 const WORTH: i64 = 10_000;
 
-/// How long a maintenance waits for the source's write lock before it
-/// gives up for now: the application's writers come first.
-const LOCK_WAIT: Duration = Duration::from_millis(20);
+/// How long a maintenance looks for a moment when nobody else is in a
+/// transaction on the source, before it tries again [`RETRY`] later: the
+/// application's transactions come first.
+const LOOK: Duration = Duration::from_millis(20);
 
-/// How long maintenance may find the source's write lock taken before
-/// the sidecar says so (once).
-const PATIENCE: Duration = Duration::from_secs(60);
+/// How long after a deferred maintenance it is tried again: doubling
+/// from the first to the second, while it keeps being deferred.
+const RETRY: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(4));
+
+/// How long an explicit drain (`--once`) looks for such a moment, as an
+/// application waits for a lock, before it goes ahead regardless.
+const DRAINED_LOOK: Duration = Duration::from_secs(5);
 
 /// The record and maintenance bookkeeping of an engine.
 #[derive(Debug)]
@@ -56,9 +67,12 @@ pub(super) struct Upkeep {
     /// The source last stood still from this moment; a maintenance
     /// check is owed once it has for [`QUIET`].
     pub quiet_check: Option<Instant>,
-    /// Since when maintenance finds the write lock taken, and whether
-    /// that was said.
-    blocked: Option<(Instant, bool)>,
+    /// A deferred maintenance is tried again then.
+    pub retry: Option<Instant>,
+    /// Since when maintenance has been deferred (another process in a
+    /// transaction, or holding the write lock), how often, and whether
+    /// going ahead regardless was said.
+    deferred: Option<Deferred>,
 }
 
 impl Default for Upkeep {
@@ -70,9 +84,18 @@ impl Default for Upkeep {
             pin: None,
             maintained: Instant::now(),
             quiet_check: None,
-            blocked: None,
+            retry: None,
+            deferred: None,
         }
     }
+}
+
+/// A maintenance deferred.
+#[derive(Clone, Copy, Debug)]
+struct Deferred {
+    since: Instant,
+    tries: u32,
+    said: bool,
 }
 
 /// Why a maintenance is tried.
@@ -82,6 +105,8 @@ pub(super) enum Occasion {
     Quiet,
     /// The prune interval passed while the application kept writing.
     Interval,
+    /// A deferred maintenance is tried again.
+    Retry,
     /// An explicit drain ends (`--once`): waiting for the lock as an
     /// application would.
     Drained,
@@ -163,72 +188,86 @@ impl Engine {
 
     /// Whether a maintenance is due now for `occasion`.
     pub(super) fn maintenance_due(&self, occasion: Occasion) -> bool {
+        let now = Instant::now();
         match occasion {
-            Occasion::Quiet => self.upkeep.quiet_check.is_some_and(|since| since.elapsed() >= QUIET),
+            Occasion::Quiet => self.upkeep.quiet_check.is_some_and(|since| now.duration_since(since) >= QUIET),
+            Occasion::Retry => self.upkeep.retry.is_some_and(|at| at <= now),
             Occasion::Interval => self.upkeep.maintained.elapsed() >= self.settings.prune_interval,
             Occasion::Drained => true,
         }
     }
 
+    /// When the next maintenance check is owed, if one is.
+    pub(super) fn maintenance_check_at(&self) -> Option<Instant> {
+        let quiet = self.upkeep.quiet_check.map(|since| since + QUIET);
+        [quiet, self.upkeep.retry].into_iter().flatten().min()
+    }
+
     /// Maintains the log when there is enough to free (see the module
-    /// docs): waiting for the write lock briefly, or for `Drained` as an
-    /// application would. Returns what was freed (`None`: nothing done).
+    /// docs). Returns what was freed (`None`: nothing done, or deferred).
     pub(super) fn maintain(&mut self, occasion: Occasion) -> Result<Option<Maintained>> {
         self.upkeep.quiet_check = None;
+        self.upkeep.retry = None;
         if self.target.is_none() || !self.source.unpark()? {
             return Ok(None);
         }
         let path = self.source.path.clone();
         // An explicit drain frees whatever it can: it runs rarely (a
         // `--once` from cron), and what it leaves would wait for the next.
-        let patient = occasion == Occasion::Drained;
-        let worth = if patient { 1 } else { WORTH };
-        if freeable(&self.source.conn, &path).map_err(|e| crate::db::named(e, &path))? < worth {
+        let drained = occasion == Occasion::Drained;
+        let worth = if drained { 1 } else { WORTH };
+        if freeable(&self.source.conn, &path, Some(worth)).map_err(|e| crate::db::named(e, &path))? == 0 {
+            self.upkeep.deferred = None;
             return Ok(None);
         }
         self.upkeep.maintained = Instant::now();
-        if !patient {
-            // Look for the lock often, briefly: a writer committing back
-            // to back frees it for microseconds at a time, which SQLite's
-            // own busy handler (sleeping 1, 2, 5, 10 ms...) mostly misses.
-            let _ = self.source.conn.busy_handler(Some(poll_briefly));
-        }
+        // Deferred for a whole prune interval (a writer that never leaves
+        // a moment, a transaction held open for minutes): the log must not
+        // grow without end, so it goes ahead as any other writer would.
+        let overdue = self.upkeep.deferred.is_some_and(|d| d.since.elapsed() >= self.settings.prune_interval);
+        let wal = crate::db::is_wal(&self.source.conn).map_err(|e| crate::db::named(e, &path))?;
+        let in_use = || !overdue && others_in_transaction(&path, wal) == Some(true);
         let replaced = self.source.replaced_check();
-        let done = maintain(&mut self.source.conn, &path, &replaced, Some(worth));
+        let guard = Guard { replaced: &replaced, in_use: &in_use, wait: if drained { DRAINED_LOOK } else { LOOK } };
+        // The guard looks for the moment itself (every 100 µs): SQLite's
+        // busy handler would wait without looking whether the lock is
+        // free between the application's transactions or inside one.
+        let _ = self.source.conn.busy_timeout(Duration::ZERO);
+        let done = maintain(&mut self.source.conn, &path, &guard, Some(worth));
         let _ = self.source.conn.busy_timeout(crate::db::DEFAULT_BUSY_TIMEOUT);
         match done {
-            Ok(Some(done)) => {
-                if let Some((since, true)) = self.upkeep.blocked {
-                    tracing::info!(db = %path.display(), waited = ?since.elapsed(), "the log is maintained again");
+            Ok(done) => {
+                if let Some(Deferred { since, said: true, .. }) = self.upkeep.deferred {
+                    tracing::info!(db = %path.display(), waited = ?since.elapsed(), "the log is freed again");
                 }
-                self.upkeep.blocked = None;
+                self.upkeep.deferred = None;
+                if let Some(done) = done {
+                    self.stats.update(|s| {
+                        s.source_writes += 1;
+                        s.log_freed += done.rows;
+                    });
+                }
                 tracing::debug!(?occasion, ?done, "maintained the log");
-                Ok(Some(done))
+                Ok(done)
             }
-            Ok(None) => Ok(None),
             Err(e) if e.is_transient() => {
-                let (since, said) = self.upkeep.blocked.get_or_insert((Instant::now(), false));
-                if !*said && since.elapsed() >= PATIENCE {
-                    *said = true;
+                let d = self.upkeep.deferred.get_or_insert(Deferred { since: Instant::now(), tries: 0, said: false });
+                let since = d.since;
+                d.tries += 1;
+                let delay = RETRY.0.saturating_mul(1 << (d.tries - 1).min(8)).min(RETRY.1);
+                if overdue && !d.said {
+                    d.said = true;
                     tracing::warn!(db = %path.display(), waited = ?since.elapsed(),
-                        "maintaining the log waits for the source's write lock, held by another connection; \
-                         delivery goes on, the log is not freed meanwhile");
+                        "another process has been inside a transaction on the source at every try to free \
+                         the log; freeing it as soon as the write lock is free (which may refuse one of its \
+                         transactions)");
                 }
-                tracing::debug!(error = %e, "maintenance deferred: the source's write lock is busy");
+                self.stats.update(|s| s.source_writes_deferred += 1);
+                tracing::debug!(error = %e, "maintenance deferred: another process is in a transaction");
+                self.upkeep.retry = Some(Instant::now() + delay);
                 Ok(None)
             }
             Err(e) => Err(e),
         }
     }
-}
-
-/// A busy handler for maintenance: tries again every 100 µs, for about
-/// [`LOCK_WAIT`] in all.
-fn poll_briefly(tries: i32) -> bool {
-    const EVERY: Duration = Duration::from_micros(100);
-    if tries as u128 * EVERY.as_micros() >= LOCK_WAIT.as_micros() {
-        return false;
-    }
-    std::thread::sleep(EVERY);
-    true
 }

@@ -37,11 +37,17 @@ impl Segment {
         Segment { table, legacy: false, current: false }
     }
 
-    /// Its first and last `seq` (`None` when empty).
+    /// Its first `seq` (`None` when empty).
+    pub fn first(&self, conn: &Connection) -> Result<Option<i64>> {
+        Ok(conn.query_row(&sql::min_seq_sql(&self.table), [], |r| r.get(0))?)
+    }
+
+    /// Its first and last `seq` (`None` when empty). Two statements: one
+    /// asking for both scans the whole table, each alone is one lookup.
     pub fn bounds(&self, conn: &Connection) -> Result<Option<(i64, i64)>> {
-        let sql = format!("SELECT min(seq), max(seq) FROM {}", cdc_schema::quote_ident(&self.table));
-        let (first, last): (Option<i64>, Option<i64>) = conn.query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(first.zip(last))
+        let Some(first) = self.first(conn)? else { return Ok(None) };
+        let last: Option<i64> = conn.query_row(&sql::max_seq_sql(&self.table, true), [], |r| r.get(0))?;
+        Ok(last.map(|last| (first, last)))
     }
 }
 
@@ -131,7 +137,7 @@ pub fn high_water(conn: &Connection) -> Result<i64> {
 /// and sealed segments included), if any.
 pub fn low_water(conn: &Connection) -> Result<Option<i64>> {
     for segment in segments(conn)? {
-        if let Some((first, _)) = segment.bounds(conn)? {
+        if let Some(first) = segment.first(conn)? {
             return Ok(Some(first));
         }
     }

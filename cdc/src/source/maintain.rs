@@ -12,9 +12,9 @@
 //! `cdc-setup` read when a record is missing).
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use cdc_schema::bookkeeping as sql;
 use cdc_schema::log::{MARKER_OP, create_log_sql, kind, seal_sql, segment_table};
@@ -23,8 +23,8 @@ use super::consumers::{set_consumer_state, set_position};
 use super::files::ConsumerRecord;
 use super::meta::{log_id, record_own_ddl, schema_cookie};
 use crate::db::classify;
-use crate::error::Result;
-use crate::log::{Segment, high_water, segments, tables_of};
+use crate::error::{Error, Result};
+use crate::log::{high_water, segments, tables_of};
 
 /// What a maintenance freed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,16 +62,75 @@ pub(crate) fn records_of(conn: &Connection, path: &Path) -> Result<Vec<ConsumerR
     Ok(ConsumerRecord::all(path)?.into_iter().filter(|r| r.log_id == id).collect())
 }
 
-/// How many log positions a maintenance could free now: those before the
-/// lowest pin (0 without consumers). Cheap: water marks and the records.
-pub(crate) fn freeable(conn: &Connection, path: &Path) -> Result<i64> {
+/// What a maintenance does, decided from the lowest pin.
+#[derive(Debug, Default)]
+struct Plan {
+    /// Sealed segments every consumer has wholly: table, positions spanned
+    /// (`None`: empty). The row at a pin goes too: a target's anchor is
+    /// checked only against a log that still holds its position, and a
+    /// copy of this file restored later either holds it or was taken once
+    /// every consumer was past it.
+    drop: Vec<(String, Option<(i64, i64)>)>,
+    /// The current table's first and last `seq` when it is sealed (enough
+    /// of it is before the pin), and whether it is then dropped at once
+    /// (every consumer has all of it).
+    seal: Option<(i64, i64, bool)>,
+    /// The lowest pin.
+    pin: i64,
+}
+
+impl Plan {
+    /// Decides, for `seal_at_least` positions of the current table before
+    /// the pin worth sealing it (`None`: never sealed).
+    fn make(conn: &Connection, records: &[ConsumerRecord], seal_at_least: Option<i64>) -> Result<Plan> {
+        let high = high_water(conn)?;
+        let Some(pin) = lowest_pin(conn, records, high)? else { return Ok(Plan::default()) };
+        let mut plan = Plan { pin, ..Plan::default() };
+        for segment in segments(conn)? {
+            match segment.bounds(conn)? {
+                Some((_, last)) if !segment.current && last > pin => {}
+                bounds if !segment.current => plan.drop.push((segment.table, bounds)),
+                Some((first, last)) if seal_at_least.is_some_and(|least| pin - first >= least.max(1)) => {
+                    plan.seal = Some((first, last, last <= pin));
+                }
+                _ => {}
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Log positions it frees or seals (0: nothing to do).
+    fn positions(&self) -> u64 {
+        let dropped: i64 = self.drop.iter().map(|(_, b)| b.map_or(1, |(first, last)| last - first + 1)).sum();
+        let sealed = self.seal.map_or(0, |(first, _, _)| self.pin - first);
+        (dropped + sealed) as u64
+    }
+}
+
+/// How many log positions a maintenance would free or seal now, for
+/// `seal_at_least` (see [`maintain`]); 0 when there is nothing to do (or
+/// no consumer). Cheap: lookups of segment bounds and the records.
+pub(crate) fn freeable(conn: &Connection, path: &Path, seal_at_least: Option<i64>) -> Result<u64> {
     if !crate::log::is_initialised(conn)? {
         return Ok(0);
     }
-    let high = high_water(conn)?;
-    let Some(pin) = lowest_pin(conn, &records_of(conn, path)?, high)? else { return Ok(0) };
-    let low = crate::log::low_water(conn)?.unwrap_or(pin);
-    Ok((pin - low).max(0))
+    Ok(Plan::make(conn, &records_of(conn, path)?, seal_at_least)?.positions())
+}
+
+/// What a maintenance waits for, and what it must not write through.
+pub(crate) struct Guard<'a> {
+    /// The file at the path is no longer the one open: nothing is
+    /// written (checked before, and right before the commit, so nothing
+    /// reaches a `-wal` another file now uses).
+    pub replaced: &'a dyn Fn() -> bool,
+    /// Another connection is inside a transaction (see
+    /// [`super::others_in_transaction`]): not begun while it is, rolled
+    /// back when one began meanwhile.
+    pub in_use: &'a dyn Fn() -> bool,
+    /// How long to look for a moment when the write lock is free and
+    /// nobody is in a transaction, looking every 100 µs (with the
+    /// connection's own busy handler besides).
+    pub wait: Duration,
 }
 
 /// In one write transaction: the consumers' records copied into the
@@ -79,111 +138,118 @@ pub(crate) fn freeable(conn: &Connection, path: &Path) -> Result<i64> {
 /// lowest pin dropped, and, when at least `seal_at_least` positions of the
 /// current table are before it, the current table sealed (the marker row
 /// that starts the new one keeps `seq` going up; dropped at once when
-/// every consumer has all of it). `None` (nothing
-/// written) when the file at the path is no longer the one open
-/// (`replaced`: checked before and right before the commit, so nothing
-/// reaches a `-wal` another file now uses).
+/// every consumer has all of it). `None`: nothing written, the file was
+/// replaced. [`Error::Locked`] when no moment between the application's
+/// transactions came within `guard.wait`.
 pub(crate) fn maintain(
     conn: &mut Connection,
     path: &Path,
-    replaced: &dyn Fn() -> bool,
+    guard: &Guard<'_>,
     seal_at_least: Option<i64>,
 ) -> Result<Option<Maintained>> {
-    if replaced() || !crate::log::is_initialised(conn)? {
+    if (guard.replaced)() || !crate::log::is_initialised(conn)? {
         return Ok(None);
     }
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, path))?;
+    // Read before the write lock is taken: it is held for as short as can be.
+    let records = records_of(conn, path)?;
+    let tx = begin_between_transactions(conn, path, guard)?;
     // Read under the write lock: whether the WAL holds nothing (the
     // application checkpointed it away, or closed its last connection).
     // Then this would put the only frames in it, and a file moved into
     // place next (SQLite's rule met by the application) would be read
-    // through them: checkpointed away again right after the commit,
-    // briefly (an application reader or writer in the way is active, and
-    // its own frames will be checkpointed with these).
+    // through them: checkpointed away again right after the commit
+    // (without waiting: an application in the way is active, and its own
+    // frames will be checkpointed with these).
     let wal_was_empty = crate::db::wal_is_empty(path);
-    let done = free(tx, path, replaced, seal_at_least).map_err(|e| crate::db::named(e, path))?;
-    if done.is_some() && wal_was_empty && !replaced() {
-        let truncated =
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)).optional().ok().flatten()
-                == Some(0);
+    let done = free(tx, path, guard, &records, seal_at_least).map_err(|e| crate::db::named(e, path))?;
+    if done.is_some() && wal_was_empty && !(guard.replaced)() {
+        let truncated = checkpoint_without_waiting(conn);
         tracing::debug!(truncated, "checkpointed the maintenance's own frames away");
     }
     Ok(done)
 }
 
+/// `BEGIN IMMEDIATE` at a moment nobody else is in a transaction.
+fn begin_between_transactions<'c>(conn: &'c Connection, path: &Path, guard: &Guard<'_>) -> Result<Transaction<'c>> {
+    let start = Instant::now();
+    loop {
+        if !(guard.in_use)() {
+            match Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
+                Ok(tx) => return Ok(tx),
+                Err(e) if crate::db::is_busy(&e) => {}
+                Err(e) => return Err(classify(e, path)),
+            }
+        }
+        if start.elapsed() >= guard.wait {
+            return Err(Error::Locked { path: path.to_path_buf(), waited_ms: start.elapsed().as_millis() as u64 });
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// `wal_checkpoint(TRUNCATE)` that never waits: without a busy handler,
+/// a checkpoint the application's writer or reader is in the way of
+/// copies what it can and gives up at once (SQLite's rule), so it never
+/// holds the application's writers back while waiting. The connection's
+/// busy timeout is put back after. Returns whether the WAL was emptied.
+fn checkpoint_without_waiting(conn: &Connection) -> bool {
+    let timeout: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)).unwrap_or(0);
+    let _ = conn.busy_timeout(std::time::Duration::ZERO);
+    let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)).optional();
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(timeout.max(0) as u64));
+    busy.ok().flatten() == Some(0)
+}
+
 /// [`maintain`]'s transaction.
 fn free(
-    tx: rusqlite::Transaction<'_>,
+    tx: Transaction<'_>,
     path: &Path,
-    replaced: &dyn Fn() -> bool,
+    guard: &Guard<'_>,
+    records: &[ConsumerRecord],
     seal_at_least: Option<i64>,
 ) -> Result<Option<Maintained>> {
     let locked = Instant::now();
     let cookie = schema_cookie(&tx)?;
-    let records = records_of(&tx, path)?;
-    for r in &records {
+    for r in records {
         set_position(&tx, &r.consumer, r.pin)?;
         if let Some(state) = &r.state {
             set_consumer_state(&tx, &r.consumer, state)?;
         }
     }
-    let high = high_water(&tx)?;
+    let plan = Plan::make(&tx, records, seal_at_least)?;
     let mut done = Maintained::default();
-    if let Some(pin) = lowest_pin(&tx, &records, high)? {
-        let all = segments(&tx)?;
-        let mut kept: Vec<&Segment> = Vec::new();
-        let mut sealed_as = None;
-        for segment in &all {
-            // A segment every consumer has wholly is dropped, the row at
-            // a pin included: a target's anchor is checked only against a
-            // log that still holds its position, and a copy of this file
-            // restored later either holds it or was taken once every
-            // consumer was past it.
-            match segment.bounds(&tx)? {
-                Some((first, last)) if !segment.current && last <= pin => {
-                    tx.execute(&sql::drop_table_sql(&segment.table), [])?;
-                    done.dropped += 1;
-                    done.rows += (last - first + 1) as u64;
-                }
-                None if !segment.current => {
-                    tx.execute(&sql::drop_table_sql(&segment.table), [])?;
-                    done.dropped += 1;
-                }
-                Some((first, last))
-                    if segment.current && seal_at_least.is_some_and(|least| pin - first >= least.max(1)) =>
-                {
-                    seal(&tx, first, last)?;
-                    done.sealed = true;
-                    if last <= pin {
-                        // Consumed whole already: gone at once.
-                        tx.execute(&sql::drop_table_sql(&segment_table(first)), [])?;
-                        done.dropped += 1;
-                        done.rows += (last - first + 1) as u64;
-                    } else {
-                        sealed_as = Some(segment_table(first));
-                    }
-                    kept.push(segment);
-                }
-                _ => kept.push(segment),
-            }
+    for (table, bounds) in &plan.drop {
+        tx.execute(&sql::drop_table_sql(table), [])?;
+        done.dropped += 1;
+        done.rows += bounds.map_or(0, |(first, last)| (last - first + 1) as u64);
+    }
+    if let Some((first, last, consumed)) = plan.seal {
+        seal(&tx, first, last)?;
+        done.sealed = true;
+        if consumed {
+            tx.execute(&sql::drop_table_sql(&segment_table(first)), [])?;
+            done.dropped += 1;
+            done.rows += (last - first + 1) as u64;
         }
-        if done.dropped > 0 {
-            // Layouts of the rows that stay: the current table (new when
-            // just sealed) and every segment kept, the one sealed included.
-            let mut tables = tables_of(&all);
-            tables.retain(|(t, _)| kept.iter().any(|k| k.table == *t));
-            if let Some(name) = &sealed_as {
-                tables.push((name.as_str(), false));
-            }
-            tx.execute(&sql::forget_layouts_sql(&tables), [])?;
-        }
+    }
+    if done.dropped > 0 {
+        // Layouts of the rows that stay: every segment left (the one just
+        // sealed included) and the current table.
+        let left = segments(&tx)?;
+        tx.execute(&sql::forget_layouts_sql(&tables_of(&left)), [])?;
     }
     record_own_ddl(&tx, cookie)?;
     // Nothing reaches the `-wal` before the commit: checked again right
     // before it, a file replaced while the lock was awaited is never
     // written through.
-    if replaced() {
+    if (guard.replaced)() {
         return Ok(None);
+    }
+    // An application transaction begun meanwhile (a deferred one, still
+    // reading) would be refused by this commit: rolled back instead, and
+    // tried again at another moment.
+    if (guard.in_use)() {
+        return Err(Error::Locked { path: path.to_path_buf(), waited_ms: locked.elapsed().as_millis() as u64 });
     }
     tx.commit().map_err(|e| classify(e, path))?;
     tracing::debug!(?done, held_us = locked.elapsed().as_micros() as u64, "maintained the log");
@@ -211,5 +277,6 @@ fn seal(tx: &Connection, first: i64, last: i64) -> Result<()> {
 /// freed. Does nothing while the log has no consumer.
 pub fn prune(conn: &mut Connection) -> Result<u64> {
     let path = crate::db::path_of(conn);
-    Ok(maintain(conn, &path, &|| false, Some(1))?.map_or(0, |done| done.rows))
+    let guard = Guard { replaced: &|| false, in_use: &|| false, wait: Duration::ZERO };
+    Ok(maintain(conn, &path, &guard, Some(1))?.map_or(0, |done| done.rows))
 }

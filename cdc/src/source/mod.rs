@@ -7,6 +7,7 @@
 
 mod consumers;
 mod files;
+mod lockers;
 mod maintain;
 mod meta;
 
@@ -14,7 +15,8 @@ pub use consumers::{
     ConsumerStatus, consumer_state, consumers, position, remove_consumer, rename_consumer, set_position,
 };
 pub use files::{ConsumerRecord, record_path};
+pub(crate) use lockers::others_in_transaction;
+pub(crate) use maintain::{Guard, freeable, maintain};
 pub use maintain::{Maintained, prune};
-pub(crate) use maintain::{freeable, maintain};
 pub use meta::{captured_since, log_id, only_own_ddl};
 pub(crate) use meta::{record_own_ddl, schema_cookie, since_key};

@@ -205,8 +205,13 @@ impl Drop for Seed {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!(
-                "{} failed with seed {}; replay it with: CDC_SEED={} cargo test -p sqlite-cdc-replicator --test integration -- --exact {}",
-                self.test, self.value, self.value, self.test
+                "{} failed with seed {}; replay it with: CDC_SEED={} cargo test -p {} --test {} -- --exact {}",
+                self.test,
+                self.value,
+                self.value,
+                env!("CARGO_PKG_NAME"),
+                env!("CARGO_CRATE_NAME"),
+                self.test
             );
         }
     }
@@ -252,14 +257,41 @@ pub fn kill_at_random_moments(
 
 /// Starts `program` in its own Python process with `db` and `stop` as
 /// `sys.argv[1]` and `sys.argv[2]`; such writers run until `stop` exists.
-pub fn spawn_python_until(db: &Path, stop: &Path, program: &str) -> std::process::Child {
+pub fn spawn_python_until(db: &Path, stop: &Path, program: &str) -> Writer {
     let mut child = Command::new("python3")
         .args(["-", db.to_str().unwrap(), stop.to_str().unwrap()])
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(program.as_bytes()).unwrap();
-    child
+    Writer(child)
+}
+
+/// A writer process, killed when dropped: a test that fails before it
+/// writes the stop file must not leave it running (and holding the test
+/// harness's output open).
+pub struct Writer(pub std::process::Child);
+
+impl std::ops::Deref for Writer {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Checkpoints `db`'s WAL until it prints `0|0|0`: nothing left in it.
