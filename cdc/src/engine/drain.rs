@@ -111,7 +111,17 @@ impl Engine {
         }
     }
 
+    /// One attempt, in one read transaction of the source while it is
+    /// short (see `SourceDb::begin_read`): begun by the schema check, ended
+    /// before a bootstrap (which takes its own), before a delivery longer
+    /// than a batch, and here, whatever happened.
     pub(super) fn drain_attempt(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
+        let drained = self.read_and_deliver(target);
+        self.source.end_read();
+        drained
+    }
+
+    fn read_and_deliver(&mut self, target: &mut dyn Target) -> Result<Drained, Failure> {
         match self.source.refresh()? {
             Refresh::Same => {}
             // Another file, other tables, other indexes: the target learns
@@ -125,18 +135,13 @@ impl Engine {
             }
         }
         self.connect(target)?;
+        self.source.begin_read()?;
         // The tables were checked at one schema cookie: one that moved
         // since (a trigger created, a VACUUM) is checked first.
         if self.source.schema_moved() {
             return Err(Failure::Moved("the schema changed while the tables were checked"));
         }
-        // One read transaction for what follows while it is short (see
-        // `SourceDb::begin_read`): ended before a bootstrap (which takes
-        // its own), after the first batch of a long delivery, and here.
-        self.source.begin_read()?;
-        let drained = self.plan_and_deliver(target);
-        self.source.end_read();
-        drained
+        self.plan_and_deliver(target)
     }
 
     /// Plans the drain and delivers, or bootstraps.

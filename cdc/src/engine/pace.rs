@@ -60,6 +60,11 @@ impl Pace {
         }
     }
 
+    /// Commits are coming fast: news is drained once per gap.
+    pub(crate) fn streaming(&self) -> bool {
+        self.started.is_some() && self.delay < FAST
+    }
+
     /// A drain starts at `now`.
     pub(crate) fn start(&mut self, now: Instant) {
         self.started = Some(now);
@@ -97,6 +102,7 @@ mod tests {
         for gap in [3, 5, 2, 8, 4, 12, 3, 6] {
             let next = at + ms(1 + gap);
             assert_eq!(drain_then(&mut pace, at, next), Duration::ZERO, "{gap} ms after a drain");
+            assert!(!pace.streaming());
             at = next;
         }
     }
@@ -115,8 +121,10 @@ mod tests {
         }
         assert!(waits[..4].iter().all(|w| w.is_zero()), "a few fast commits are not a stream: {waits:?}");
         assert_eq!(waits.last(), Some(&ms(9)), "then once per gap: {waits:?}");
+        assert!(pace.streaming());
         // The stream stops: the next commit, 10 ms after the last drain
         // ended, goes at once.
         assert_eq!(drain_then(&mut pace, at, at + ms(11)), Duration::ZERO);
+        assert!(!pace.streaming());
     }
 }

@@ -41,6 +41,8 @@ impl Engine {
         let mut last_news = Instant::now();
         // Re-checks still due after the last ring (none before the first).
         let mut rechecks: std::slice::Iter<Duration> = [].iter();
+        // The last wake was a ring (not a timer's look or a timeout).
+        let mut rung = false;
         loop {
             // A `stat` per wake: a file replaced under the same path is
             // drained (and so reopened) whatever its data_version says.
@@ -55,23 +57,29 @@ impl Engine {
             // changes it again and is picked up on the next wake-up. A
             // source locked even for reading (an exclusive transaction in
             // rollback-journal mode) is waited out by the drain.
-            let version = match self.source.data_version() {
-                Ok(version) => version,
-                Err(e) if e.is_transient() || self.source.replaced() => None,
-                Err(e) => return Err(e),
+            // In a stream of commits, a file event is news: drained after
+            // the gap without that look (every look starts a read of the
+            // source, see `SourceDb::begin_read`; a drain that finds
+            // nothing costs one look).
+            let version = if rung && pace.streaming() {
+                None
+            } else {
+                match self.source.data_version() {
+                    Ok(version) => version,
+                    Err(e) if e.is_transient() || self.source.replaced() => None,
+                    Err(e) => return Err(e),
+                }
             };
             if version.is_some() && seen != version {
                 last_news = Instant::now();
             }
             if replaced || version.is_none() || seen != version {
                 // Commits coming fast: wait out the gap, then take them all.
+                // (Not looking again after the wait: see above.)
                 let left = pace.wait(Instant::now());
-                if !left.is_zero() {
-                    if !self.waker.sleep(left) {
-                        total.stopped = true;
-                        return Ok(total);
-                    }
-                    continue;
+                if !left.is_zero() && !self.waker.sleep(left) {
+                    total.stopped = true;
+                    return Ok(total);
                 }
                 pace.start(Instant::now());
                 let drained = self.drain_with_retries(target);
@@ -81,7 +89,9 @@ impl Engine {
                 if drained.changes > 0 || drained.bootstrapped_rows > 0 {
                     last_news = Instant::now();
                 }
-                seen = version;
+                // What the drain read is what it saw (commits during the
+                // wait included).
+                seen = self.source.read_version().or(version);
                 if drained.stopped {
                     return Ok(total);
                 }
@@ -100,11 +110,7 @@ impl Engine {
             // connection can tell (a parked one, or one opened by the last
             // drain, cannot: but any commit rings, is drained, and resets
             // the quiet check).
-            let unchanged = match (self.source.data_version()?, seen) {
-                (Some(now), Some(seen)) => now == seen,
-                _ => true,
-            };
-            if self.maintenance_due(Occasion::Quiet) && unchanged {
+            if self.maintenance_due(Occasion::Quiet) && self.unchanged_since(seen)? {
                 self.maintain(Occasion::Quiet)?;
             } else if self.maintenance_due(Occasion::Retry) {
                 self.maintain(Occasion::Retry)?;
@@ -127,7 +133,9 @@ impl Engine {
             } else {
                 timeout = Some(timeout.map_or(hot, |t| t.min(hot)));
             }
-            match self.waker.wait(timeout) {
+            let wake = self.waker.wait(timeout);
+            rung = wake == Wake::Rung;
+            match wake {
                 Wake::Stopped => {
                     total.stopped = true;
                     return Ok(total);
@@ -137,6 +145,17 @@ impl Engine {
                 Wake::Ticked | Wake::TimedOut => {}
             }
         }
+    }
+}
+
+impl Engine {
+    /// No commit since the drain that saw `seen`, as far as the connection
+    /// can tell.
+    fn unchanged_since(&self, seen: Option<i64>) -> Result<bool> {
+        Ok(match (self.source.data_version()?, seen) {
+            (Some(now), Some(seen)) => now == seen,
+            _ => true,
+        })
     }
 }
 

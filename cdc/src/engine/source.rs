@@ -63,6 +63,8 @@ pub(crate) struct SourceDb {
     /// The connection is closed (an in-memory placeholder stands in); the
     /// next [`SourceDb::refresh`] opens the file again.
     pub(super) parked: bool,
+    /// See [`SourceDb::read_version`].
+    read_version: Option<i64>,
 }
 
 pub(super) fn pragma(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
@@ -103,6 +105,7 @@ impl SourceDb {
             halted: Vec::new(),
             dropped: Vec::new(),
             parked: false,
+            read_version: None,
         };
         source.sort_out()?;
         Ok(source)
@@ -137,14 +140,20 @@ impl SourceDb {
 
     /// Re-identifies the source: reopens a replaced file, re-checks the
     /// followed tables when the schema changed.
+    /// The check starts the drain's read transaction ([`Self::begin_read`]),
+    /// left open when the schema is the same.
     pub fn refresh(&mut self) -> Result<Refresh> {
         if !self.unpark()? {
             return self.reopen();
         }
+        self.begin_read()?;
         let version = pragma(&self.conn, "schema_version").map_err(|e| classify(e, &self.path))?;
         if version == self.schema_version {
             return Ok(Refresh::Same);
         }
+        // Sorting out may write (schema following attaches capture to new
+        // tables): not from a read transaction's old snapshot.
+        self.end_read();
         let before = (self.followed.iter().map(|r| r.tid).collect::<Vec<_>>(), self.halted.clone());
         self.sort_out()?;
         let changed = before.0 != self.followed.iter().map(|r| r.tid).collect::<Vec<_>>() || !self.dropped.is_empty();
@@ -274,8 +283,17 @@ impl SourceDb {
     /// write, is refused at that moment (SQLite's rule). A drain of 30 or
     /// so statements did that a few times a minute beside a writer at full
     /// speed; one transaction per drain makes it rare.
+    /// Its `data_version` is kept for [`Self::read_version`].
+    /// Nothing when one is open already.
     pub fn begin_read(&mut self) -> Result<()> {
-        self.conn.execute_batch("BEGIN DEFERRED").map_err(|e| classify(e, &self.path))
+        if !self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.read_version = None;
+        self.conn.execute_batch("BEGIN DEFERRED").map_err(|e| classify(e, &self.path))?;
+        // The first statement starts the read; the version is the one it saw.
+        self.read_version = Some(pragma(&self.conn, "data_version").map_err(|e| classify(e, &self.path))?);
+        Ok(())
     }
 
     /// Ends the read transaction [`Self::begin_read`] started, if still open.
@@ -283,6 +301,13 @@ impl SourceDb {
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
+    }
+
+    /// The `data_version` the last read transaction began at (taken: a
+    /// second call says `None`), for the wake loop to tell later commits
+    /// from those it drained without a read of its own.
+    pub fn read_version(&mut self) -> Option<i64> {
+        self.read_version.take()
     }
 
     /// `PRAGMA data_version`: changes whenever another connection commits.
