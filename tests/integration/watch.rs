@@ -88,6 +88,12 @@ fn metrics_are_scraped_by_a_real_client_and_say_what_the_replica_holds() {
         let (_, body) = http_get(&format!("http://{addr}/metrics"));
         series(&body, "cdc_changes_applied_total") == Some(3.0) && series(&body, "cdc_position").unwrap() > before
     });
+    // What the replicator wrote to the source (only ever freeing its
+    // log: nothing yet, the log is short) and what it put off.
+    let (_, body) = http_get(&format!("http://{addr}/metrics"));
+    for name in ["cdc_source_writes_total", "cdc_log_freed_total", "cdc_source_writes_deferred_total"] {
+        assert_eq!(series(&body, name), Some(0.0), "{name}: {body}");
+    }
     let (status, _) = http_get(&format!("http://{addr}/other"));
     assert_eq!(status, 404);
     sidecar.kill();
