@@ -12,12 +12,18 @@ pub const STATE_TABLE: &str = "_cdc_replica_state";
 /// source drops them. Any other table in the file is the user's.
 pub const OWNED_TABLE: &str = "_cdc_replica_tables";
 
+/// The tables whose rows a replica wrote with the source's rowids, one
+/// name per row (for a rowid table with a declared key other than an
+/// `INTEGER PRIMARY KEY`: replicas made before rowids were kept renumbered
+/// them, and such a table is reseeded once).
+pub const ROWIDS_TABLE: &str = "_cdc_replica_rowids";
+
 /// A replica's record of the NATS stream it follows.
 pub const FOLLOW_TABLE: &str = "_cdc_follow";
 
 /// The replica's bookkeeping statements (parameters as each says).
 pub mod bookkeeping {
-    use super::{FOLLOW_TABLE, OWNED_TABLE, STATE_TABLE};
+    use super::{FOLLOW_TABLE, OWNED_TABLE, ROWIDS_TABLE, STATE_TABLE};
     use crate::quote_ident;
 
     /// `CREATE TABLE` of the state table (one row).
@@ -50,22 +56,65 @@ pub mod bookkeeping {
 
     /// `CREATE TABLE` of the tables a replica made.
     pub fn create_owned_sql() -> String {
-        format!("CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY)", quote_ident(OWNED_TABLE))
+        names::create(OWNED_TABLE)
     }
 
     /// Records that the replica made table `?1`.
     pub fn own_sql() -> String {
-        format!("INSERT OR IGNORE INTO {}(name) VALUES(?1)", quote_ident(OWNED_TABLE))
+        names::add(OWNED_TABLE)
     }
 
     /// Forgets that the replica made table `?1`.
     pub fn disown_sql() -> String {
-        format!("DELETE FROM {} WHERE name = ?1", quote_ident(OWNED_TABLE))
+        names::remove(OWNED_TABLE)
     }
 
     /// The tables a replica made.
     pub fn owned_sql() -> String {
-        format!("SELECT name FROM {}", quote_ident(OWNED_TABLE))
+        names::list(OWNED_TABLE)
+    }
+
+    /// `CREATE TABLE` of the tables written with the source's rowids.
+    pub fn create_rowids_sql() -> String {
+        names::create(ROWIDS_TABLE)
+    }
+
+    /// Records that table `?1` holds the source's rowids.
+    pub fn mark_rowids_sql() -> String {
+        names::add(ROWIDS_TABLE)
+    }
+
+    /// Forgets it (the table dropped).
+    pub fn unmark_rowids_sql() -> String {
+        names::remove(ROWIDS_TABLE)
+    }
+
+    /// The tables written with the source's rowids.
+    pub fn rowids_sql() -> String {
+        names::list(ROWIDS_TABLE)
+    }
+
+    /// A bookkeeping table that is a set of table names.
+    mod names {
+        use crate::quote_ident;
+
+        pub(super) fn create(set: &str) -> String {
+            format!("CREATE TABLE IF NOT EXISTS {}(name TEXT PRIMARY KEY)", quote_ident(set))
+        }
+
+        /// Adds name `?1`.
+        pub(super) fn add(set: &str) -> String {
+            format!("INSERT OR IGNORE INTO {}(name) VALUES(?1)", quote_ident(set))
+        }
+
+        /// Removes name `?1`.
+        pub(super) fn remove(set: &str) -> String {
+            format!("DELETE FROM {} WHERE name = ?1", quote_ident(set))
+        }
+
+        pub(super) fn list(set: &str) -> String {
+            format!("SELECT name FROM {}", quote_ident(set))
+        }
     }
 
     /// `CREATE TABLE` of a follower's record (one row).
@@ -140,7 +189,8 @@ pub enum Identity {
     /// a declared primary key that is not an `INTEGER PRIMARY KEY`: their
     /// rowids are not persistent in SQLite itself (`VACUUM` and `.dump`
     /// renumber them), and the key's index makes the lookup fast (SQLite's
-    /// planner uses it for the `IS` terms).
+    /// planner uses it for the `IS` terms). The replica still writes the
+    /// source's rowid ([`TableDesc::keeps_rowid`]): users and tools read it.
     Image,
 }
 
@@ -169,23 +219,34 @@ impl TableDesc {
         }
     }
 
-    /// Whether the replica identifies rows by a rowid that SQLite may
-    /// renumber when it rewrites the file (a table without any key): the
-    /// engine then reseeds the table after a `VACUUM` or a reload.
+    /// Whether the replica writes the source's rowid with each row: every
+    /// rowid table whose rowid has a name no column shadows. A user who
+    /// reads `rowid` in the replica sees the source's.
+    pub fn keeps_rowid(&self) -> bool {
+        !self.without_rowid && self.rowid_alias().is_some()
+    }
+
+    /// Whether the replica keeps a rowid that SQLite may renumber when it
+    /// rewrites the file (no `INTEGER PRIMARY KEY` holds it): the engine
+    /// then reseeds the table after a `VACUUM` or a reload.
     pub fn rowids_may_be_renumbered(&self) -> bool {
-        self.identity() == Identity::Rowid && self.integer_primary_key().is_none()
+        self.keeps_rowid() && self.integer_primary_key().is_none()
+    }
+
+    /// Whether replicas made before rowids were kept renumbered this
+    /// table's rows ([`Identity::Image`] with a usable rowid name).
+    pub fn rowids_newly_kept(&self) -> bool {
+        self.keeps_rowid() && self.identity() == Identity::Image
     }
 
     /// The columns a replica writes, each with the image parameter it
-    /// binds: `(rowid, ?1)` only for [`Identity::Rowid`], then the captured
-    /// columns. Images always hold the rowid first for rowid tables, so a
-    /// parameter number is the image position plus one.
+    /// binds: `(rowid, ?1)` where it keeps the rowid
+    /// ([`Self::keeps_rowid`]), then the captured columns. Images always
+    /// hold the rowid first for rowid tables, so a parameter number is the
+    /// image position plus one.
     fn written(&self) -> Vec<(String, usize)> {
         let shift = usize::from(!self.without_rowid);
-        let rowid = match self.identity() {
-            Identity::Rowid => self.rowid_alias().map(|a| (a.to_string(), 1)),
-            _ => None,
-        };
+        let rowid = if self.keeps_rowid() { self.rowid_alias().map(|a| (a.to_string(), 1)) } else { None };
         rowid
             .into_iter()
             .chain(self.captured().enumerate().map(|(i, c)| (quote_ident(&c.name), i + 1 + shift)))
@@ -352,14 +413,15 @@ impl TableDesc {
     }
 
     /// Reads every row as a replica must hold it, in an order that depends
-    /// only on the values: the rowid is included only where an `INTEGER
-    /// PRIMARY KEY` makes it part of the row; rows are ordered by their
-    /// key, or by every column. Comparing this from source and replica tells
-    /// whether they hold the same rows.
+    /// only on the values: the rowid is included wherever the replica keeps
+    /// it ([`Self::keeps_rowid`]); rows are ordered by their key, or by
+    /// every column. Comparing this from source and replica tells whether
+    /// they hold the same rows.
     pub fn comparable_sql(&self) -> String {
-        let cols: Vec<String> = match self.integer_primary_key() {
-            Some(_) => self.image_columns(),
-            None => self.captured().map(|c| quote_ident(&c.name)).collect(),
+        let cols: Vec<String> = if self.keeps_rowid() {
+            self.image_columns()
+        } else {
+            self.captured().map(|c| quote_ident(&c.name)).collect()
         };
         let order = match self.identity() {
             Identity::Key => self.key_columns().iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>(),
@@ -468,14 +530,23 @@ mod tests {
         assert!(t.rowids_may_be_renumbered());
         assert_eq!(t.upsert_sql(), "INSERT OR REPLACE INTO \"nokey\"(rowid, \"x\", \"y\") VALUES(?1, ?2, ?3)");
         assert_eq!(t.delete_sql(), "DELETE FROM \"nokey\" WHERE rowid = ?1");
-        assert_eq!(t.comparable_sql(), "SELECT \"x\", \"y\" FROM \"nokey\" ORDER BY \"x\", \"y\"");
-        // A declared key that is not an INTEGER PRIMARY KEY: by values (its
-        // index makes that fast), never by a rowid.
+        assert_eq!(t.comparable_sql(), "SELECT rowid, \"x\", \"y\" FROM \"nokey\" ORDER BY rowid, \"x\", \"y\"");
+        assert!(!t.rowids_newly_kept());
+        // A declared key that is not an INTEGER PRIMARY KEY: found by values
+        // (its index makes that fast), never by a rowid that may differ
+        // after a VACUUM; but the source's rowid is written with the row.
         let mut keyed = t.clone();
         keyed.columns.to_mut()[1].primary_key = 1;
         assert_eq!(keyed.identity(), crate::Identity::Image);
-        assert!(!keyed.rowids_may_be_renumbered());
-        assert_eq!(keyed.upsert_sql(), "INSERT OR REPLACE INTO \"nokey\"(\"x\", \"y\") VALUES(?2, ?3)");
+        assert!(keyed.rowids_may_be_renumbered() && keyed.rowids_newly_kept());
+        assert_eq!(keyed.upsert_sql(), "INSERT OR REPLACE INTO \"nokey\"(rowid, \"x\", \"y\") VALUES(?1, ?2, ?3)");
+        assert!(keyed.update_sql().starts_with("UPDATE OR REPLACE \"nokey\" SET rowid = ?1, \"x\" = ?2"));
+        // Every column shadowing a rowid name: nothing to keep.
+        let mut shadowed = keyed.clone();
+        for name in ["rowid", "oid", "_rowid_"] {
+            shadowed.columns.to_mut().push(ColumnDesc::new(name, ""));
+        }
+        assert!(!shadowed.keeps_rowid() && !shadowed.rowids_may_be_renumbered());
         assert_eq!(
             keyed.delete_sql(),
             "DELETE FROM \"nokey\" WHERE rowid = (SELECT rowid FROM \"nokey\" WHERE \"x\" IS ?1 AND typeof(\"x\") = typeof(?1) \

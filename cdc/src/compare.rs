@@ -20,8 +20,8 @@ fn same(a: rusqlite::types::ValueRef<'_>, b: rusqlite::types::ValueRef<'_>) -> b
 /// first difference, or `None` when they are equal.
 pub fn table(source: &Connection, replica: &Connection, table: &str) -> Result<Option<String>> {
     let desc = describe(source, table)?;
-    // Rowids are compared only where they are the rows' identity (an
-    // INTEGER PRIMARY KEY): elsewhere SQLite itself may renumber them.
+    // Rowids are compared wherever the replica keeps the source's (every
+    // rowid table whose rowid has a name no column shadows).
     let sql = desc.comparable_sql();
     let (mut a, mut b) = (source.prepare(&sql)?, replica.prepare(&sql)?);
     let width = a.column_count();

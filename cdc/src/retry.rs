@@ -48,7 +48,9 @@ impl Retry {
 
 /// A run of transient failures (a locked database, a target or server
 /// that cannot be reached): one warning when it starts, one line when it
-/// ends, none between, and the tries so far for the backoff.
+/// ends, and between them one for each other kind of cause that shows up
+/// (an I/O error, then the file gone from its path: the second is the one
+/// to act on), and the tries so far for the backoff.
 #[derive(Debug)]
 pub(crate) struct Outage {
     /// What is read from, as the lines say it (`the source`).
@@ -59,6 +61,8 @@ pub(crate) struct Outage {
     /// Tries since it started.
     pub tries: u32,
     since: Instant,
+    /// The kinds of cause said so far.
+    said: Vec<std::mem::Discriminant<Error>>,
 }
 
 impl Outage {
@@ -70,12 +74,25 @@ impl Outage {
         } else {
             tracing::warn!(at = %place, error = %e.with_fix(), "transient failure; retrying without limit from the last commit");
         }
-        Outage { subject, place: place.to_string(), locked, tries: 0, since: Instant::now() }
+        Outage {
+            subject,
+            place: place.to_string(),
+            locked,
+            tries: 0,
+            since: Instant::now(),
+            said: vec![std::mem::discriminant(e)],
+        }
     }
 
     /// The wait before the next try after `e`: `policy`, or while a
     /// database is locked the locked policy (whatever began the outage).
+    /// A kind of cause not seen yet in this outage is said once.
     pub fn next_delay(&mut self, e: &Error, policy: Retry) -> Duration {
+        let kind = std::mem::discriminant(e);
+        if !self.said.contains(&kind) {
+            self.said.push(kind);
+            tracing::warn!(at = %self.place, error = %e.with_fix(), "still waiting, now for another cause");
+        }
         self.tries += 1;
         let policy = if e.is_locked() { Retry::LOCKED } else { policy };
         policy.jittered(self.tries)

@@ -10,6 +10,7 @@ mod debezium;
 mod ground;
 mod nats;
 mod replicator;
+mod rowids;
 mod schema;
 mod setup_cli;
 mod soak;

@@ -49,6 +49,15 @@ impl Engine {
             };
             self.stats.failed(failure.kind());
             let _ = target.rollback();
+            // An I/O error may leave the connection unusable for good (its
+            // file renamed or unlinked under it): the next attempt opens
+            // the path afresh, which also tells a file gone or replaced.
+            if let Failure::Source(e) = &failure
+                && e.is_transient()
+                && !e.is_locked()
+            {
+                self.source.park();
+            }
             let delay = match failure {
                 // The application holds the source's write lock (a long
                 // transaction, a checkpoint), a target is down, a disk is

@@ -107,8 +107,8 @@ pub(crate) fn make(
                      from a dump): its rows may differ from what its log says"
                         .to_string()
                 } else if r.desc.rowids_may_be_renumbered() && !same_rowids(conn, state.layout.as_deref(), layout)? {
-                    "it has no key, so rows are followed by rowid, and the source file was rewritten \
-                     since the target's last commit (VACUUM or a reload renumbers such rowids)"
+                    "its rows keep the source's rowids, and the source file was rewritten since the \
+                     target's last commit (VACUUM or a reload renumbers rowids without an INTEGER PRIMARY KEY)"
                         .to_string()
                 } else if mode == BootstrapMode::Always && always_pending {
                     "bootstrap is set to always".to_string()

@@ -109,16 +109,22 @@ impl SqliteTarget {
         let sql = self.stmts(event.table())?;
         match event {
             Event::Change(c) => return self.apply_change(c),
-            Event::BootstrapBegin { table, .. } => match self.rebuild.get(table.as_ref()) {
-                Some(t) => {
-                    tracing::info!(replica = %self.path.display(), table = %table, "recreating the table with the source's schema");
-                    self.conn.execute(&cdc_schema::replica::bookkeeping::drop_table_sql(table), [])?;
-                    create_table(&self.conn, t)?;
+            Event::BootstrapBegin { table, .. } => {
+                match self.rebuild.get(table.as_ref()) {
+                    Some(t) => {
+                        tracing::info!(replica = %self.path.display(), table = %table, "recreating the table with the source's schema");
+                        self.conn.execute(&cdc_schema::replica::bookkeeping::drop_table_sql(table), [])?;
+                        create_table(&self.conn, t)?;
+                    }
+                    None => {
+                        self.conn.prepare_cached(&sql.purge)?.execute([])?;
+                    }
                 }
-                None => {
-                    self.conn.prepare_cached(&sql.purge)?.execute([])?;
+                // Reseeded with the source's rowids, in this transaction.
+                if sql.keeps_rowid {
+                    self.conn.prepare_cached(&cdc_schema::replica::bookkeeping::mark_rowids_sql())?.execute([table])?;
                 }
-            },
+            }
             Event::Bootstrap { row, .. } => {
                 self.upsert(sql, row)?;
             }

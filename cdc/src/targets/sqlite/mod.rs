@@ -55,6 +55,8 @@ pub struct SqliteTarget {
     /// drops and recreates them from the source's SQL, in the bootstrap's
     /// transaction, so a reader sees the old table until the new one is full.
     rebuild: HashMap<String, SourceTable>,
+    /// Tables reseeded for the source's rowids already said (once each).
+    said_rowids: std::collections::HashSet<String>,
     in_tx: bool,
     /// The source attached (read only) for a bootstrap copied inside
     /// SQLite ([`BulkCopy`]); detached when the transaction ends, so the
@@ -105,6 +107,7 @@ impl SqliteTarget {
             stored: DeliveryState::default(),
             purged: HashSet::new(),
             rebuild: HashMap::new(),
+            said_rowids: Default::default(),
             in_tx: false,
             attached: None,
             wal: false,

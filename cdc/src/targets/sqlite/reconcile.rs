@@ -60,6 +60,19 @@ impl SqliteTarget {
                 owned
             }
         };
+        // Rows a replica wrote before it kept the source's rowids for
+        // tables with a declared key: renumbered, so reseeded once.
+        let kept = self.rowid_tables()?;
+        for t in &source.tables {
+            let name = t.desc.name.as_ref();
+            if t.desc.rowids_newly_kept() && stored.table(name).is_some() && !kept.contains(name) {
+                if self.said_rowids.insert(name.to_string()) {
+                    tracing::info!(replica = %self.path.display(), table = %name,
+                        "its rows here were written before the replica kept the source's rowids; reseeding it");
+                }
+                stored.set_seeding(name);
+            }
+        }
         self.rebuild.clear();
         for t in &source.tables {
             let name = t.desc.name.as_ref();
@@ -98,6 +111,7 @@ impl SqliteTarget {
         let tx = self.conn.transaction().map_err(|e| classify(e, &self.path))?;
         tx.execute(&sql::create_state_sql(), [])?;
         tx.execute(&sql::create_owned_sql(), [])?;
+        tx.execute(&sql::create_rowids_sql(), [])?;
         let own = sql::own_sql();
         // Tables the source dropped (schema following) go first, so a
         // table renamed on the source does not collide here with its old
@@ -109,6 +123,7 @@ impl SqliteTarget {
                 tracing::info!(replica = %self.path.display(), table = %table, "the source dropped the table; dropping it here");
                 tx.execute(&sql::drop_table_sql(table), [])?;
                 tx.execute(&sql::disown_sql(), [table])?;
+                tx.execute(&sql::unmark_rowids_sql(), [table])?;
                 owned.remove(table);
                 stored.forget(table);
                 forgot = true;

@@ -19,6 +19,8 @@ pub(super) struct TableSql {
     pub(super) keyed: bool,
     /// Capture logs inserts from `NEW` (see [`super::overtaken`]).
     pub(super) new_image_inserts: bool,
+    /// Rows are written with the source's rowid.
+    pub(super) keeps_rowid: bool,
 }
 
 impl TableSql {
@@ -34,6 +36,7 @@ impl TableSql {
             has_rowid: !d.without_rowid,
             keyed: d.identity() != cdc_schema::Identity::Image,
             new_image_inserts: t.inserts == cdc_schema::InsertImage::New,
+            keeps_rowid: d.keeps_rowid(),
         }
     }
 

@@ -39,6 +39,17 @@ impl SqliteTarget {
         Ok(Some(names))
     }
 
+    /// The tables this replica wrote with the source's rowids (see
+    /// [`cdc_schema::replica::ROWIDS_TABLE`]); empty when none yet.
+    pub(super) fn rowid_tables(&self) -> Result<HashSet<String>> {
+        if !table_exists(&self.conn, cdc_schema::replica::ROWIDS_TABLE)? {
+            return Ok(HashSet::new());
+        }
+        let mut stmt = self.conn.prepare(&sql::rowids_sql())?;
+        let names = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        Ok(names)
+    }
+
     /// The delivery state this replica stores (empty when none yet).
     pub(super) fn read_state(&self) -> Result<DeliveryState> {
         if !table_exists(&self.conn, STATE_TABLE)? {
