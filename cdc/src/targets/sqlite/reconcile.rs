@@ -61,7 +61,10 @@ impl SqliteTarget {
             }
         };
         // Rows a replica wrote before it kept the source's rowids for
-        // tables with a declared key: renumbered, so reseeded once.
+        // tables with a declared key: renumbered, so reseeded once (held
+        // as nothing: a NATS follower then says loudly that it waits for
+        // a bootstrap in the stream, instead of writing the source's
+        // rowids over rows numbered otherwise).
         let kept = self.rowid_tables()?;
         for t in &source.tables {
             let name = t.desc.name.as_ref();
@@ -70,7 +73,7 @@ impl SqliteTarget {
                     tracing::info!(replica = %self.path.display(), table = %name,
                         "its rows here were written before the replica kept the source's rowids; reseeding it");
                 }
-                stored.set_seeding(name);
+                stored.forget(name);
             }
         }
         self.rebuild.clear();
