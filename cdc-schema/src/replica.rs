@@ -18,12 +18,17 @@ pub const OWNED_TABLE: &str = "_cdc_replica_tables";
 /// them, and such a table is reseeded once).
 pub const ROWIDS_TABLE: &str = "_cdc_replica_rowids";
 
+/// The views a replica created from its source's SQL, one name per row:
+/// those it recreates when the source's SQL changes and drops when the
+/// source drops them (a view of the user's own is left alone).
+pub const VIEWS_TABLE: &str = "_cdc_replica_views";
+
 /// A replica's record of the NATS stream it follows.
 pub const FOLLOW_TABLE: &str = "_cdc_follow";
 
 /// The replica's bookkeeping statements (parameters as each says).
 pub mod bookkeeping {
-    use super::{FOLLOW_TABLE, OWNED_TABLE, ROWIDS_TABLE, STATE_TABLE};
+    use super::{FOLLOW_TABLE, OWNED_TABLE, ROWIDS_TABLE, STATE_TABLE, VIEWS_TABLE};
     use crate::quote_ident;
 
     /// `CREATE TABLE` of the state table (one row).
@@ -92,6 +97,31 @@ pub mod bookkeeping {
     /// The tables written with the source's rowids.
     pub fn rowids_sql() -> String {
         names::list(ROWIDS_TABLE)
+    }
+
+    /// `CREATE TABLE` of the views a replica made.
+    pub fn create_views_sql() -> String {
+        names::create(VIEWS_TABLE)
+    }
+
+    /// Records that the replica made view `?1`.
+    pub fn own_view_sql() -> String {
+        names::add(VIEWS_TABLE)
+    }
+
+    /// Forgets view `?1`.
+    pub fn disown_view_sql() -> String {
+        names::remove(VIEWS_TABLE)
+    }
+
+    /// The views a replica made.
+    pub fn owned_views_sql() -> String {
+        names::list(VIEWS_TABLE)
+    }
+
+    /// `DROP VIEW IF EXISTS` of `view`.
+    pub fn drop_view_sql(view: &str) -> String {
+        format!("DROP VIEW IF EXISTS {}", quote_ident(view))
     }
 
     /// A bookkeeping table that is a set of table names.

@@ -152,6 +152,16 @@ pub fn fingerprint(conn: &Connection, desc: &TableDesc) -> Result<String> {
     Ok(format!("{:016x}", cdc_schema::fnv1a64(parts)))
 }
 
+/// The database's views, by name: `(name, CREATE VIEW as stored)`; none
+/// of this project's own (`_cdc…`).
+pub fn views(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'view' AND substr(name, 1, 4) <> '_cdc' ORDER BY name",
+    )?;
+    let views = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    Ok(views)
+}
+
 /// The source logs a database is a replica of (none when it is not one),
 /// read from its state table: a loop back into one of them is refused.
 pub fn replica_of(conn: &Connection) -> Result<Vec<String>> {

@@ -23,6 +23,10 @@ pub struct Source {
     /// Tables this consumer followed that the source has dropped (schema
     /// following on): a target that keeps a copy of them drops it.
     pub dropped: Vec<String>,
+    /// The source's views (name, `CREATE VIEW` as stored): a replica
+    /// keeps the same, so queries written for the source run on it.
+    #[serde(default)]
+    pub views: Vec<(String, String)>,
 }
 
 /// One followed table, with the SQL that created it (replicas create

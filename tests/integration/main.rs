@@ -17,4 +17,5 @@ mod soak;
 mod support;
 mod triggers;
 mod upgrade;
+mod views;
 mod watch;

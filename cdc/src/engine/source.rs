@@ -270,6 +270,7 @@ impl SourceDb {
             log_id: self.log_id.clone(),
             path: self.path.clone(),
             upstream_log_ids: crate::schema::replica_of(&self.conn)?,
+            views: crate::schema::views(&self.conn)?,
             tables,
             dropped: self.dropped.clone(),
         })

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use cdc_schema::replica::bookkeeping as sql;
 use cdc_schema::{Against, mismatches};
@@ -148,6 +148,7 @@ impl SqliteTarget {
         for name in &owned {
             tx.execute(&own, [name])?;
         }
+        sync_views(&tx, &source.views)?;
         tx.commit().map_err(|e| classify(e, &self.path))?;
         self.conn.set_prepared_statement_cache_capacity(8 + 4 * source.tables.len());
         self.tables = source.tables.iter().map(|t| (t.desc.name.to_string(), TableSql::new(t))).collect();
@@ -191,6 +192,40 @@ pub(super) fn sync_plain_indexes(conn: &Connection, t: &SourceTable) -> Result<(
     for index in wanted {
         if !here.iter().any(|h| h.sql == index.sql) {
             conn.execute(&index.sql, [])?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the replica's views the source's: a view created on the source is
+/// created here, one dropped or changed there is dropped or recreated here
+/// (only views this replica made: a name already taken here by something
+/// of the user's is left alone).
+pub(super) fn sync_views(conn: &Connection, views: &[(String, String)]) -> Result<()> {
+    conn.execute(&sql::create_views_sql(), [])?;
+    let owned: Vec<String> =
+        conn.prepare(&sql::owned_views_sql())?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let stored = |name: &str| -> rusqlite::Result<Option<String>> {
+        conn.query_row("SELECT sql FROM sqlite_master WHERE type = 'view' AND name = ?1", [name], |r| r.get(0))
+            .optional()
+    };
+    for name in &owned {
+        let wanted = views.iter().find(|(n, _)| n == name).map(|(_, sql)| sql);
+        if wanted.is_none() || wanted != stored(name)?.as_ref() {
+            conn.execute(&sql::drop_view_sql(name), [])?;
+            conn.execute(&sql::disown_view_sql(), [name])?;
+        }
+    }
+    for (name, create) in views {
+        let taken: bool =
+            conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE lower(name) = lower(?1)", [name], |r| {
+                r.get(0)
+            })?;
+        if !taken {
+            conn.execute(create, [])?;
+            conn.execute(&sql::own_view_sql(), [name])?;
+        } else if stored(name)?.as_ref() != Some(create) {
+            tracing::warn!(view = %name, "the replica has something else of this name (not made by the replicator); the source's view is not copied");
         }
     }
     Ok(())
