@@ -221,11 +221,6 @@ pub fn consumer_count_sql() -> String {
     format!("SELECT count(*) FROM {}", consumers())
 }
 
-/// The lowest consumer position (NULL without consumers).
-pub fn lowest_position_sql() -> String {
-    format!("SELECT min(position) FROM {}", consumers())
-}
-
 /// Every consumer registered in the source: name, position, when its row
 /// was last written (Unix milliseconds), its stored state (NULL: none).
 pub fn consumers_sql(has_state: bool) -> String {
@@ -240,12 +235,6 @@ pub fn consumers_sql(has_state: bool) -> String {
 /// The changes after `?1` in the log tables `tables` (name, format 1 or not).
 pub fn changes_after_sql(tables: &[(&str, bool)]) -> String {
     format!("SELECT count(*) FROM ({}) WHERE seq > ?1", all_changes(tables))
-}
-
-/// Deletes the rows `?1` to `?2` of log table `table`: one rowid range, so
-/// SQLite visits only the rows it deletes.
-pub fn prune_sql(table: &str) -> String {
-    format!("DELETE FROM {} WHERE seq BETWEEN ?1 AND ?2", quote_ident(table))
 }
 
 /// `DROP TABLE` of `table`.

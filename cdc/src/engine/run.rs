@@ -33,6 +33,15 @@ impl Engine {
         result
     }
 
+    /// No commit since the drain that saw `seen`, as far as the connection
+    /// can tell.
+    fn unchanged_since(&self, seen: Option<i64>) -> Result<bool> {
+        Ok(match (self.source.data_version()?, seen) {
+            (Some(now), Some(seen)) => now == seen,
+            _ => true,
+        })
+    }
+
     pub(super) fn run_loop(&mut self, target: &mut dyn Target) -> Result<Drained> {
         let mut total = Drained { position: self.position().unwrap_or(0), ..Drained::default() };
         let mut seen: Option<i64> = None;
@@ -145,17 +154,6 @@ impl Engine {
                 Wake::Ticked | Wake::TimedOut => {}
             }
         }
-    }
-}
-
-impl Engine {
-    /// No commit since the drain that saw `seen`, as far as the connection
-    /// can tell.
-    fn unchanged_since(&self, seen: Option<i64>) -> Result<bool> {
-        Ok(match (self.source.data_version()?, seen) {
-            (Some(now), Some(seen)) => now == seen,
-            _ => true,
-        })
     }
 }
 

@@ -139,9 +139,9 @@ impl SourceDb {
     }
 
     /// Re-identifies the source: reopens a replaced file, re-checks the
-    /// followed tables when the schema changed.
-    /// The check starts the drain's read transaction ([`Self::begin_read`]),
-    /// left open when the schema is the same.
+    /// followed tables when the schema changed. The check starts the
+    /// drain's read transaction ([`Self::begin_read`]), left open when the
+    /// schema is the same.
     pub fn refresh(&mut self) -> Result<Refresh> {
         if !self.unpark()? {
             return self.reopen();
@@ -283,9 +283,8 @@ impl SourceDb {
     /// without a busy timeout, or a deferred transaction turning into a
     /// write, is refused at that moment (SQLite's rule). A drain of 30 or
     /// so statements did that a few times a minute beside a writer at full
-    /// speed; one transaction per drain makes it rare.
-    /// Its `data_version` is kept for [`Self::read_version`].
-    /// Nothing when one is open already.
+    /// speed; one transaction per drain makes it rare. Its `data_version`
+    /// is kept for [`Self::read_version`]. Nothing when one is open already.
     pub fn begin_read(&mut self) -> Result<()> {
         if !self.conn.is_autocommit() {
             return Ok(());
@@ -364,11 +363,11 @@ fn connect(path: &Path) -> Result<(Connection, FileId)> {
             close(conn, path, None);
             continue;
         }
-        // The sidecar's own writes (acknowledgements) need not reach the
+        // The sidecar's own writes (freeing the log) need not reach the
         // disk before the application may write again: in WAL mode, NORMAL
-        // keeps the file consistent, and an acknowledgement undone by a
-        // power cut only means changes delivered again (a replica skips
-        // them by its own position). Not in rollback-journal mode, where
+        // keeps the file consistent, and a freeing undone by a power cut
+        // only frees the same again later (what it drops, every consumer
+        // had, by their records). Not in rollback-journal mode, where
         // NORMAL may corrupt the file on a power cut.
         if db::is_wal(&conn).map_err(|e| named(e, path))? {
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| classify(e, path))?;

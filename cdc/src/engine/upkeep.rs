@@ -229,9 +229,9 @@ impl Engine {
         let in_use = || !overdue && others_in_transaction(&path, wal) == Some(true);
         let replaced = self.source.replaced_check();
         let guard = Guard { replaced: &replaced, in_use: &in_use, wait: if drained { DRAINED_LOOK } else { LOOK } };
-        // The guard looks for the moment itself (every 100 µs): SQLite's
-        // busy handler would wait without looking whether the lock is
-        // free between the application's transactions or inside one.
+        // The guard looks for the moment itself: SQLite's busy handler
+        // would wait without looking whether the lock is free between the
+        // application's transactions or inside one.
         let _ = self.source.conn.busy_timeout(Duration::ZERO);
         let done = maintain(&mut self.source.conn, &path, &guard, Some(worth));
         let _ = self.source.conn.busy_timeout(crate::db::DEFAULT_BUSY_TIMEOUT);

@@ -42,12 +42,16 @@ impl Segment {
         Ok(conn.query_row(&sql::min_seq_sql(&self.table), [], |r| r.get(0))?)
     }
 
+    /// Its last `seq` (`None` when empty).
+    pub fn last(&self, conn: &Connection) -> Result<Option<i64>> {
+        Ok(conn.query_row(&sql::max_seq_sql(&self.table, true), [], |r| r.get(0))?)
+    }
+
     /// Its first and last `seq` (`None` when empty). Two statements: one
     /// asking for both scans the whole table, each alone is one lookup.
     pub fn bounds(&self, conn: &Connection) -> Result<Option<(i64, i64)>> {
         let Some(first) = self.first(conn)? else { return Ok(None) };
-        let last: Option<i64> = conn.query_row(&sql::max_seq_sql(&self.table, true), [], |r| r.get(0))?;
-        Ok(last.map(|last| (first, last)))
+        Ok(self.last(conn)?.map(|last| (first, last)))
     }
 }
 
@@ -75,15 +79,6 @@ pub fn segments(conn: &Connection) -> Result<Vec<Segment>> {
 /// The tables of `segments` as the bookkeeping statements take them.
 pub(crate) fn tables_of(segments: &[Segment]) -> Vec<(&str, bool)> {
     segments.iter().map(|s| (s.table.as_str(), s.legacy)).collect()
-}
-
-/// The highest `seq` of the format 1 rows an upgraded log still keeps
-/// (`None`: there are none, or the log was never upgraded).
-pub fn legacy_high_water(conn: &Connection) -> Result<Option<i64>> {
-    if !has_legacy(conn)? {
-        return Ok(None);
-    }
-    Ok(conn.query_row(&sql::max_seq_sql(legacy::LOG_TABLE, true), [], |r| r.get(0))?)
 }
 
 /// Whether the file keeps a format 1 log from before an upgrade.

@@ -263,8 +263,8 @@ impl LogReader {
             let end = if segment.current {
                 up_to
             } else {
-                match segment.bounds(conn)? {
-                    Some((_, last)) if last > batch.end_seq => up_to.min(last),
+                match segment.last(conn)? {
+                    Some(last) if last > batch.end_seq => up_to.min(last),
                     _ => continue,
                 }
             };

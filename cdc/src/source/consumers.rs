@@ -18,6 +18,13 @@ use crate::error::{Error, Result};
 use crate::log::{ensure_current, is_initialised, now_ms};
 use crate::state::DeliveryState;
 
+/// The records beside the source at `path` (which `conn` has open) that
+/// belong to its log.
+pub(crate) fn records_of(conn: &Connection, path: &std::path::Path) -> Result<Vec<ConsumerRecord>> {
+    let id = log_id(conn)?;
+    Ok(ConsumerRecord::all(path)?.into_iter().filter(|r| r.log_id == id).collect())
+}
+
 /// The record of `consumer` beside the source `conn` has open, if it has
 /// one for this log.
 fn record(conn: &Connection, consumer: &str) -> Result<Option<ConsumerRecord>> {
@@ -136,9 +143,7 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
         return Ok(Vec::new());
     }
     ensure_current(conn)?;
-    let id = log_id(conn)?;
-    let records: Vec<ConsumerRecord> =
-        ConsumerRecord::all(&path_of(conn))?.into_iter().filter(|r| r.log_id == id).collect();
+    let records = records_of(conn, &path_of(conn))?;
     let mut stmt = conn.prepare(&sql::consumers_sql(has_state_column(conn)?))?;
     let rows = stmt.query_map([], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<String>>(3)?))

@@ -19,9 +19,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use cdc_schema::bookkeeping as sql;
 use cdc_schema::log::{MARKER_OP, create_log_sql, kind, seal_sql, segment_table};
 
-use super::consumers::{set_consumer_state, set_position};
+use super::consumers::{records_of, set_consumer_state, set_position};
 use super::files::ConsumerRecord;
-use super::meta::{log_id, record_own_ddl, schema_cookie};
+use super::meta::{record_own_ddl, schema_cookie};
 use crate::db::classify;
 use crate::error::{Error, Result};
 use crate::log::{high_water, segments, tables_of};
@@ -54,12 +54,6 @@ pub(crate) fn lowest_pin(conn: &Connection, records: &[ConsumerRecord], high_wat
         }
     }
     Ok(pins.into_iter().map(|p| if p > high_water { 0 } else { p }).min())
-}
-
-/// The records beside the source at `path` that belong to its log.
-pub(crate) fn records_of(conn: &Connection, path: &Path) -> Result<Vec<ConsumerRecord>> {
-    let id = log_id(conn)?;
-    Ok(ConsumerRecord::all(path)?.into_iter().filter(|r| r.log_id == id).collect())
 }
 
 /// What a maintenance does, decided from the lowest pin.
@@ -128,10 +122,14 @@ pub(crate) struct Guard<'a> {
     /// back when one began meanwhile.
     pub in_use: &'a dyn Fn() -> bool,
     /// How long to look for a moment when the write lock is free and
-    /// nobody is in a transaction, looking every 100 µs (with the
-    /// connection's own busy handler besides).
+    /// nobody is in a transaction, looking every [`LOOK_EVERY`].
     pub wait: Duration,
 }
+
+/// How often [`Guard::wait`] looks: a writer committing back to back
+/// leaves the lock free only for microseconds, and SQLite's own busy
+/// handler sleeps 1, 2, 5, 10 ms between looks.
+pub(crate) const LOOK_EVERY: Duration = Duration::from_micros(100);
 
 /// In one write transaction: the consumers' records copied into the
 /// source's consumer table, every sealed segment wholly at or before the
@@ -183,7 +181,7 @@ fn begin_between_transactions<'c>(conn: &'c Connection, path: &Path, guard: &Gua
         if start.elapsed() >= guard.wait {
             return Err(Error::Locked { path: path.to_path_buf(), waited_ms: start.elapsed().as_millis() as u64 });
         }
-        std::thread::sleep(Duration::from_micros(100));
+        std::thread::sleep(LOOK_EVERY);
     }
 }
 
