@@ -26,7 +26,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value as Json, json};
 
-use crate::event::{Change, Event, Row};
+use crate::event::{Change, Event, Row, SchemaObject};
 use crate::stats::now_ms;
 use crate::value::Value;
 use cdc_schema::Op;
@@ -84,9 +84,67 @@ impl Debezium {
                         out.push(None);
                     }
                 }
+                // Not a change event: see [`Debezium::schema_change`].
+                Event::Schema(_) => {}
             }
         }
         out
+    }
+
+    /// Debezium's schema change record for `event` when it is an
+    /// [`Event::Schema`] (the value Debezium writes to its schema change
+    /// topic, with JSON schemas off): `ddl` the `CREATE TABLE` or `CREATE
+    /// VIEW` as stored (or a `DROP` statement), and one `tableChanges`
+    /// entry of `type` `CREATE` (a table's definition before its
+    /// bootstrap, which follows every change of its columns), `ALTER`
+    /// (its indexes changed) or `DROP`, with the columns and key. Views
+    /// have `ddl` only. Change streams never carry these (a consumer of
+    /// envelopes would not know them): a target with a place for them
+    /// sends them there (NATS: the `STREAM.$ddl` subject).
+    pub fn schema_change(&self, event: &Event) -> Option<Json> {
+        let Event::Schema(s) = event else { return None };
+        let keyword = match s.object {
+            SchemaObject::Table => "TABLE",
+            SchemaObject::View => "VIEW",
+        };
+        let quoted = format!("\"{}\"", s.name.replace('"', "\"\""));
+        let ddl = match &s.sql {
+            Some(sql) => std::iter::once(sql.clone()).chain(s.indexes.iter().cloned()).collect::<Vec<_>>().join(";\n"),
+            None => format!("DROP {keyword} {quoted}"),
+        };
+        let kind = match (&s.sql, s.object) {
+            (None, _) => "DROP",
+            (Some(_), SchemaObject::Table) if !s.bootstrap => "ALTER",
+            _ => "CREATE",
+        };
+        let table = s.sql.as_ref().filter(|_| s.object == SchemaObject::Table).map(|_| {
+            let mut key: Vec<&cdc_schema::ColumnDesc> = s.columns.iter().filter(|c| c.primary_key > 0).collect();
+            key.sort_by_key(|c| c.primary_key);
+            let columns: Vec<Json> = s
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    json!({"name": c.name, "typeName": c.decl_type, "position": i + 1,
+                           "optional": !c.not_null && c.primary_key == 0, "generated": c.generated})
+                })
+                .collect();
+            json!({"primaryKeyColumnNames": key.iter().map(|c| &c.name).collect::<Vec<_>>(), "columns": columns})
+        });
+        let changes = match s.object {
+            SchemaObject::Table => {
+                vec![json!({"type": kind, "id": format!("\"{}\".{quoted}", self.name), "table": table})]
+            }
+            SchemaObject::View => Vec::new(),
+        };
+        Some(json!({
+            "source": self.source(&s.name, now_ms(), "false", None),
+            "ts_ms": now_ms(),
+            "databaseName": self.name,
+            "schemaName": "main",
+            "ddl": ddl,
+            "tableChanges": changes,
+        }))
     }
 
     /// Forgets a held row: the batch it came in was rolled back, and the
@@ -159,5 +217,65 @@ pub fn value(v: &Value) -> Json {
         Value::Real(r) => Json::String(if *r > 0.0 { "Infinity" } else { "-Infinity" }.into()),
         Value::Text(t) => Json::String(t.clone()),
         Value::Blob(b) => Json::String(STANDARD.encode(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Schema;
+
+    fn table(sql: Option<&str>, bootstrap: bool) -> Event {
+        let columns = vec![
+            cdc_schema::ColumnDesc { primary_key: 1, ..cdc_schema::ColumnDesc::new("id", "INTEGER") },
+            cdc_schema::ColumnDesc { not_null: true, ..cdc_schema::ColumnDesc::new("v", "TEXT") },
+        ];
+        Event::Schema(Schema {
+            name: "t".into(),
+            object: SchemaObject::Table,
+            sql: sql.map(str::to_string),
+            indexes: vec!["CREATE INDEX t_v ON t(v)".into()],
+            columns: if sql.is_some() { columns } else { Vec::new() },
+            without_rowid: false,
+            bootstrap,
+        })
+    }
+
+    #[test]
+    fn schema_events_are_schema_change_records_never_envelopes() {
+        let mut d = Debezium::new("app", false);
+        let created = table(Some("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)"), true);
+        assert!(d.envelopes(std::slice::from_ref(&created)).is_empty(), "not in the change stream");
+        let r = d.schema_change(&created).unwrap();
+        assert_eq!(r["databaseName"], "app");
+        assert_eq!(r["ddl"], "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL);\nCREATE INDEX t_v ON t(v)");
+        let change = &r["tableChanges"][0];
+        assert_eq!(change["type"], "CREATE");
+        assert_eq!(change["id"], "\"app\".\"t\"");
+        assert_eq!(change["table"]["primaryKeyColumnNames"], json!(["id"]));
+        assert_eq!(
+            change["table"]["columns"][1],
+            json!({"name": "v", "typeName": "TEXT", "position": 2, "optional": false, "generated": false})
+        );
+        let altered =
+            d.schema_change(&table(Some("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT NOT NULL)"), false)).unwrap();
+        assert_eq!(altered["tableChanges"][0]["type"], "ALTER");
+        let dropped = d.schema_change(&table(None, false)).unwrap();
+        assert_eq!(dropped["ddl"], "DROP TABLE \"t\"");
+        assert_eq!(dropped["tableChanges"][0]["type"], "DROP");
+        assert!(dropped["tableChanges"][0]["table"].is_null());
+        let view = Event::Schema(Schema {
+            name: "v".into(),
+            object: SchemaObject::View,
+            sql: Some("CREATE VIEW v AS SELECT 1".into()),
+            indexes: Vec::new(),
+            columns: Vec::new(),
+            without_rowid: false,
+            bootstrap: false,
+        });
+        let record = d.schema_change(&view).unwrap();
+        assert_eq!(record["ddl"], "CREATE VIEW v AS SELECT 1");
+        assert_eq!(record["tableChanges"], json!([]));
+        assert!(d.schema_change(&Event::BootstrapEnd { table: "t".into(), rows: 0, sequence: None }).is_none());
     }
 }

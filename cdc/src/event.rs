@@ -82,6 +82,50 @@ pub enum Event {
         /// hand out an id the source already gave.
         sequence: Option<i64>,
     },
+    /// The schema of a table or view of the source, as of this point of
+    /// the stream: before each table's bootstrap (so a reseed after
+    /// `ADD COLUMN`, a rename or an ORM's remake starts with the new
+    /// `CREATE TABLE`), and when a followed table is dropped, a table's
+    /// explicit indexes change without a reseed, or a view is created,
+    /// changed or dropped. A SQLite replica takes schema from the source's
+    /// description instead ([`crate::Target::open`]) and ignores these.
+    Schema(Schema),
+}
+
+/// What an [`Event::Schema`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaObject {
+    /// A table.
+    Table,
+    /// A view.
+    View,
+}
+
+/// A table's or view's definition on the source ([`Event::Schema`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    /// The table or view.
+    pub name: Arc<str>,
+    /// Which of the two it is.
+    pub object: SchemaObject,
+    /// `CREATE TABLE` or `CREATE VIEW` exactly as the source stores it;
+    /// `None` once it was dropped.
+    pub sql: Option<String>,
+    /// A table's explicit indexes (`CREATE [UNIQUE] INDEX` as stored), by
+    /// name; partial and expression indexes included.
+    pub indexes: Vec<String>,
+    /// A table's columns in declaration order (names, declared types, key
+    /// positions, `NOT NULL`, generated ones flagged: events leave those
+    /// out); empty for a view or a dropped table.
+    pub columns: Vec<cdc_schema::ColumnDesc>,
+    /// A `WITHOUT ROWID` table: its images carry no rowid, rows are
+    /// identified by the key alone.
+    pub without_rowid: bool,
+    /// The table's bootstrap follows: its rows in this shape, which
+    /// replace what a consumer holds. `false` when only its indexes
+    /// changed (rows unchanged), for views and for drops.
+    pub bootstrap: bool,
 }
 
 impl Event {
@@ -92,6 +136,7 @@ impl Event {
             Event::BootstrapBegin { table, .. }
             | Event::Bootstrap { table, .. }
             | Event::BootstrapEnd { table, .. } => table,
+            Event::Schema(s) => &s.name,
         }
     }
 
@@ -187,6 +232,13 @@ pub enum TypedChange<T> {
         /// How many `Bootstrap` events it had.
         rows: u64,
     },
+    /// The table's definition on the source ([`Event::Schema`]): a
+    /// bootstrap follows when its columns changed, and rows of the new
+    /// shape that `T` cannot take fail to convert, naming the column.
+    Schema {
+        /// `CREATE TABLE` as the source stores it; `None`: dropped.
+        sql: Option<String>,
+    },
 }
 
 fn image<T: Cdc>(columns: &[String], row: Option<&Row>, seq: i64, what: &str) -> Result<T> {
@@ -225,6 +277,7 @@ impl<T: Cdc> TryFrom<&Event> for TypedChange<T> {
                 TypedChange::Bootstrap { row: T::from_named(columns, &row.values)? }
             }
             Event::BootstrapEnd { rows, .. } => TypedChange::BootstrapEnd { rows: *rows },
+            Event::Schema(s) => TypedChange::Schema { sql: s.sql.clone() },
         })
     }
 }

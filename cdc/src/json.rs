@@ -101,6 +101,16 @@ impl Serialize for JsonEvent<'_> {
                     m.serialize_entry("sequence", sequence)?;
                 }
             }
+            Event::Schema(s) => {
+                m.serialize_entry("kind", "schema")?;
+                m.serialize_entry("table", &*s.name)?;
+                m.serialize_entry("object", &s.object)?;
+                m.serialize_entry("sql", &s.sql)?;
+                m.serialize_entry("indexes", &s.indexes)?;
+                m.serialize_entry("columns", &s.columns)?;
+                m.serialize_entry("without_rowid", &s.without_rowid)?;
+                m.serialize_entry("bootstrap", &s.bootstrap)?;
+            }
         }
         m.end()
     }
@@ -180,6 +190,50 @@ pub fn event_from_json(line: &str) -> Result<Event> {
                 Some(s) => Some(s.as_i64().ok_or_else(|| bad("sequence"))?),
             },
         },
+        Some("schema") => Event::Schema(crate::Schema {
+            name: table,
+            object: serde_json::from_value(field("object")?.clone())?,
+            sql: serde_json::from_value(field("sql")?.clone())?,
+            indexes: serde_json::from_value(field("indexes")?.clone())?,
+            columns: serde_json::from_value(field("columns")?.clone())?,
+            without_rowid: field("without_rowid")?.as_bool().ok_or_else(|| bad("without_rowid"))?,
+            bootstrap: field("bootstrap")?.as_bool().ok_or_else(|| bad("bootstrap"))?,
+        }),
         other => return Err(bad(format!("kind {other:?}"))),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Schema, SchemaObject};
+
+    #[test]
+    fn schema_events_read_back_as_written() {
+        let events = [
+            Event::Schema(Schema {
+                name: "t \"odd\"".into(),
+                object: SchemaObject::Table,
+                sql: Some("CREATE TABLE \"t \"\"odd\"\"\"(k TEXT PRIMARY KEY) WITHOUT ROWID".into()),
+                indexes: vec!["CREATE INDEX i ON \"t \"\"odd\"\"\"(lower(k)) WHERE k > 'a'".into()],
+                columns: vec![cdc_schema::ColumnDesc { primary_key: 1, ..cdc_schema::ColumnDesc::new("k", "TEXT") }],
+                without_rowid: true,
+                bootstrap: true,
+            }),
+            Event::Schema(Schema {
+                name: "v".into(),
+                object: SchemaObject::View,
+                sql: None,
+                indexes: Vec::new(),
+                columns: Vec::new(),
+                without_rowid: false,
+                bootstrap: false,
+            }),
+        ];
+        for e in events {
+            let line = to_line(&e).unwrap();
+            assert!(line.starts_with(r#"{"kind":"schema","table":"#), "{line}");
+            assert_eq!(event_from_json(&line).unwrap(), e, "{line}");
+        }
+    }
 }

@@ -187,7 +187,7 @@ pub use cdc_derive::Cdc;
 pub use cdc_schema::{self as sql, ColumnDesc, InsertImage, Op, TableDesc};
 pub use engine::{BootstrapMode, Drained, Engine, EngineBuilder, Halted, OnRewind, Progress};
 pub use error::{Error, Recovery, Result};
-pub use event::{Cdc, Change, Event, Row, TypedChange};
+pub use event::{Cdc, Change, Event, Row, Schema, SchemaObject, TypedChange};
 pub use fix::Fix;
 pub use redact::redacted;
 pub use retry::Retry;

@@ -172,3 +172,18 @@ pub fn replica_of(conn: &Connection) -> Result<Vec<String>> {
     let ids = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(ids)
 }
+
+/// The [`Event::Schema`](crate::Event::Schema) of `desc`'s table as `conn`
+/// sees it now, before its bootstrap.
+pub fn table_event(conn: &Connection, desc: &TableDesc) -> Result<crate::Event> {
+    let indexes = indexes(conn, &desc.name)?.into_iter().map(|i| i.sql).collect();
+    Ok(crate::Event::Schema(crate::Schema {
+        name: desc.name.as_ref().into(),
+        object: crate::SchemaObject::Table,
+        sql: Some(table_sql(conn, &desc.name)?),
+        indexes,
+        columns: desc.columns.to_vec(),
+        without_rowid: desc.without_rowid,
+        bootstrap: true,
+    }))
+}

@@ -109,12 +109,18 @@ pub struct ReplicateArgs {
     /// time, errors by kind, each table's state).
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<std::net::SocketAddr>,
-    /// Follow schema changes: a table altered, remade by a migration or
-    /// given new unique indexes is captured again and reseeded with its new
-    /// schema; a dropped table is dropped from the target; with every table
-    /// followed, new tables are captured. Without it, such a table's
-    /// delivery stops with one line saying how to resume it.
-    #[arg(long)]
+    /// Do not follow schema changes: a table altered, remade by a
+    /// migration or given new unique indexes then stops with one line
+    /// saying how to resume it, a dropped table stays in the target, new
+    /// tables are not captured. By default they are followed: such a table
+    /// is captured again and reseeded with its new schema, a dropped table
+    /// is dropped from the target, and with every table followed new
+    /// tables are captured.
+    #[arg(long, overrides_with = "follow_schema")]
+    pub no_follow_schema: bool,
+    /// Follow schema changes (the default; kept for scripts written when
+    /// it was not).
+    #[arg(long, hide = true, overrides_with = "no_follow_schema")]
     pub follow_schema: bool,
 }
 
@@ -235,7 +241,7 @@ impl Settings {
             prune_interval: args.prune_interval,
             batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
             once: args.once,
-            follow_schema: args.follow_schema,
+            follow_schema: !args.no_follow_schema,
             status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
             metrics: args.metrics,
             format,

@@ -12,6 +12,7 @@ mod nats;
 mod replicator;
 mod rowids;
 mod schema;
+mod schema_gap;
 mod setup_cli;
 mod soak;
 mod support;

@@ -238,7 +238,7 @@ fn a_hole_left_by_retention_stops_the_follower_loudly_and_a_new_bootstrap_recove
     sqlite3(&db.path, "INSERT INTO t(v) VALUES(1), ('two'), (x'03'), (4.5);");
     let created = server.request(
         "$JS.API.STREAM.CREATE.SMALL",
-        r#"{"name":"SMALL","subjects":["SMALL.>"],"max_msgs":40,"retention":"limits","storage":"file","duplicate_window":120000000000}"#,
+        r#"{"name":"SMALL","subjects":["SMALL.>"],"max_msgs":50,"retention":"limits","storage":"file","duplicate_window":120000000000}"#,
     );
     assert!(created.is_some_and(|r| !r.contains("\"error\"")), "creating the stream failed");
     let url = server.url("SMALL");
@@ -407,6 +407,29 @@ fn the_stream_and_its_messages_are_as_documented() {
     let commit = server.request("$JS.API.STREAM.MSG.GET.DOC", r#"{"last_by_subj":"DOC.$commit"}"#).unwrap();
     assert!(commit.contains("\"message\""), "{commit}");
     assert!(server.stream_state("DOC")["messages"].as_u64().unwrap() > 0);
+    // The table's first message is its definition, before its bootstrap.
+    let first = server.request("$JS.API.STREAM.MSG.GET.DOC", r#"{"seq":1,"next_by_subj":"DOC.a%2Eb"}"#).unwrap();
+    let first: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let headers = String::from_utf8(base64_decode(first["message"]["hdrs"].as_str().unwrap())).unwrap();
+    assert!(headers.contains("Cdc-Kind: ddl"), "{headers}");
+    let (event, _): (cdc::Event, usize) = bincode::serde::decode_from_slice(
+        &base64_decode(first["message"]["data"].as_str().unwrap()),
+        bincode::config::standard(),
+    )
+    .unwrap();
+    assert!(
+        matches!(&event, cdc::Event::Schema(s) if s.sql.as_deref() == Some("CREATE TABLE \"a.b\"(id INTEGER PRIMARY KEY, v)")),
+        "{event:?}"
+    );
+    // With Debezium's envelope, the schema change record is on `$ddl`.
+    publish_once(&db.path, &server.url("DBZ?format=debezium"), &[]);
+    let ddl = server.request("$JS.API.STREAM.MSG.GET.DBZ", r#"{"last_by_subj":"DBZ.$ddl"}"#).unwrap();
+    let ddl: serde_json::Value = serde_json::from_str(&ddl).unwrap();
+    let record: serde_json::Value =
+        serde_json::from_slice(&base64_decode(ddl["message"]["data"].as_str().unwrap())).unwrap();
+    assert_eq!(record["ddl"], "CREATE TABLE \"a.b\"(id INTEGER PRIMARY KEY, v)");
+    assert_eq!(record["tableChanges"][0]["type"], "CREATE");
+    assert_eq!(record["tableChanges"][0]["table"]["primaryKeyColumnNames"], serde_json::json!(["id"]));
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! Schema evolution end to end, against a running `replicator`: every DDL
 //! an application or its ORM runs, with capture installed. With
-//! `--follow-schema` the replica follows by itself; without it, the table
+//! default the replica follows by itself; with `--no-follow-schema`, the table
 //! stops with one line whose printed command, run word for word, resumes
 //! it. Each step ends with the replica equal to the source, value by value,
 //! and with the same tables and indexes.
@@ -100,9 +100,9 @@ fn shop() -> TempDb {
 }
 
 #[test]
-fn every_ddl_is_followed_with_follow_schema() {
+fn every_ddl_is_followed_by_default() {
     let db = shop();
-    let (mut sidecar, replica, src) = sidecar(&db, &["--follow-schema"]);
+    let (mut sidecar, replica, src) = sidecar(&db, &[]);
     let steps: &[(&str, &str)] = &[
         (
             "ADD COLUMN, and writes to it",
@@ -156,9 +156,9 @@ fn every_ddl_is_followed_with_follow_schema() {
 }
 
 #[test]
-fn without_follow_schema_the_table_stops_and_the_printed_command_resumes_it() {
+fn with_no_follow_schema_the_table_stops_and_the_printed_command_resumes_it() {
     let db = shop();
-    let (mut sidecar, replica, src) = sidecar(&db, &[]);
+    let (mut sidecar, replica, src) = sidecar(&db, &["--no-follow-schema"]);
     sqlite3(&db.path, "ALTER TABLE item ADD COLUMN price REAL; UPDATE item SET price = 0.5 WHERE id < 10;");
     // note keeps flowing meanwhile.
     sqlite3(&db.path, "INSERT INTO note VALUES('still flowing', 3);");
@@ -171,7 +171,7 @@ fn without_follow_schema_the_table_stops_and_the_printed_command_resumes_it() {
     wait_equal(&db.path, &replica, &["note"], DEADLINE);
     assert!(sidecar.running());
     // `replicator --once` says the same and exits non-zero.
-    let (code, _, err) = run_bin("replicator", &["--db", &src, "--target", "jsonl:-", "--once"]);
+    let (code, _, err) = run_bin("replicator", &["--db", &src, "--target", "jsonl:-", "--no-follow-schema", "--once"]);
     assert_eq!(code, 1);
     assert!(err.contains("column \"price\" was added"), "{err}");
     // The printed command, word for word.
@@ -231,7 +231,7 @@ fn an_alembic_migration_on_a_captured_database() {
     db.install(&["customer"]);
     let script = db.dir.path().join("migrate.py");
     std::fs::write(&script, ALEMBIC).unwrap();
-    let (mut sidecar, replica, src) = sidecar(&db, &["--follow-schema"]);
+    let (mut sidecar, replica, src) = sidecar(&db, &[]);
     // Batch mode: the table is remade, which drops the capture triggers
     // with it; the sidecar sees it, captures the new table and reseeds it.
     let py = |step: &str| Command::new("python3").arg(&script).args([&src, step]).output().unwrap();
@@ -345,7 +345,7 @@ fn columns(db: &Path, table: &str) -> Vec<String> {
 }
 
 /// Random DDL and application triggers interleaved with DML, against a
-/// `--follow-schema` sidecar that runs throughout; then the replica must
+/// sidecar with default flags that runs throughout; then the replica must
 /// converge to the source: rows, tables and indexes.
 fn schema_moves(seed: u64, moves: &[Ddl]) {
     // Shown with a failure: what to replay.
@@ -361,7 +361,7 @@ fn schema_moves(seed: u64, moves: &[Ddl]) {
     let replica = dir.join("replica.db");
     let (s, t) = (src.to_str().unwrap().to_string(), target(&replica));
     let mut sidecar = Sidecar::start(
-        &["--db", &s, "--target", &t, "--follow-schema", "--poll-interval", "30ms", "--batch-size", "40"],
+        &["--db", &s, "--target", &t, "--poll-interval", "30ms", "--batch-size", "40"],
         &dir.join("sidecar.log"),
     );
     let mut rng = crate::support::Xorshift::seeded(seed);
@@ -558,7 +558,7 @@ fn schema_moves_regression_71409() {
 #[test]
 fn a_table_followed_by_name_that_vanishes_halts_alone_and_refused_runs_change_nothing() {
     let db = shop();
-    let (mut sidecar, replica, src) = sidecar(&db, &["--table", "item", "--table", "note"]);
+    let (mut sidecar, replica, src) = sidecar(&db, &["--table", "item", "--table", "note", "--no-follow-schema"]);
     let t = target(&replica);
     // A drifted table, and a second replicator (with schema following) for
     // the same replica: refused, and the source is left as it was.

@@ -128,7 +128,7 @@ impl EngineBuilder {
                 bootstrap: BootstrapMode::Auto,
                 on_rewind: OnRewind::Reseed,
                 retry: Retry::default(),
-                follow_schema: false,
+                follow_schema: true,
                 ack_interval: Duration::from_secs(1),
                 prune_interval: Duration::from_secs(300),
             },
@@ -174,7 +174,7 @@ impl EngineBuilder {
         self
     }
 
-    /// Follow schema changes of the source (default off). On a table whose
+    /// Follow schema changes of the source (default on). On a table whose
     /// schema changed (columns, constraints, unique indexes; a table
     /// remade by an ORM migration), capture is re-attached and the table
     /// reseeded on the target with its new schema; a table dropped from

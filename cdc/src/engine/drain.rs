@@ -186,6 +186,10 @@ impl Engine {
             state.set_live(table, *position);
         }
         self.look(&state, plan.high_water)?;
+        self.schema_applied = !self.schema_events.is_empty();
+        if self.schema_applied {
+            target.apply(&self.schema_events).map_err(Failure::Target)?;
+        }
         let drained = if plan.bootstrap.is_empty() {
             state.layout = Some(layout);
             self.deliver_changes(target, state, plan.high_water)?
@@ -216,7 +220,7 @@ impl Engine {
         let from = positions.values().copied().min().unwrap_or(high_water);
         let mut drained = Drained { position: state.position, ..Drained::default() };
         if high_water <= from {
-            if self.target.as_ref().is_some_and(|c| c.state != state) {
+            if self.schema_applied || self.target.as_ref().is_some_and(|c| c.state != state) {
                 self.commit(target, state)?;
             }
             return Ok(drained);

@@ -25,6 +25,7 @@ mod observe;
 mod pace;
 mod plan;
 mod run;
+mod schema_events;
 mod snapshot;
 mod source;
 mod tables;
@@ -77,6 +78,13 @@ pub struct Engine {
     upkeep: Upkeep,
     /// A stateless target's state across a reconnection.
     kept: Option<DeliveryState>,
+    /// The description the target was last given (in this process).
+    described: Option<crate::target::Source>,
+    /// Schema events to send with the next delivery ([`schema_events`]),
+    /// kept until a commit covers them.
+    schema_events: Vec<crate::Event>,
+    /// They were applied in the delivery under way.
+    schema_applied: bool,
     /// What it did, for watchers on other threads.
     stats: Arc<Stats>,
     _lock: OwnerLock,
@@ -115,6 +123,9 @@ impl EngineBuilder {
             refused: HashMap::new(),
             upkeep: Upkeep::default(),
             kept: None,
+            described: None,
+            schema_events: Vec::new(),
+            schema_applied: false,
             stats: Arc::new(Stats::default()),
             _lock: lock,
         })
@@ -188,11 +199,26 @@ impl Engine {
         self.source.arm();
         let conn = &self.source.conn;
         let kept = self.kept.take().filter(|k| k.log_id == self.source.log_id);
-        let (state, owned) = match (stored, kept) {
+        let (mut state, owned) = match (stored, kept) {
             (Some(state), _) => (state, true),
             (None, Some(kept)) => (kept, false),
             (None, None) => (consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
         };
+        // A target without state of its own learns of tables dropped while
+        // no replicator ran from the state kept for it; told once.
+        if self.settings.follow_schema && !owned {
+            for table in self.source.gone(state.tables.keys())? {
+                if !description.dropped.contains(&table) {
+                    description.dropped.push(table.clone());
+                }
+            }
+        }
+        for table in &description.dropped {
+            state.forget(table);
+        }
+        let events = schema_events::between(self.described.as_ref(), &description);
+        self.schema_events.extend(events);
+        self.described = Some(description);
         let pin = consumer_position(conn, &self.consumer)?;
         self.start_record(pin, &state)?;
         let tables = self.table_states(&state);

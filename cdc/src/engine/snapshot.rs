@@ -1,5 +1,5 @@
-//! Snapshots: a table's rows as `BootstrapBegin`, one `Bootstrap` per
-//! row, `BootstrapEnd`. The caller holds the read
+//! Snapshots: a table's rows as `Schema` (its definition at the cut),
+//! `BootstrapBegin`, one `Bootstrap` per row, `BootstrapEnd`. The caller holds the read
 //! transaction that makes the snapshot and the log's high-water mark one
 //! consistent cut; rows are streamed, so memory is bounded by the batch
 //! size however large the table.
@@ -79,9 +79,11 @@ pub(crate) fn table(
             });
         }
     };
+    // The table's definition at the cut, then its rows.
+    let schema = crate::schema::table_event(conn, desc)?;
     let begin = Event::BootstrapBegin { table: table.clone(), columns: columns.clone() };
     if via == Via::BulkCopy {
-        target.apply(&[begin]).map_err(Failure::Target)?;
+        target.apply(&[schema, begin]).map_err(Failure::Target)?;
         let Some(count) = bulk(desc, total, batch_size, waker, &mut report, target)? else { return Ok(None) };
         if count != total {
             return Err(miscounted(&desc.name, count, total));
@@ -93,7 +95,7 @@ pub(crate) fn table(
         report(count, true);
         return Ok(Some(count));
     }
-    let mut events = vec![begin];
+    let mut events = vec![schema, begin];
     let has_rowid = !desc.without_rowid;
     let width = desc.image_len();
     let mut stmt = conn.prepare(&desc.snapshot_sql())?;

@@ -78,7 +78,12 @@ impl SourceDb {
         let (conn, file) = connect(path)?;
         crate::log::ensure_current(&conn).map_err(|e| named(e, path))?;
         let selected = select(&conn, requested).map_err(|e| named(e, path))?;
-        if selected.is_empty() && !follow_schema {
+        // Schema following waits for new tables of a file whose tables
+        // were all dropped; it never installs capture in a file that has
+        // none (a file restored without it, say): that is an operator's
+        // decision, said with the command.
+        let installed = || crate::log::log_format(&conn).map(|f| f != crate::log::LogFormat::None);
+        if selected.is_empty() && !(follow_schema && installed().map_err(|e| named(e, path))?) {
             return Err(Error::NothingCaptured(path.to_path_buf()));
         }
         let log_id = crate::source::log_id(&conn).map_err(|e| match e {

@@ -119,6 +119,9 @@ impl Engine {
     /// after a quiet spell at once).
     pub(super) fn commit(&mut self, target: &mut dyn Target, state: DeliveryState) -> Result<(), Failure> {
         target.commit(&state).map_err(Failure::Target)?;
+        if std::mem::take(&mut self.schema_applied) {
+            self.schema_events.clear();
+        }
         self.upkeep.unsynced = true;
         self.target.as_mut().expect("connected").state = state;
         let now = Instant::now();

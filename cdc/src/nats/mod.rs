@@ -53,6 +53,9 @@ pub(crate) const TIME_MS: &str = "Cdc-Time-Ms";
 /// The control token of schema messages (`$` is always escaped in table
 /// tokens, so no table can take it).
 pub(crate) const SCHEMA_TOKEN: &str = "$schema";
+/// The control token of Debezium schema change records
+/// ([`crate::debezium::Debezium::schema_change`]).
+pub(crate) const DDL_TOKEN: &str = "$ddl";
 /// The control token of commit messages.
 pub(crate) const COMMIT_TOKEN: &str = "$commit";
 

@@ -7,7 +7,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, stream::Stream};
 
 use super::stream::one_line;
-use super::{COMMIT_TOKEN, FORMAT, KIND, LOG_ID, NatsUrl, PayloadFormat, SCHEMA_TOKEN, SEQ, TIME_MS};
+use super::{COMMIT_TOKEN, DDL_TOKEN, FORMAT, KIND, LOG_ID, NatsUrl, PayloadFormat, SCHEMA_TOKEN, SEQ, TIME_MS};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::state::DeliveryState;
@@ -179,6 +179,8 @@ impl NatsTarget {
             Event::BootstrapBegin { .. } => ("bootstrap-begin", None),
             Event::Bootstrap { .. } => ("bootstrap-row", None),
             Event::BootstrapEnd { .. } => ("bootstrap-end", None),
+            // Not "schema": that kind is the source's description.
+            Event::Schema(_) => ("ddl", None),
         };
         let payload = match self.url.format {
             PayloadFormat::Json => crate::json::to_line(event)?.into_bytes(),
@@ -210,18 +212,27 @@ impl NatsTarget {
     }
 
     /// Debezium envelopes, one message each, on the table's subject (no
-    /// tombstones: they are a Kafka compaction device).
+    /// tombstones: they are a Kafka compaction device); schema change
+    /// records on `STREAM.$ddl`, Debezium's schema change topic.
     fn publish_envelopes(&mut self, dbz: &mut crate::debezium::Debezium, events: &[Event]) -> Result<()> {
-        for envelope in dbz.envelopes(events).into_iter().flatten() {
-            let table = envelope["source"]["table"].as_str().unwrap_or_default().to_string();
-            let seq = envelope["source"]["seq"].as_i64();
-            let payload = envelope.to_string().into_bytes();
-            let id = match seq {
-                Some(seq) => self.change_id(seq, &payload),
-                None => self.fresh_id("b"),
-            };
-            let headers = self.headers("debezium", seq);
-            self.send(self.url.subject(&table), id, headers, payload)?;
+        for event in events {
+            if let Some(record) = dbz.schema_change(event) {
+                let id = self.fresh_id("s");
+                let headers = self.headers("debezium-schema", None);
+                self.send(self.url.control(DDL_TOKEN), id, headers, record.to_string().into_bytes())?;
+                continue;
+            }
+            for envelope in dbz.envelopes(std::slice::from_ref(event)).into_iter().flatten() {
+                let table = envelope["source"]["table"].as_str().unwrap_or_default().to_string();
+                let seq = envelope["source"]["seq"].as_i64();
+                let payload = envelope.to_string().into_bytes();
+                let id = match seq {
+                    Some(seq) => self.change_id(seq, &payload),
+                    None => self.fresh_id("b"),
+                };
+                let headers = self.headers("debezium", seq);
+                self.send(self.url.subject(&table), id, headers, payload)?;
+            }
         }
         Ok(())
     }

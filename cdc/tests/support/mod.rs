@@ -168,7 +168,7 @@ pub fn apply_events(desc: &TableDesc, events: &[cdc::Event], model: &mut Model) 
             cdc::Event::Bootstrap { row, .. } => {
                 model.insert(identity(desc, row), row.clone());
             }
-            cdc::Event::BootstrapEnd { .. } => {}
+            cdc::Event::BootstrapEnd { .. } | cdc::Event::Schema(_) => {}
             cdc::Event::Change(c) => {
                 if let Some(before) = &c.before {
                     model.remove(&identity(desc, before));

@@ -92,6 +92,8 @@ impl Transactions {
                 }
                 seeding
             }
+            // The replica takes schema from the publisher's description.
+            Event::Schema(_) => false,
         };
         apply.then_some(event)
     }

@@ -514,7 +514,10 @@ impl Follower {
                 self.event(event, &log_id)?;
                 Ok(false)
             }
-            "debezium" => Err(Error::Stream {
+            // A schema event: the replica takes schema from the
+            // description ("schema" messages) instead.
+            "ddl" => Ok(false),
+            "debezium" | "debezium-schema" => Err(Error::Stream {
                 stream: self.url.stream.clone(),
                 problem: "carries Debezium envelopes (published with format=debezium); a follower needs format \
                           bincode or json"

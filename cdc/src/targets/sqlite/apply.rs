@@ -42,6 +42,8 @@ impl SqliteTarget {
     pub(super) fn apply_one(&mut self, event: &Event) -> Result<()> {
         match event {
             Event::Change(c) => self.apply_change(c),
+            // Schema comes from the source's description (`open`).
+            Event::Schema(_) => Ok(()),
             other => self.apply_bootstrap(other),
         }
     }
@@ -133,6 +135,7 @@ impl SqliteTarget {
                     self.set_sequence(event.table(), *seq)?;
                 }
             }
+            Event::Schema(_) => {}
         }
         Ok(())
     }

@@ -1,0 +1,146 @@
+//! Schema events ([`Event::Schema`]) the log cannot carry: a followed
+//! table dropped, a table's explicit indexes changed without a reseed, a
+//! view created, changed or dropped. A table's definition before its
+//! bootstrap is sent by the snapshot itself (`snapshot::table`), so every
+//! change of its columns reaches a target with the rows of the new shape.
+//!
+//! These are found by comparing the source's description with the one the
+//! target was last given, when the engine connects again after a schema
+//! change, and go out before the next delivery, committed with it: a
+//! failed delivery sends them again.
+
+use std::collections::BTreeMap;
+
+use crate::event::{Event, Schema, SchemaObject};
+use crate::schema::unique_index_sql;
+use crate::target::{Source, SourceTable};
+
+/// The events that take a target from `then` (what it was last given, if
+/// anything, in this process) to `now`. Tables in `now.dropped` are
+/// dropped whatever `then` was.
+pub(super) fn between(then: Option<&Source>, now: &Source) -> Vec<Event> {
+    let mut events: Vec<Event> = now.dropped.iter().map(|t| dropped(t, SchemaObject::Table)).collect();
+    let Some(then) = then else { return events };
+    let before: BTreeMap<&str, &SourceTable> = then.tables.iter().map(|t| (t.desc.name.as_ref(), t)).collect();
+    for table in &now.tables {
+        let Some(old) = before.get(table.desc.name.as_ref()) else { continue };
+        // Another table definition or other unique indexes mean capture
+        // was attached again: its bootstrap sends the new definition.
+        let same_rows = old.create_sql == table.create_sql
+            && old.desc == table.desc
+            && unique_index_sql(&old.indexes) == unique_index_sql(&table.indexes);
+        if same_rows && old.indexes != table.indexes {
+            events.push(Event::Schema(Schema {
+                name: table.desc.name.as_ref().into(),
+                object: SchemaObject::Table,
+                sql: Some(table.create_sql.clone()),
+                indexes: table.indexes.iter().map(|i| i.sql.clone()).collect(),
+                columns: table.desc.columns.to_vec(),
+                without_rowid: table.desc.without_rowid,
+                bootstrap: false,
+            }));
+        }
+    }
+    let views: BTreeMap<&str, &str> = then.views.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
+    for (name, sql) in &now.views {
+        if views.get(name.as_str()) != Some(&sql.as_str()) {
+            events.push(Event::Schema(Schema {
+                name: name.as_str().into(),
+                object: SchemaObject::View,
+                sql: Some(sql.clone()),
+                indexes: Vec::new(),
+                columns: Vec::new(),
+                without_rowid: false,
+                bootstrap: false,
+            }));
+        }
+    }
+    for (name, _) in &then.views {
+        if !now.views.iter().any(|(n, _)| n == name) {
+            events.push(dropped(name, SchemaObject::View));
+        }
+    }
+    events
+}
+
+fn dropped(name: &str, object: SchemaObject) -> Event {
+    Event::Schema(Schema {
+        name: name.into(),
+        object,
+        sql: None,
+        indexes: Vec::new(),
+        columns: Vec::new(),
+        without_rowid: false,
+        bootstrap: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::IndexSql;
+
+    fn source(indexes: &[&str], views: &[(&str, &str)], dropped: &[&str]) -> Source {
+        let desc = cdc_schema::TableDesc {
+            name: "t".into(),
+            columns: vec![cdc_schema::ColumnDesc::new("a", "")].into(),
+            without_rowid: false,
+            integer_key_not_rowid: false,
+        };
+        let indexes = indexes
+            .iter()
+            .map(|s| IndexSql { name: s.to_string(), sql: s.to_string(), unique: s.contains("UNIQUE") })
+            .collect();
+        Source {
+            log_id: "L".into(),
+            path: "app.db".into(),
+            upstream_log_ids: Vec::new(),
+            tables: vec![SourceTable {
+                desc,
+                create_sql: "CREATE TABLE t(a)".into(),
+                indexes,
+                inserts: Default::default(),
+            }],
+            dropped: dropped.iter().map(|s| s.to_string()).collect(),
+            views: views.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect(),
+        }
+    }
+
+    fn names(events: &[Event]) -> Vec<(String, Option<String>)> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Schema(s) => (s.name.to_string(), s.sql.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_index_and_view_changes_are_events_unique_ones_wait_for_the_bootstrap() {
+        let then = source(
+            &["CREATE INDEX i ON t(a)"],
+            &[("v", "CREATE VIEW v AS SELECT 1"), ("w", "CREATE VIEW w AS SELECT 2")],
+            &[],
+        );
+        assert!(between(Some(&then), &then).is_empty());
+        let now = source(&[], &[("v", "CREATE VIEW v AS SELECT 3"), ("x", "CREATE VIEW x AS SELECT 4")], &["gone"]);
+        assert_eq!(
+            names(&between(Some(&then), &now)),
+            [
+                ("gone".to_string(), None),
+                ("t".to_string(), Some("CREATE TABLE t(a)".to_string())),
+                ("v".to_string(), Some("CREATE VIEW v AS SELECT 3".to_string())),
+                ("x".to_string(), Some("CREATE VIEW x AS SELECT 4".to_string())),
+                ("w".to_string(), None),
+            ]
+        );
+        let unique = source(&["CREATE UNIQUE INDEX i ON t(a)"], &[], &[]);
+        assert!(between(Some(&source(&[], &[], &[])), &unique).is_empty(), "a reseed sends it");
+        assert_eq!(
+            names(&between(None, &now)),
+            [("gone".to_string(), None)],
+            "only drops without a previous description"
+        );
+    }
+}
