@@ -207,23 +207,49 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                     return Ok(());
                 }
             }
+            // Whether anything is written to the file while capture is
+            // paused: known only when this process opened the window.
+            let version = |c: &cdc::db::Connection| c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0));
+            let before = if finish { None } else { Some(version(&conn).map_err(cdc::Error::from)?) };
             let status = (!command.is_empty()).then(|| run_migration(&command));
-            let finished = capture::finish_migration(&mut conn)?;
-            for outcome in finished.attached {
+            let written = match before {
+                Some(before) => version(&conn).map_err(cdc::Error::from)? != before,
+                None => true,
+            };
+            let finished = capture::finish_migration_unless_written(&mut conn, written)?;
+            if !finished.restored.is_empty() {
+                writeln!(
+                    out,
+                    "nothing was written during the window: capture restored as it was on {} table(s), no reseed",
+                    finished.restored.len()
+                )
+                .map_err(|e| io_error("stdout", e))?;
+            }
+            for outcome in &finished.attached {
                 let table = outcome.table();
                 writeln!(out, "capture attached again to {table:?} (replicators reseed it)")
                     .map_err(|e| io_error("stdout", e))?;
             }
-            for table in finished.gone {
+            for table in &finished.gone {
                 writeln!(out, "{table:?} no longer exists (dropped or renamed): capture removed from it")
                     .map_err(|e| io_error("stdout", e))?;
             }
+            let what = if finished.attached.is_empty() && finished.gone.is_empty() {
+                "capture was restored as it was (it wrote nothing)"
+            } else {
+                "it wrote to the database first, so capture was attached again and replicators reseed those tables"
+            };
             match status {
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    return Err(Error::Migration {
+                        command: command.join(" "),
+                        outcome: format!("could not run ({e}); {what}"),
+                    });
+                }
                 Some(Ok(code)) if code != 0 => {
                     return Err(Error::Migration {
                         command: command.join(" "),
-                        outcome: format!("exited with status {code}; capture was attached again anyway"),
+                        outcome: format!("exited with status {code}; {what}"),
                     });
                 }
                 _ => {}

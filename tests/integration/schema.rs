@@ -578,3 +578,25 @@ fn a_table_followed_by_name_that_vanishes_halts_alone_and_refused_runs_change_no
     wait_until("the note line", DEADLINE, || !lines_with(&sidecar.log(), "no longer captured").is_empty());
     assert!(sidecar.running(), "{}", sidecar.log());
 }
+
+/// `cdc-setup migrate` around a command that writes nothing (it failed,
+/// or had nothing to do): capture is put back as it was, and a running
+/// replicator goes on from where it was, reseeding nothing (not even a
+/// table whose rowids it keeps).
+#[test]
+fn a_migration_window_in_which_nothing_was_written_reseeds_nothing() {
+    let db = shop();
+    let (mut sidecar, replica, src) = sidecar(&db, &[]);
+    let seeded = lines_with(&sidecar.log(), "bootstrapping it").len();
+    for command in [&["false"][..], &["true"][..], &["/no/such/migration"][..]] {
+        let args = [&["migrate", "--db", src.as_str(), "--"][..], command].concat();
+        let (code, out, err) = run_bin("cdc-setup", &args);
+        assert_eq!(code, i32::from(command[0] != "true"), "{out}{err}");
+        assert!(out.contains("no reseed"), "{out}");
+        sqlite3(&db.path, "INSERT INTO item(name) VALUES('after'); INSERT INTO note VALUES('after', 2);");
+        wait_converged(&db.path, &replica, "after the window");
+    }
+    let log = sidecar.log();
+    assert_eq!(lines_with(&log, "bootstrapping it").len(), seeded, "reseeded: {log}");
+    assert!(sidecar.running() && lines_with(&log, "ERROR").is_empty(), "{log}");
+}

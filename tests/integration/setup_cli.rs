@@ -187,10 +187,33 @@ fn migrate_pauses_capture_around_a_command_and_refuses_misuse() {
     assert_eq!((code, err.lines().count()), (1, 1), "{err}");
     assert!(err.contains("no migration window is open"), "{err}");
     assert_eq!(schema_dump(&db.path), installed);
-    // A failing command: its status is reported, capture is back anyway.
-    let (code, out, err) = setup(&db, &["migrate", "--", "sqlite3", &src, "ALTER TABLE users DROP COLUMN nope"]);
+    // A command that fails before writing, or cannot be run at all: its
+    // status is said in one line, and capture is exactly as it was (no
+    // marker in the log: replicators do not reseed).
+    let capture = |db: &TempDb| {
+        schema_dump(&db.path) + &sqlite3(&db.path, "SELECT * FROM _cdc_log; SELECT * FROM _cdc_tables ORDER BY tid;")
+    };
+    let before = capture(&db);
+    for (command, said) in [
+        (vec!["sqlite3", &src, "ALTER TABLE users DROP COLUMN nope"], "exited with status 1"),
+        (vec!["false"], "exited with status 1"),
+        (vec!["/no/such/migration"], "could not run"),
+    ] {
+        let args = [&["migrate", "--"][..], &command].concat();
+        let (code, out, err) = setup(&db, &args);
+        // The command's own output, then one line of ours.
+        let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("cdc-setup:")).collect();
+        assert_eq!((code, ours.len()), (1, 1), "{command:?}: {out}{err}");
+        assert!(ours[0].contains(said) && ours[0].contains("capture was restored as it was"), "{err}");
+        assert!(out.contains("no reseed") && !out.contains("attached again"), "{out}");
+        assert_eq!(capture(&db), before, "{command:?} changed capture");
+    }
+    // One that wrote before failing: capture comes back with a reseed, so
+    // what it wrote reaches replicators.
+    let write_then_fail = format!("sqlite3 {src} \"INSERT INTO users(name) VALUES('during')\" && exit 3");
+    let (code, out, err) = setup(&db, &["migrate", "--", "sh", "-c", &write_then_fail]);
     assert_eq!(code, 1, "{out}{err}");
-    assert!(err.contains("exited with status 1; capture was attached again anyway"), "{err}");
+    assert!(err.contains("exited with status 3") && err.contains("replicators reseed"), "{err}");
     assert!(out.contains("capture attached again to \"users\""), "{out}");
     let (_, status, _) = setup(&db, &["status"]);
     assert!(!status.contains("CHANGED") && !status.contains("migration window"), "{status}");

@@ -51,6 +51,10 @@ pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
     if active.is_empty() {
         return Err(Error::NothingCaptured(path.clone()));
     }
+    // This transaction's schema change is capture's own (the window's
+    // DDL in between is not): a window in which nothing happened renumbers
+    // no rowid, and replicators need not reseed for it.
+    let cookie = schema_cookie(&tx)?;
     for r in &active {
         for sql in r.desc.drop_triggers() {
             tx.execute(&sql, [])?;
@@ -59,6 +63,7 @@ pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
     let started: String = tx.query_row("SELECT datetime('now')", [], |r| r.get(0))?;
     let window = Migration { started, tables: active.iter().map(|r| r.desc.name.to_string()).collect() };
     tx.execute(&sql::set_meta_sql(), params![MIGRATION_KEY, serde_json::to_string(&window)?])?;
+    record_own_ddl(&tx, cookie)?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(window)
 }
@@ -68,6 +73,9 @@ pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
 pub struct Finished {
     /// Tables captured again (each reseeded by every consumer).
     pub attached: Vec<Installed>,
+    /// Tables whose capture was put back exactly as it was, with no
+    /// reseed: nothing was written to the file during the window.
+    pub restored: Vec<String>,
     /// Tables that no longer exist under their name (dropped or renamed):
     /// capture was removed from them.
     pub gone: Vec<String>,
@@ -78,15 +86,47 @@ pub struct Finished {
 /// makes every consumer reseed it, so nothing written during the window
 /// is lost), and removes capture from the ones that are gone.
 pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
+    finish(conn, false)
+}
+
+/// Closes the migration window that [`start_migration`] opened on this
+/// same connection, knowing whether anything was written to the file
+/// since: `written` is whether `PRAGMA data_version`, read on this
+/// connection right after the window opened, has moved (any other
+/// connection's commit, the migration's or the application's, moves it).
+/// When nothing was, every table that is unchanged gets its capture back
+/// exactly as it was, with no marker: replicators resume where they were
+/// instead of reseeding (a migration command that failed before writing,
+/// or one with nothing to do). Otherwise as [`finish_migration`].
+pub fn finish_migration_unless_written(conn: &mut Connection, written: bool) -> Result<Finished> {
+    finish(conn, !written)
+}
+
+fn finish(conn: &mut Connection, untouched: bool) -> Result<Finished> {
     let path = path_of(conn);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     let Some(window) = migration(&tx)? else {
         return Err(Error::NoMigration(path));
     };
-    let mut done = Finished { attached: Vec::new(), gone: Vec::new() };
+    let cookie = schema_cookie(&tx)?;
+    let registered = registry(&tx)?;
+    let mut done = Finished { attached: Vec::new(), restored: Vec::new(), gone: Vec::new() };
     for table in &window.tables {
         match describe(&tx, table) {
-            Ok(_) => done.attached.push(install_one(&tx, table, None, true)?),
+            Ok(desc) => {
+                let same = untouched
+                    && registered.iter().any(|r| {
+                        r.active
+                            && r.desc.name.eq_ignore_ascii_case(table)
+                            && crate::schema::fingerprint(&tx, &desc).is_ok_and(|f| f == r.fingerprint)
+                    });
+                if same {
+                    install_one(&tx, table, None, false)?;
+                    done.restored.push(table.clone());
+                } else {
+                    done.attached.push(install_one(&tx, table, None, true)?);
+                }
+            }
             Err(Error::UnknownTable(_)) => {
                 detach_in(&tx, table)?;
                 done.gone.push(table.clone());
@@ -95,6 +135,7 @@ pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
         }
     }
     tx.execute(&sql::delete_meta_sql(), [MIGRATION_KEY])?;
+    record_own_ddl(&tx, cookie)?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(done)
 }

@@ -12,5 +12,8 @@ mod upgrade;
 
 pub use drift::{Check, check, drift, verify};
 pub use install::{Installed, install, install_for, install_with, uninstall};
-pub use migration::{Finished, Migration, detach, finish_migration, migration, reattach, start_migration};
+pub use migration::{
+    Finished, Migration, detach, finish_migration, finish_migration_unless_written, migration, reattach,
+    start_migration,
+};
 pub use status::{Status, TableStatus, status};
