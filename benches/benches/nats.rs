@@ -7,7 +7,7 @@
 //! follower running, or the direct sidecar), read by polling the replica
 //! every 200 µs. p50/p99 are printed and saved to
 //! `target/criterion/nats-percentiles.json`. The server is a real
-//! `nats-server -js` on loopback with `sync_interval: always` (the README's
+//! `nats-server -js` on loopback with `sync_interval: always` (docs/nats.md's
 //! recommendation; `NATS_SYNC=default` for JetStream's default). Run:
 //! `cargo bench -p cdc-benches --bench nats`.
 

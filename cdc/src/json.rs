@@ -1,5 +1,5 @@
 //! The JSON form of events (the `jsonl` and `http` targets), lossless and
-//! documented in the README:
+//! documented in docs/events.md:
 //!
 //! - INTEGER: a JSON integer (`-9223372036854775808`);
 //! - REAL: a JSON number that always has a `.` or an exponent (`1.0`,

@@ -46,7 +46,7 @@ pub struct StatsSnapshot {
     /// When the engine last read the source (Unix milliseconds).
     pub last_look_ms: Option<i64>,
     /// Failures by kind since the engine started, each retried or handled
-    /// as the README's "Stop and crash" says: `locked` (the source's lock
+    /// as docs/replicator.md ("Stop and crash") says: `locked` (the source's lock
     /// held by the application), `unavailable` (a target, network or disk
     /// expected to come back), `target` (a target's own error, retried a
     /// bounded number of times), `refused` (a change the replica refused;

@@ -205,7 +205,7 @@ impl Collector for StatsCollector {
         }
         let mut errors = encoder.encode_descriptor(
             "cdc_errors",
-            "Failures by kind (locked, unavailable, target, refused, source, moved, fatal); see the README.",
+            "Failures by kind (locked, unavailable, target, refused, source, moved, fatal); see docs/operations.md.",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;

@@ -138,7 +138,7 @@ impl NatsServer {
     /// and waits until it answers.
     pub fn restart(&mut self) {
         // Acknowledged means on disk, as a production server should be
-        // run (else a crash may lose acknowledged messages, see the README).
+        // run (else a crash may lose acknowledged messages, see docs/nats.md).
         let config = self.store.path().join("server.conf");
         std::fs::write(
             &config,
