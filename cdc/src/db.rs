@@ -29,6 +29,14 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
     if !path.is_file() {
         return Err(if path.exists() { Error::NotADatabase(path.into()) } else { Error::MissingFile(path.into()) });
     }
+    // Refused before SQLite opens it, which would leave a `-wal` and
+    // `-shm` beside a file it then cannot write.
+    if access == Access::ReadWrite
+        && let Err(e) = std::fs::OpenOptions::new().write(true).open(path)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        return Err(Error::ReadOnly(path.into()));
+    }
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= match access {
         Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,

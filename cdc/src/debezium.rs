@@ -94,7 +94,9 @@ impl Debezium {
     /// Debezium's schema change record for `event` when it is an
     /// [`Event::Schema`] (the value Debezium writes to its schema change
     /// topic, with JSON schemas off): `ddl` the `CREATE TABLE` or `CREATE
-    /// VIEW` as stored (or a `DROP` statement), and one `tableChanges`
+    /// VIEW` as stored with the table's indexes (the definition now, not
+    /// the statement that was run, which SQLite does not keep; or a
+    /// `DROP` statement), and one `tableChanges`
     /// entry of `type` `CREATE` (a table's definition before its
     /// bootstrap, which follows every change of its columns), `ALTER`
     /// (its indexes changed) or `DROP`, with the columns and key. Views
@@ -120,25 +122,33 @@ impl Debezium {
         let table = s.sql.as_ref().filter(|_| s.object == SchemaObject::Table).map(|_| {
             let mut key: Vec<&cdc_schema::ColumnDesc> = s.columns.iter().filter(|c| c.primary_key > 0).collect();
             key.sort_by_key(|c| c.primary_key);
+            // SQLite lets a NULL into a key column unless the key is the
+            // rowid (a lone INTEGER PRIMARY KEY) or the table is WITHOUT
+            // ROWID.
+            let key_not_null = s.without_rowid || (key.len() == 1 && key[0].decl_type.eq_ignore_ascii_case("INTEGER"));
             let columns: Vec<Json> = s
                 .columns
                 .iter()
                 .enumerate()
                 .map(|(i, c)| {
+                    let optional = !(c.not_null || (c.primary_key > 0 && key_not_null));
                     json!({"name": c.name, "typeName": c.decl_type, "position": i + 1,
-                           "optional": !c.not_null && c.primary_key == 0, "generated": c.generated})
+                           "optional": optional, "generated": c.generated})
                 })
                 .collect();
             json!({"primaryKeyColumnNames": key.iter().map(|c| &c.name).collect::<Vec<_>>(), "columns": columns})
         });
         let changes = match s.object {
             SchemaObject::Table => {
-                vec![json!({"type": kind, "id": format!("\"{}\".{quoted}", self.name), "table": table})]
+                vec![
+                    json!({"type": kind, "id": format!("\"{}\".{quoted}", self.name.replace('"', "\"\"")), "table": table}),
+                ]
             }
             SchemaObject::View => Vec::new(),
         };
         Some(json!({
-            "source": self.source(&s.name, now_ms(), "false", None),
+            // A table's definition before its bootstrap is part of it.
+            "source": self.source(&s.name, now_ms(), if s.bootstrap { "true" } else { "false" }, None),
             "ts_ms": now_ms(),
             "databaseName": self.name,
             "schemaName": "main",
@@ -277,5 +287,11 @@ mod tests {
         assert_eq!(record["ddl"], "CREATE VIEW v AS SELECT 1");
         assert_eq!(record["tableChanges"], json!([]));
         assert!(d.schema_change(&Event::BootstrapEnd { table: "t".into(), rows: 0, sequence: None }).is_none());
+        // A TEXT key of a rowid table takes NULLs in SQLite: optional.
+        let Event::Schema(mut text_key) = created else { unreachable!() };
+        text_key.columns[0].decl_type = "TEXT".into();
+        let r = d.schema_change(&Event::Schema(text_key)).unwrap();
+        assert_eq!(r["tableChanges"][0]["table"]["columns"][0]["optional"], true);
+        assert_eq!(r["source"]["snapshot"], "true", "part of the bootstrap");
     }
 }

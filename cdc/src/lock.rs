@@ -69,6 +69,21 @@ impl Drop for OwnerLock {
     }
 }
 
+/// Whether a live process holds the lock at `path` (an [`OwnerLock`]).
+/// Looking takes the lock for a moment when nobody holds it; it is let go
+/// at once (the file is left: removing it here could race a newcomer).
+pub fn held(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else { return false };
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(TryLockError::WouldBlock) => true,
+        Err(TryLockError::Error(_)) => false,
+    }
+}
+
 /// `path` made absolute with symbolic links resolved (the file itself may
 /// not exist yet: then its folder is resolved).
 pub fn resolved(path: &Path) -> PathBuf {

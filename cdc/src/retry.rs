@@ -66,13 +66,16 @@ pub(crate) struct Outage {
 }
 
 impl Outage {
-    /// Starts an outage, saying so with the cause and its fix.
-    pub fn start(e: &Error, subject: &'static str, place: &str) -> Outage {
+    /// Starts an outage, saying so with the cause and its fix, and how
+    /// long it is waited out (`limit`; `None`: without limit).
+    pub fn start(e: &Error, subject: &'static str, place: &str, limit: Option<Duration>) -> Outage {
         let locked = e.is_locked();
+        let until =
+            limit.map_or("without limit".to_string(), |l| format!("for up to {}", humantime::format_duration(l)));
         if locked {
-            tracing::warn!(at = %place, error = %e.with_fix(), "{subject} is locked by another connection; waiting");
+            tracing::warn!(at = %place, error = %e.with_fix(), "{subject} is locked by another connection; waiting {until}");
         } else {
-            tracing::warn!(at = %place, error = %e.with_fix(), "transient failure; retrying without limit from the last commit");
+            tracing::warn!(at = %place, error = %e.with_fix(), "transient failure; retrying {until} from the last commit");
         }
         Outage {
             subject,
@@ -96,6 +99,11 @@ impl Outage {
         self.tries += 1;
         let policy = if e.is_locked() { Retry::LOCKED } else { policy };
         policy.jittered(self.tries)
+    }
+
+    /// How long it has lasted.
+    pub fn lasted(&self) -> Duration {
+        self.since.elapsed()
     }
 
     /// Ends the outage, saying how long it lasted (information: nothing
@@ -131,7 +139,7 @@ mod tests {
     fn an_outage_counts_its_tries_and_waits_longer_for_locks() {
         let down = Error::Unavailable { target: "t".into(), message: "m".into() };
         let lock = Error::Locked { path: "a".into(), waited_ms: 1 };
-        let mut outage = Outage::start(&down, "the source", "x");
+        let mut outage = Outage::start(&down, "the source", "x", None);
         let quick = Retry { attempts: 1, initial: Duration::from_millis(1), max: Duration::from_millis(1) };
         assert!(outage.next_delay(&down, quick) <= Duration::from_millis(1));
         assert_eq!(outage.tries, 1);

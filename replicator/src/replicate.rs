@@ -51,7 +51,14 @@ pub struct ReplicateArgs {
     /// Table to follow (repeat for several; default: every captured table).
     #[arg(long = "table", value_name = "NAME")]
     pub tables: Vec<String>,
-    /// Consumer name for the durable position (default: derived from the target).
+    /// Consumer name for the durable position (default: derived from the
+    /// target). What is durable: a consumer is remembered beside the
+    /// source (its position, and a pin that keeps the log it still needs)
+    /// once its target has taken something; a run that never delivered
+    /// (an endpoint that never answered, a refused URL) pins the log only
+    /// while it runs. `jsonl:-` without --consumer is a peek: each run
+    /// starts with a bootstrap and leaves nothing behind. Remove a
+    /// consumer with `cdc-setup consumers --db PATH --remove NAME`.
     #[arg(long, value_name = "NAME")]
     pub consumer: Option<String>,
     /// When to reseed tables from a snapshot: whenever the target does not
@@ -92,6 +99,12 @@ pub struct ReplicateArgs {
     /// Process everything visible now (bootstrapping first if needed), then exit.
     #[arg(long)]
     pub once: bool,
+    /// End with exit 1 when the target (or the source) stays unreachable
+    /// or locked this long, nothing undelivered acknowledged. Default:
+    /// 1m with --once (a run that must end), no limit otherwise (a
+    /// sidecar waits outages out); 0 means no limit.
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero)]
+    pub give_up_after: Option<Duration>,
     /// How the jsonl and http targets write events: this project's
     /// lossless JSON, or Debezium's change-event envelope.
     #[arg(long, value_name = "FORMAT", value_enum, default_value_t = FormatArg::Json)]
@@ -143,7 +156,7 @@ fn socket_addr(text: &str) -> std::result::Result<std::net::SocketAddr, String> 
 /// `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
-    /// This project's lossless JSON (see the README).
+    /// This project's lossless JSON (see docs/events.md).
     Json,
     /// Debezium's envelope: op c/u/d/r, before, after, source.
     Debezium,
@@ -202,6 +215,8 @@ struct Settings {
     batch_size: usize,
     follow_schema: bool,
     once: bool,
+    give_up_after: Option<Duration>,
+    ephemeral: bool,
     format: EventFormat,
     /// `None`: no status line.
     status_interval: Option<Duration>,
@@ -230,6 +245,9 @@ impl Settings {
                 (TargetSpec::Http(url), None) if *url != target.consumer_name() => Some(url.clone()),
                 _ => None,
             },
+            // `jsonl:-` is a look at the stream: remembered only under a
+            // name given for it.
+            ephemeral: matches!(target, TargetSpec::Jsonl(None)) && args.consumer.is_none(),
             consumer: args.consumer.unwrap_or_else(|| target.consumer_name()),
             target,
             tables: args.tables,
@@ -241,6 +259,11 @@ impl Settings {
             prune_interval: args.prune_interval,
             batch_size: usize::try_from(args.batch_size).unwrap_or(usize::MAX),
             once: args.once,
+            give_up_after: match args.give_up_after {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => args.once.then_some(Duration::from_secs(60)),
+            },
             follow_schema: !args.no_follow_schema,
             status_interval: Some(args.status_interval).filter(|d| !d.is_zero()),
             metrics: args.metrics,
@@ -320,6 +343,8 @@ pub fn run(cli: Cli) -> Result<()> {
         .follow_schema(s.follow_schema)
         .ack_interval(s.ack_interval)
         .prune_interval(s.prune_interval)
+        .give_up_after(s.give_up_after)
+        .ephemeral(s.ephemeral)
         .on_progress(progress_bars())
         .open()?;
     let mut target = s.target.open_as(&s.db, s.format)?;

@@ -142,7 +142,12 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 return Err(Error::NothingToCapture(db.path));
             }
             warn_unless_wal(&conn, &db.path)?;
-            for outcome in capture::install_with(&mut conn, &tables, inserts)? {
+            let outcomes = if all {
+                capture::install_every_table(&mut conn, inserts)?
+            } else {
+                capture::install_with(&mut conn, &tables, inserts)?
+            };
+            for outcome in outcomes {
                 let line = match outcome {
                     Installed::New { table } => format!("installed capture on {table:?}"),
                     Installed::Upgraded { table } => format!(
@@ -358,6 +363,9 @@ fn render_consumer(path: &Path, c: &ConsumerStatus, stale_after: f64) -> String 
         0 => "caught up".to_string(),
         n => format!("{} behind", counted(n, "change")),
     };
+    if c.provisional {
+        return format!("{}: running, nothing kept yet ({pending}; pins the log only while it runs)", c.name);
+    }
     let mut line = format!("{}: {pending}; acknowledged {} ago", c.name, age(c.acknowledged_seconds_ago));
     if is_stale(c, stale_after) {
         let fix = cdc::Fix::RemoveConsumer { db: path.into(), name: c.name.clone() };

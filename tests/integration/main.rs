@@ -7,6 +7,7 @@ mod apply;
 mod beside;
 mod busy;
 mod debezium;
+mod first_hour;
 mod ground;
 mod nats;
 mod replicator;

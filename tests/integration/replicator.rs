@@ -318,14 +318,25 @@ fn source_of(engine: &mut cdc::Engine) -> cdc::Source {
 fn jsonl_to_stdout_and_the_documented_value_forms() {
     let db = TempDb::with_schema("CREATE TABLE t(id INTEGER PRIMARY KEY, v);");
     db.install(&["t"]);
-    let (code, _, err) =
-        replicator(&["--db", db.path.to_str().unwrap(), "--target", "jsonl:-", "--once", "--bootstrap", "never"]);
+    // Named, stdout is a durable consumer like any other (unnamed, a peek).
+    let (code, _, err) = replicator(&[
+        "--db",
+        db.path.to_str().unwrap(),
+        "--target",
+        "jsonl:-",
+        "--consumer",
+        "stdout",
+        "--once",
+        "--bootstrap",
+        "never",
+    ]);
     assert_eq!(code, 0, "{err}");
     sqlite3(
         &db.path,
         "INSERT INTO t VALUES(1, 9e999), (2, x'00ff'), (3, 1.0), (4, -9223372036854775808 - 0), (5, NULL);",
     );
-    let (code, out, err) = replicator(&["--db", db.path.to_str().unwrap(), "--target", "jsonl:-", "--once"]);
+    let (code, out, err) =
+        replicator(&["--db", db.path.to_str().unwrap(), "--target", "jsonl:-", "--consumer", "stdout", "--once"]);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "{out}");

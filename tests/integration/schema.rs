@@ -95,7 +95,7 @@ fn shop() -> TempDb {
          INSERT INTO item SELECT i, 'item ' || i, i % 7 FROM n;
          INSERT INTO note VALUES('hello', 1.5), ('hello', 1.5), (NULL, x'00');",
     );
-    db.install(&["item", "note"]);
+    db.install_all();
     db
 }
 
@@ -356,7 +356,7 @@ fn schema_moves(seed: u64, moves: &[Ddl]) {
          CREATE TABLE bag(x, y);
          INSERT INTO doc(id, title) VALUES(1, 'one'), (2, 'two'); INSERT INTO kv VALUES('k1', 1); INSERT INTO bag VALUES(1, 1), (1, 1);",
     );
-    db.install(&["doc", "kv", "bag"]);
+    db.install_all();
     let (src, dir) = (db.path.clone(), db.dir.path().to_path_buf());
     let replica = dir.join("replica.db");
     let (s, t) = (src.to_str().unwrap().to_string(), target(&replica));
@@ -599,4 +599,50 @@ fn a_migration_window_in_which_nothing_was_written_reseeds_nothing() {
     let log = sidecar.log();
     assert_eq!(lines_with(&log, "bootstrapping it").len(), seeded, "reseeded: {log}");
     assert!(sidecar.running() && lines_with(&log, "ERROR").is_empty(), "{log}");
+}
+
+/// Schema following never captures a table behind the operator's back:
+/// only when every table was asked for (`install --all`) and not removed
+/// since, or a captured table renamed.
+#[test]
+fn tables_left_out_of_capture_stay_out() {
+    let db = TempDb::with_schema(
+        "CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE secrets(id INTEGER PRIMARY KEY, pw TEXT);
+         INSERT INTO users VALUES(1, 'ann'); INSERT INTO secrets VALUES(1, 'hunter2');",
+    );
+    let src = db.path.to_str().unwrap().to_string();
+    run_printed(&format!("cdc-setup install --db {src} --table users"));
+    let stream = db.dir.path().join("out.jsonl");
+    let once = || {
+        let (code, _, err) =
+            run_bin("replicator", &["--db", &src, "--target", &format!("jsonl:{}", stream.display()), "--once"]);
+        assert_eq!(code, 0, "{err}");
+        std::fs::read_to_string(&stream).unwrap_or_default()
+    };
+    let captured = || sqlite3(&db.path, "SELECT name FROM _cdc_tables WHERE active ORDER BY name;");
+    sqlite3(&db.path, "CREATE TABLE later(x); INSERT INTO later VALUES(1); INSERT INTO secrets VALUES(2, 'x');");
+    assert!(!once().contains("hunter2"));
+    assert_eq!(captured(), "users\n", "only what was asked for");
+    // Every table asked for: new ones are captured, until one is removed.
+    run_printed(&format!("cdc-setup install --db {src} --all"));
+    run_printed(&format!("cdc-setup uninstall --db {src} --table secrets"));
+    sqlite3(&db.path, "CREATE TABLE newer(y); INSERT INTO newer VALUES(2); INSERT INTO secrets VALUES(3, 'y');");
+    once();
+    assert_eq!(captured(), "later\nnewer\nusers\n", "secrets stays out");
+    // Asked for by name again, it is in again.
+    run_printed(&format!("cdc-setup install --db {src} --table secrets"));
+    sqlite3(&db.path, "DROP TABLE newer; CREATE TABLE newest(z);");
+    once();
+    assert_eq!(captured(), "later\nnewest\nsecrets\nusers\n");
+    // --bootstrap never cannot seed a table, so it follows no schema
+    // change: a new table is not captured by it, and nothing is silent.
+    sqlite3(&db.path, "CREATE TABLE unseeded(w); INSERT INTO unseeded VALUES(1);");
+    let (code, _, err) = run_bin(
+        "replicator",
+        &["--db", &src, "--target", &format!("jsonl:{}", stream.display()), "--once", "--bootstrap", "never"],
+    );
+    // (The schema change would make keyless `later` need a reseed, which
+    // it refuses loudly.)
+    assert!(code == 0 || err.lines().last().is_some_and(|l| l.contains("--bootstrap auto")), "{err}");
+    assert!(!captured().contains("unseeded"), "{}", captured());
 }

@@ -227,7 +227,7 @@ fn shop() -> TempDb {
          INSERT INTO scratch VALUES(1, 2);
          DELETE FROM bag WHERE rowid % 7 = 0;",
     );
-    db.install(&["item", "bag", "tag", "scratch"]);
+    db.install_all();
     db
 }
 

@@ -153,6 +153,16 @@ pub fn install(conn: &mut Connection, tables: &[String]) -> Result<Vec<Installed
 /// every consumer is past them.
 pub fn install_with(conn: &mut Connection, tables: &[String], inserts: Option<InsertImage>) -> Result<Vec<Installed>> {
     let path = path_of(conn);
+    // Every name that is no table, said at once (not one per try).
+    let mut unknown = Vec::new();
+    for t in tables {
+        if !crate::schema::table_exists(conn, t)? && !unknown.contains(t) {
+            unknown.push(t.clone());
+        }
+    }
+    if unknown.len() > 1 {
+        return Err(Error::UnknownTables { db: path, tables: unknown });
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
     let cookie = schema_cookie(&tx)?;
     let mut upgraded = Vec::new();
@@ -179,6 +189,8 @@ pub fn install_with(conn: &mut Connection, tables: &[String], inserts: Option<In
             outcomes.push(Installed::Upgraded { table });
         }
     }
+    // Asked for by name: no longer left out of schema following.
+    super::scope::left_out(&tx, tables, false)?;
     record_own_ddl(&tx, cookie)?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(outcomes)
@@ -222,7 +234,7 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>, force: bool) 
         }
         tx.execute(&sql::deactivate_layout_sql(), [r.tid])?;
     }
-    let removed = targets.iter().map(|r| r.desc.name.to_string()).collect();
+    let removed: Vec<String> = targets.iter().map(|r| r.desc.name.to_string()).collect();
     if is_initialised(&tx)? {
         let still: i64 = tx.query_row(&sql::active_layouts_sql(), [], |r| r.get(0))?;
         if still == 0 {
@@ -247,6 +259,8 @@ pub fn uninstall(conn: &mut Connection, tables: Option<&[String]>, force: bool) 
             return Ok(removed);
         }
     }
+    // Removed by an operator: schema following never captures it again.
+    super::scope::left_out(&tx, &removed, true)?;
     tx.commit().map_err(|e| classify(e, &path))?;
     Ok(removed)
 }

@@ -7,6 +7,7 @@ mod drift;
 mod install;
 mod migration;
 mod order;
+mod scope;
 mod status;
 mod upgrade;
 
@@ -16,4 +17,5 @@ pub use migration::{
     Finished, Migration, detach, finish_migration, finish_migration_unless_written, migration, reattach,
     start_migration,
 };
+pub use scope::{install_every_table, may_capture};
 pub use status::{Status, TableStatus, status};

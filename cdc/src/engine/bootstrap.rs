@@ -25,7 +25,12 @@ impl Engine {
         // short, the next run knows what it finds is incomplete.
         let mut seeding = state;
         for (table, reason) in &plan.bootstrap {
-            tracing::info!(table = %table.desc.name, "{reason}; bootstrapping it");
+            // Once per table until a drain succeeds: a bootstrap retried
+            // through an outage is not news, and its later reasons
+            // ("interrupted") would only be the outage's doing.
+            if self.said_bootstraps.insert(table.desc.name.to_string()) {
+                tracing::info!(table = %table.desc.name, "{reason}; bootstrapping it");
+            }
             seeding.set_seeding(&table.desc.name);
         }
         self.commit(target, seeding.clone())?;

@@ -103,6 +103,12 @@ pub(crate) struct Settings {
     pub bootstrap: BootstrapMode,
     pub on_rewind: OnRewind,
     pub retry: Retry,
+    /// A transient failure retried this long ends the drain with
+    /// [`Error::GaveUp`]; `None`: retried without limit.
+    pub give_up_after: Option<Duration>,
+    /// A peek: the consumer's record pins the log only while the engine
+    /// runs, and is removed when it stops.
+    pub ephemeral: bool,
     pub follow_schema: bool,
     pub ack_interval: Duration,
     pub prune_interval: Duration,
@@ -128,6 +134,8 @@ impl EngineBuilder {
                 bootstrap: BootstrapMode::Auto,
                 on_rewind: OnRewind::Reseed,
                 retry: Retry::default(),
+                give_up_after: None,
+                ephemeral: false,
                 follow_schema: true,
                 ack_interval: Duration::from_secs(1),
                 prune_interval: Duration::from_secs(300),
@@ -216,6 +224,27 @@ impl EngineBuilder {
     /// How a failing target is retried.
     pub fn retry(mut self, retry: Retry) -> Self {
         self.settings.retry = retry;
+        self
+    }
+
+    /// A peek (default off): the consumer is remembered only while this
+    /// engine runs. Its record pins the log while it does and is removed
+    /// when the engine is dropped (or ignored once its process is gone);
+    /// the next engine of the same name starts with a bootstrap. For
+    /// looking at a stream (`replicator --target jsonl:-`), not for a
+    /// target that must not miss changes between runs.
+    pub fn ephemeral(mut self, on: bool) -> Self {
+        self.settings.ephemeral = on;
+        self
+    }
+
+    /// A target or source that stays unreachable (or locked) this long
+    /// ends the drain with [`Error::GaveUp`] instead of being waited out
+    /// (default `None`: waited out without limit, as a sidecar should;
+    /// a run that must end, `replicator --once`, sets one). Nothing
+    /// undelivered is acknowledged either way.
+    pub fn give_up_after(mut self, limit: Option<Duration>) -> Self {
+        self.settings.give_up_after = limit;
         self
     }
 

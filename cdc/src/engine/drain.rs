@@ -12,6 +12,12 @@ use crate::retry::Outage;
 use crate::state::DeliveryState;
 use crate::target::Target;
 
+/// Which side failed, for the outage's line.
+enum Side {
+    Source,
+    Target,
+}
+
 /// How many times in a row a drain is planned again because the source's
 /// schema changed under it, before its error counts.
 const SCHEMA_RACES: u32 = 20;
@@ -42,6 +48,7 @@ impl Engine {
                     if let Some(outage) = outage {
                         outage.end();
                     }
+                    self.said_bootstraps.clear();
                     self.record(&drained);
                     return Ok(drained);
                 }
@@ -58,15 +65,22 @@ impl Engine {
             {
                 self.source.park();
             }
+            let failure_side = if matches!(failure, Failure::Target(_)) { Side::Target } else { Side::Source };
             let delay = match failure {
                 // The application holds the source's write lock (a long
                 // transaction, a checkpoint), a target is down, a disk is
                 // full: wait, without limit, saying so once; nothing is lost.
                 Failure::Source(e) | Failure::Target(e) if e.is_transient() => {
-                    let place = self.source.path.display().to_string();
-                    outage
-                        .get_or_insert_with(|| Outage::start(&e, "the source", &place))
-                        .next_delay(&e, self.settings.retry)
+                    let (subject, place) = match &failure_side {
+                        Side::Source => ("the source", self.source.path.display().to_string()),
+                        Side::Target => ("the target", self.consumer.clone()),
+                    };
+                    let limit = self.settings.give_up_after;
+                    let outage = outage.get_or_insert_with(|| Outage::start(&e, subject, &place, limit));
+                    if limit.is_some_and(|l| outage.lasted() >= l) {
+                        return Err(Error::GaveUp { attempts: outage.tries + 1, last: Box::new(e) });
+                    }
+                    outage.next_delay(&e, self.settings.retry)
                 }
                 Failure::Source(e) => {
                     // A table renamed or dropped between the plan and its

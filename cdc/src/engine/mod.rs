@@ -85,6 +85,12 @@ pub struct Engine {
     schema_events: Vec<crate::Event>,
     /// They were applied in the delivery under way.
     schema_applied: bool,
+    /// The digest of the schema the target has been told, once nothing
+    /// is pending: kept in the consumer's record.
+    told_schema: Option<String>,
+    /// Tables whose bootstrap was announced since the last drain that
+    /// went through (said once however often an outage retries it).
+    said_bootstraps: std::collections::HashSet<String>,
     /// What it did, for watchers on other threads.
     stats: Arc<Stats>,
     _lock: OwnerLock,
@@ -101,9 +107,20 @@ impl EngineBuilder {
         if self.consumer.is_empty() {
             return Err(Error::InvalidSetting("consumer name must not be empty".into()));
         }
-        let source = SourceDb::open(&self.db, &self.tables, self.settings.follow_schema)?;
+        // Following a change reseeds the table, which `Never` forbids: such
+        // a table halts with its line instead of being left unseeded.
+        let mut settings = self.settings;
+        if settings.bootstrap == BootstrapMode::Never {
+            settings.follow_schema = false;
+        }
+        let source = SourceDb::open(&self.db, &self.tables, settings.follow_schema).map_err(|e| match e {
+            Error::NotADatabase(_) | Error::ReadOnly(_) | Error::Corrupt(_) => {
+                Error::Unusable { role: "source", inner: Box::new(e) }
+            }
+            e => e,
+        })?;
         // With schema following, the first drain follows these instead.
-        if !self.settings.follow_schema {
+        if !settings.follow_schema {
             source.halted.iter().for_each(Halted::announce);
         }
         if consumer_position(&source.conn, &self.consumer).map_err(|e| source::named(e, &self.db))?.is_none() {
@@ -114,7 +131,7 @@ impl EngineBuilder {
         Ok(Engine {
             source,
             consumer: self.consumer,
-            settings: self.settings,
+            settings,
             progress: self.progress,
             reader: LogReader::new(),
             waker: Waker::new(),
@@ -126,9 +143,23 @@ impl EngineBuilder {
             described: None,
             schema_events: Vec::new(),
             schema_applied: false,
+            told_schema: None,
+            said_bootstraps: Default::default(),
             stats: Arc::new(Stats::default()),
             _lock: lock,
         })
+    }
+}
+
+impl Drop for Engine {
+    /// A peek ([`EngineBuilder::ephemeral`]), or a consumer whose target
+    /// never held anything, leaves no record behind.
+    fn drop(&mut self) {
+        if (self.settings.ephemeral || !self.upkeep.delivered())
+            && let Err(e) = crate::source::ConsumerRecord::remove(&self.source.path, &self.consumer)
+        {
+            tracing::debug!(error = %e, "removing a peek's record");
+        }
     }
 }
 
@@ -202,6 +233,8 @@ impl Engine {
         let (mut state, owned) = match (stored, kept) {
             (Some(state), _) => (state, true),
             (None, Some(kept)) => (kept, false),
+            // A peek starts afresh, whatever an earlier one left.
+            (None, None) if self.settings.ephemeral => (DeliveryState::default(), false),
             (None, None) => (consumer_state(conn, &self.consumer)?.unwrap_or_default(), false),
         };
         // A target without state of its own learns of tables dropped while
@@ -216,10 +249,24 @@ impl Engine {
         for table in &description.dropped {
             state.forget(table);
         }
-        let events = schema_events::between(self.described.as_ref(), &description);
+        // What the target was told before this process, from its record.
+        let recorded = match (&self.described, self.settings.ephemeral) {
+            (None, false) => crate::source::ConsumerRecord::load(&self.source.path, &self.consumer)?
+                .filter(|r| r.log_id == self.source.log_id && !r.provisional),
+            _ => None,
+        };
+        if let Some(record) = &recorded {
+            self.told_schema = record.schema.clone();
+        }
+        let then = match (&self.described, &recorded) {
+            (Some(then), _) => schema_events::Then::Described(then),
+            (None, Some(record)) => schema_events::Then::Recorded(record.schema.as_deref()),
+            (None, None) => schema_events::Then::Nothing,
+        };
+        let events = schema_events::between(then, &description);
         self.schema_events.extend(events);
         self.described = Some(description);
-        let pin = consumer_position(conn, &self.consumer)?;
+        let pin = if self.settings.ephemeral { None } else { consumer_position(conn, &self.consumer)? };
         self.start_record(pin, &state)?;
         let tables = self.table_states(&state);
         self.stats.update(|s| {

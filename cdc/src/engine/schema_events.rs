@@ -7,7 +7,10 @@
 //! These are found by comparing the source's description with the one the
 //! target was last given, when the engine connects again after a schema
 //! change, and go out before the next delivery, committed with it: a
-//! failed delivery sends them again.
+//! failed delivery sends them again. Across processes, the consumer's
+//! record keeps a [`digest`] of the schema it was told: a replicator
+//! started after a change made while none ran (or killed before telling
+//! it) tells every table and view again.
 
 use std::collections::BTreeMap;
 
@@ -15,12 +18,48 @@ use crate::event::{Event, Schema, SchemaObject};
 use crate::schema::unique_index_sql;
 use crate::target::{Source, SourceTable};
 
-/// The events that take a target from `then` (what it was last given, if
-/// anything, in this process) to `now`. Tables in `now.dropped` are
-/// dropped whatever `then` was.
-pub(super) fn between(then: Option<&Source>, now: &Source) -> Vec<Event> {
+/// What a target was last told of the schema.
+pub(super) enum Then<'a> {
+    /// This description, earlier in this process.
+    Described(&'a Source),
+    /// Nothing in this process; the consumer's record says it was told
+    /// the schema whose [`digest`] is this (`None`: a record without one).
+    Recorded(Option<&'a str>),
+    /// Nothing ever: a new consumer (its bootstraps tell it the tables).
+    Nothing,
+}
+
+/// A digest of what schema events describe (tables' SQL and indexes,
+/// views), kept in the consumer's record: a replicator started after the
+/// schema changed while none ran says so.
+pub(super) fn digest(source: &Source) -> String {
+    let tables = source.tables.iter().flat_map(|t| {
+        [t.desc.name.as_bytes(), t.create_sql.as_bytes()].into_iter().chain(t.indexes.iter().map(|i| i.sql.as_bytes()))
+    });
+    let views = source.views.iter().flat_map(|(n, s)| [n.as_bytes(), s.as_bytes()]);
+    format!("{:016x}", cdc_schema::fnv1a64(tables.chain(views)))
+}
+
+/// The events that take a target from `then` to `now`. Tables in
+/// `now.dropped` are dropped whatever `then` was.
+pub(super) fn between(then: Then<'_>, now: &Source) -> Vec<Event> {
     let mut events: Vec<Event> = now.dropped.iter().map(|t| dropped(t, SchemaObject::Table)).collect();
-    let Some(then) = then else { return events };
+    let then = match then {
+        Then::Described(then) => then,
+        Then::Recorded(digested) if digested == Some(digest(now).as_str()) => return events,
+        // Changed while no replicator ran, or not known: every table and
+        // view as it is (at least once; they describe state, so a
+        // consumer that sees one twice loses nothing).
+        Then::Recorded(_) => {
+            events.extend(now.tables.iter().map(|t| table(t, false)));
+            events.extend(now.views.iter().map(|(n, s)| view(n, s)));
+            return events;
+        }
+        Then::Nothing => {
+            events.extend(now.views.iter().map(|(n, s)| view(n, s)));
+            return events;
+        }
+    };
     let before: BTreeMap<&str, &SourceTable> = then.tables.iter().map(|t| (t.desc.name.as_ref(), t)).collect();
     for table in &now.tables {
         let Some(old) = before.get(table.desc.name.as_ref()) else { continue };
@@ -30,29 +69,13 @@ pub(super) fn between(then: Option<&Source>, now: &Source) -> Vec<Event> {
             && old.desc == table.desc
             && unique_index_sql(&old.indexes) == unique_index_sql(&table.indexes);
         if same_rows && old.indexes != table.indexes {
-            events.push(Event::Schema(Schema {
-                name: table.desc.name.as_ref().into(),
-                object: SchemaObject::Table,
-                sql: Some(table.create_sql.clone()),
-                indexes: table.indexes.iter().map(|i| i.sql.clone()).collect(),
-                columns: table.desc.columns.to_vec(),
-                without_rowid: table.desc.without_rowid,
-                bootstrap: false,
-            }));
+            events.push(self::table(table, false));
         }
     }
     let views: BTreeMap<&str, &str> = then.views.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
     for (name, sql) in &now.views {
         if views.get(name.as_str()) != Some(&sql.as_str()) {
-            events.push(Event::Schema(Schema {
-                name: name.as_str().into(),
-                object: SchemaObject::View,
-                sql: Some(sql.clone()),
-                indexes: Vec::new(),
-                columns: Vec::new(),
-                without_rowid: false,
-                bootstrap: false,
-            }));
+            events.push(view(name, sql));
         }
     }
     for (name, _) in &then.views {
@@ -61,6 +84,30 @@ pub(super) fn between(then: Option<&Source>, now: &Source) -> Vec<Event> {
         }
     }
     events
+}
+
+fn table(t: &SourceTable, bootstrap: bool) -> Event {
+    Event::Schema(Schema {
+        name: t.desc.name.as_ref().into(),
+        object: SchemaObject::Table,
+        sql: Some(t.create_sql.clone()),
+        indexes: t.indexes.iter().map(|i| i.sql.clone()).collect(),
+        columns: t.desc.columns.to_vec(),
+        without_rowid: t.desc.without_rowid,
+        bootstrap,
+    })
+}
+
+fn view(name: &str, sql: &str) -> Event {
+    Event::Schema(Schema {
+        name: name.into(),
+        object: SchemaObject::View,
+        sql: Some(sql.to_string()),
+        indexes: Vec::new(),
+        columns: Vec::new(),
+        without_rowid: false,
+        bootstrap: false,
+    })
 }
 
 fn dropped(name: &str, object: SchemaObject) -> Event {
@@ -123,10 +170,10 @@ mod tests {
             &[("v", "CREATE VIEW v AS SELECT 1"), ("w", "CREATE VIEW w AS SELECT 2")],
             &[],
         );
-        assert!(between(Some(&then), &then).is_empty());
+        assert!(between(Then::Described(&then), &then).is_empty());
         let now = source(&[], &[("v", "CREATE VIEW v AS SELECT 3"), ("x", "CREATE VIEW x AS SELECT 4")], &["gone"]);
         assert_eq!(
-            names(&between(Some(&then), &now)),
+            names(&between(Then::Described(&then), &now)),
             [
                 ("gone".to_string(), None),
                 ("t".to_string(), Some("CREATE TABLE t(a)".to_string())),
@@ -136,11 +183,12 @@ mod tests {
             ]
         );
         let unique = source(&["CREATE UNIQUE INDEX i ON t(a)"], &[], &[]);
-        assert!(between(Some(&source(&[], &[], &[])), &unique).is_empty(), "a reseed sends it");
-        assert_eq!(
-            names(&between(None, &now)),
-            [("gone".to_string(), None)],
-            "only drops without a previous description"
-        );
+        assert!(between(Then::Described(&source(&[], &[], &[])), &unique).is_empty(), "a reseed sends it");
+        // A new consumer: drops and views (its bootstraps tell the tables).
+        assert_eq!(names(&between(Then::Nothing, &now)).len(), 3);
+        // A consumer told this schema before: nothing; another: everything.
+        assert_eq!(names(&between(Then::Recorded(Some(&digest(&now))), &now)), [("gone".to_string(), None)]);
+        assert_eq!(names(&between(Then::Recorded(Some(&digest(&then))), &now)).len(), 4);
+        assert_eq!(names(&between(Then::Recorded(None), &now)).len(), 4);
     }
 }

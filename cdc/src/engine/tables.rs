@@ -186,10 +186,14 @@ impl SourceDb {
                 .filter(|r| r.active)
                 .map(|r| r.desc.name.to_string())
                 .collect();
-            let new: Vec<String> = crate::schema::capturable_tables(&self.conn)?
-                .into_iter()
-                .filter(|t| !captured.iter().any(|c| c.eq_ignore_ascii_case(t)))
-                .collect();
+            // Only what the operator asked for (every table) or a captured
+            // table renamed: never a table left out on purpose.
+            let mut new = Vec::new();
+            for t in crate::schema::capturable_tables(&self.conn)? {
+                if !captured.iter().any(|c| c.eq_ignore_ascii_case(&t)) && capture::may_capture(&self.conn, &t)? {
+                    new.push(t);
+                }
+            }
             for table in new {
                 match capture::reattach(&mut self.conn, &table) {
                     Ok(None) => {}

@@ -62,6 +62,9 @@ pub(super) struct Upkeep {
     unsynced: bool,
     /// The pin last recorded: kept while no followed table is live.
     pin: Option<i64>,
+    /// The target has held something live (the record is durable from
+    /// then on; before, it pins only while this engine runs).
+    delivered: bool,
     /// When the log was last maintained (or the engine started).
     maintained: Instant,
     /// The source last stood still from this moment; a maintenance
@@ -75,9 +78,17 @@ pub(super) struct Upkeep {
     deferred: Option<Deferred>,
 }
 
+impl Upkeep {
+    /// The target has held something live: the consumer is durable.
+    pub(super) fn delivered(&self) -> bool {
+        self.delivered
+    }
+}
+
 impl Default for Upkeep {
     fn default() -> Self {
         Upkeep {
+            delivered: false,
             due: None,
             at: None,
             unsynced: false,
@@ -122,6 +133,9 @@ impl Engine {
         if std::mem::take(&mut self.schema_applied) {
             self.schema_events.clear();
         }
+        if self.schema_events.is_empty() {
+            self.told_schema = self.described.as_ref().map(super::schema_events::digest);
+        }
         self.upkeep.unsynced = true;
         self.target.as_mut().expect("connected").state = state;
         let now = Instant::now();
@@ -149,6 +163,8 @@ impl Engine {
         // The pin: nothing a followed table still needs may be freed.
         let live = self.source.followed.iter().filter_map(|r| state.live_position(&r.desc.name)).min();
         let pin = live.or(self.upkeep.pin).unwrap_or(0);
+        // Durable once the target holds something live, unless a peek.
+        self.upkeep.delivered |= state.tables.values().any(|t| matches!(t, crate::state::TableState::Live { .. }));
         let record = ConsumerRecord {
             consumer: self.consumer.clone(),
             log_id: self.source.log_id.clone(),
@@ -156,6 +172,9 @@ impl Engine {
             position: state.position,
             state: (!connected.owned).then(|| state.clone()),
             written_ms: now_ms(),
+            provisional: self.settings.ephemeral || !self.upkeep.delivered,
+            // Told before the commit this record follows.
+            schema: self.told_schema.clone(),
         };
         record.save(&self.source.path)?;
         self.upkeep.pin = Some(pin);
@@ -175,7 +194,12 @@ impl Engine {
             None => crate::log::low_water(conn)?.map_or(crate::log::high_water(conn)?, |low| low - 1),
         };
         self.upkeep.pin = Some(pin);
-        if ConsumerRecord::load(&self.source.path, &self.consumer)?.is_none_or(|r| r.log_id != self.source.log_id) {
+        ConsumerRecord::sweep(&self.source.path)?;
+        let record =
+            ConsumerRecord::load(&self.source.path, &self.consumer)?.filter(|r| r.log_id == self.source.log_id);
+        // A consumer that delivered before (its record says so) stays durable.
+        self.upkeep.delivered = record.as_ref().is_some_and(|r| !r.provisional);
+        if record.is_none() || self.settings.ephemeral {
             let record = ConsumerRecord {
                 consumer: self.consumer.clone(),
                 log_id: self.source.log_id.clone(),
@@ -183,6 +207,8 @@ impl Engine {
                 position: state.position,
                 state: None,
                 written_ms: now_ms(),
+                provisional: true,
+                schema: None,
             };
             record.save(&self.source.path)?;
         }

@@ -53,11 +53,20 @@ pub enum Error {
     /// waited for. It says what is missing.
     #[error("the file now at the source's path is not ready ({0}); waiting")]
     NotReady(Box<Error>),
+    /// The source or the replica cannot be used (not a database,
+    /// read-only, damaged): the error says which of the two it is.
+    #[error("the {role} {inner}")]
+    Unusable {
+        /// `source` or `replica`.
+        role: &'static str,
+        /// What is wrong with it.
+        inner: Box<Error>,
+    },
     /// The file exists but is not a SQLite database.
     #[error("{}: not a SQLite database", .0.display())]
     NotADatabase(PathBuf),
     /// The database (or its directory) cannot be written.
-    #[error("{}: read-only (capture and replication need write access)", .0.display())]
+    #[error("{}: read-only for this user (capture and replication need write access to it and its folder)", .0.display())]
     ReadOnly(PathBuf),
     /// The database stayed locked by another connection past the busy timeout.
     #[error("{}: database is locked by another connection (waited {waited_ms} ms)", .path.display())]
@@ -446,7 +455,7 @@ impl Error {
             Error::Stream { fix, .. } => fix.clone(),
             Error::ReplicaReplaced(_) => Some(Fix::Restart),
             Error::NotReady(inner) => inner.fix(),
-            Error::GaveUp { last, .. } => last.fix(),
+            Error::GaveUp { last, .. } | Error::Unusable { inner: last, .. } => last.fix(),
             _ => None,
         }
     }

@@ -71,6 +71,7 @@ impl Error {
             | Error::Stream { .. }
             | Error::Unflushed(_)
             | Error::GaveUp { .. }
+            | Error::Unusable { .. }
             | Error::Panicked(_)
             | Error::Internal(_)
             | Error::Json(_) => Stop,

@@ -133,6 +133,9 @@ pub struct ConsumerStatus {
     /// Its delivery state is kept beside the source (its target keeps
     /// none itself).
     pub state_in_source: bool,
+    /// Its replicator runs and it pins the log only while it does: a peek,
+    /// or nothing delivered yet ([`crate::source::ConsumerRecord::provisional`]).
+    pub provisional: bool,
 }
 
 /// Every consumer of the log, with what it has not delivered (read-only):
@@ -148,13 +151,13 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
     let rows = stmt.query_map([], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?, r.get::<_, Option<String>>(3)?))
     })?;
-    // (name, pin, written at, state kept)
-    let mut all: Vec<(String, i64, i64, bool)> =
-        records.iter().map(|r| (r.consumer.clone(), r.pin, r.written_ms, r.state.is_some())).collect();
+    // (name, pin, written at, state kept, provisional)
+    let mut all: Vec<(String, i64, i64, bool, bool)> =
+        records.iter().map(|r| (r.consumer.clone(), r.pin, r.written_ms, r.state.is_some(), r.provisional)).collect();
     for row in rows {
         let (name, position, written, state) = row?;
         if !all.iter().any(|(n, ..)| *n == name) {
-            all.push((name, position, written.unwrap_or(0), state.is_some()));
+            all.push((name, position, written.unwrap_or(0), state.is_some(), false));
         }
     }
     all.sort_by(|a, b| a.0.cmp(&b.0));
@@ -162,7 +165,7 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
     let pending_sql = sql::changes_after_sql(&crate::log::tables_of(&segments));
     let now = now_ms();
     let mut out = Vec::new();
-    for (name, position, written_ms, state_in_source) in all {
+    for (name, position, written_ms, state_in_source, provisional) in all {
         let pending: i64 = conn.query_row(&pending_sql, [position], |r| r.get(0))?;
         let acknowledged_at: String =
             conn.query_row("SELECT datetime(?1 / 1000.0, 'unixepoch')", [written_ms], |r| r.get(0))?;
@@ -173,6 +176,7 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
             acknowledged_at,
             acknowledged_seconds_ago: ((now - written_ms).max(0) as f64) / 1000.0,
             state_in_source,
+            provisional,
         });
     }
     Ok(out)

@@ -39,6 +39,16 @@ pub struct ConsumerRecord {
     pub state: Option<DeliveryState>,
     /// When it was written (Unix milliseconds).
     pub written_ms: i64,
+    /// It pins the log only while its replicator runs (holds the
+    /// consumer's lock): a peek (`jsonl:-` without `--consumer`), or a
+    /// consumer that has delivered nothing yet. A trial run that died or
+    /// never reached its target does not hold the log back for ever.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
+    /// A digest of the schema its target was last told (schema events):
+    /// a replicator started after the schema changed tells it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
 }
 
 fn hash(consumer: &str) -> String {
@@ -89,8 +99,13 @@ impl ConsumerRecord {
         }
     }
 
-    /// Every record beside the source at `db` (unreadable ones skipped).
+    /// Every record beside the source at `db` (unreadable ones skipped,
+    /// and provisional ones whose replicator is gone).
     pub fn all(db: &Path) -> Result<Vec<ConsumerRecord>> {
+        Self::scan(db, false)
+    }
+
+    fn scan(db: &Path, sweep: bool) -> Result<Vec<ConsumerRecord>> {
         let db = resolved(db);
         let (Some(dir), Some(name)) = (db.parent(), db.file_name()) else { return Ok(Vec::new()) };
         let prefix = format!("{}-cdc-consumer-", name.to_string_lossy());
@@ -110,11 +125,26 @@ impl ConsumerRecord {
                 && let Ok(record) = serde_json::from_slice::<ConsumerRecord>(&bytes)
                 && file == format!("{prefix}{}.json", hash(&record.consumer))
             {
+                if record.provisional && !crate::lock::held(&crate::lock::consumer_lock_path(&db, &record.consumer)) {
+                    if sweep {
+                        // Its lock file stays: removing one another process
+                        // may be taking would let two owners in.
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                    continue;
+                }
                 records.push(record);
             }
         }
         records.sort_by(|a, b| a.consumer.cmp(&b.consumer));
         Ok(records)
+    }
+
+    /// Removes the provisional records whose replicator is gone (killed
+    /// before it delivered anything): they pin nothing, and would only
+    /// clutter the folder.
+    pub fn sweep(db: &Path) -> Result<()> {
+        Self::scan(db, true).map(drop)
     }
 
     /// Removes the record of `consumer` (none is no error).
@@ -144,6 +174,8 @@ mod tests {
             position: 9,
             state: None,
             written_ms: 1,
+            provisional: false,
+            schema: None,
         };
         r.save(&db).unwrap();
         assert_eq!(ConsumerRecord::load(&db, "sqlite:/r.db").unwrap(), Some(r.clone()));

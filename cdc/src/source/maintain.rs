@@ -208,7 +208,9 @@ fn free(
 ) -> Result<Option<Maintained>> {
     let locked = Instant::now();
     let cookie = schema_cookie(&tx)?;
-    for r in records {
+    // Mirrored for older tools; a provisional record is not (its row
+    // would go on pinning the log once its replicator is gone).
+    for r in records.iter().filter(|r| !r.provisional) {
         set_position(&tx, &r.consumer, r.pin)?;
         if let Some(state) = &r.state {
             set_consumer_state(&tx, &r.consumer, state)?;

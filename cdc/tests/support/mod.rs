@@ -35,6 +35,12 @@ impl TempDb {
         let names: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
         cdc::capture::install(&mut self.conn(), &names).unwrap();
     }
+
+    /// Capture on every table, as `cdc-setup install --all` (tables made
+    /// later are captured by replicators that follow the schema).
+    pub fn install_all(&self) {
+        cdc::capture::install_every_table(&mut self.conn(), None).unwrap();
+    }
 }
 
 fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {

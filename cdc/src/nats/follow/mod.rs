@@ -237,7 +237,7 @@ impl Follower {
                 Err(e) if e.is_transient() => {
                     self.rollback()?;
                     let stream = format!("stream {}", self.url.stream);
-                    let outage = self.outage.get_or_insert_with(|| Outage::start(&e, "the replica", &stream));
+                    let outage = self.outage.get_or_insert_with(|| Outage::start(&e, "the replica", &stream, None));
                     let delay = outage.next_delay(&e, RETRY);
                     self.stop.sleep(delay);
                 }

@@ -81,8 +81,25 @@ impl SqliteTarget {
     /// One replicator per replica: a lock beside the file (see
     /// [`crate::lock`]) refuses a second one, naming the first one's pid.
     pub fn open(path: &Path) -> Result<SqliteTarget> {
+        Self::open_file(path).map_err(|e| match e {
+            Error::NotADatabase(_) | Error::ReadOnly(_) | Error::Corrupt(_) | Error::MissingFolder(_) => {
+                Error::Unusable { role: "replica", inner: Box::new(e) }
+            }
+            e => e,
+        })
+    }
+
+    fn open_file(path: &Path) -> Result<SqliteTarget> {
         if path.is_dir() {
             return Err(Error::NotADatabase(path.into()));
+        }
+        // Refused before SQLite opens it (which would leave a `-wal` and
+        // `-shm` beside a file it then cannot write).
+        if path.exists()
+            && let Err(e) = std::fs::OpenOptions::new().write(true).open(path)
+            && e.kind() == std::io::ErrorKind::PermissionDenied
+        {
+            return Err(Error::ReadOnly(path.into()));
         }
         let what = format!("replica {}", path.display());
         let lock = OwnerLock::acquire(&target_lock_path(path), &what)?;
