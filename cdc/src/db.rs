@@ -29,12 +29,7 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
     if !path.is_file() {
         return Err(if path.exists() { Error::NotADatabase(path.into()) } else { Error::MissingFile(path.into()) });
     }
-    // Refused before SQLite opens it, which would leave a `-wal` and
-    // `-shm` beside a file it then cannot write.
-    if access == Access::ReadWrite
-        && let Err(e) = std::fs::OpenOptions::new().write(true).open(path)
-        && e.kind() == std::io::ErrorKind::PermissionDenied
-    {
+    if access == Access::ReadWrite && !writable(path) {
         return Err(Error::ReadOnly(path.into()));
     }
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -50,6 +45,15 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
         return Err(Error::ReadOnly(path.into()));
     }
     Ok(conn)
+}
+
+/// Whether this process may write the existing file at `path`, asked
+/// with access(2) before SQLite opens it (which would leave a `-wal` and
+/// `-shm` beside a file it then cannot write). Never by opening the file:
+/// closing any descriptor of a database file drops every POSIX lock this
+/// process holds on it, SQLite's included.
+pub(crate) fn writable(path: &Path) -> bool {
+    !matches!(rustix::fs::access(path, rustix::fs::Access::WRITE_OK), Err(e) if e == rustix::io::Errno::ACCESS || e == rustix::io::Errno::ROFS)
 }
 
 /// Whether SQLite refused for a lock another connection holds.

@@ -97,7 +97,11 @@ fn position(replica: &Path) -> Option<i64> {
 pub fn run(duration: Duration, keep: bool) -> Result<()> {
     let dir = tempfile::tempdir().map_err(Error::io("creating a temporary folder"))?;
     let (source, replica) = (dir.path().join("source.db"), dir.path().join("replica.db"));
-    println!("demo folder: {}", dir.path().display());
+    if keep {
+        println!("demo folder: {} (kept afterwards)", dir.path().display());
+    } else {
+        println!("demo in a temporary folder, removed at the end (--keep keeps it)");
+    }
 
     let mut conn = Connection::open(&source).map_err(sql)?;
     conn.execute_batch(SCHEMA).map_err(sql)?;

@@ -103,7 +103,13 @@ pub enum LogFormat {
 /// replicator, once, with context; unless `RUST_LOG` names `async_nats`). Once per
 /// process: a second call changes nothing.
 pub fn init_logging(format: LogFormat) {
-    let wanted = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    init_logging_at(format, "info");
+}
+
+/// [`init_logging`] with another level when `RUST_LOG` is not set (the
+/// demo prints its own numbered steps: only warnings join them).
+pub fn init_logging_at(format: LogFormat, level: &str) {
+    let wanted = std::env::var("RUST_LOG").unwrap_or_else(|_| level.into());
     let quiet = if wanted.contains("async_nats") { "" } else { ",async_nats=warn" };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{wanted}{quiet}"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
@@ -118,7 +124,8 @@ pub fn init_logging(format: LogFormat) {
 
 /// Runs a command, printing any error as one line on stderr (`PROGRAM:
 /// error: MESSAGE`, or with JSON logs one JSON object) and turning it into
-/// exit code 1. Never panics on bad input: every failure the library knows
+/// exit code 1 (2 for a setting that cannot work, as for clap's usage
+/// errors; 0 when our reader closed the pipe). Never panics on bad input: every failure the library knows
 /// of is an `Error`.
 pub fn exit_with(program: &str, format: LogFormat, result: Result<()>) -> ExitCode {
     match result {
@@ -126,6 +133,11 @@ pub fn exit_with(program: &str, format: LogFormat, result: Result<()>) -> ExitCo
         // The reader of our output went away (`| head`): as any Unix
         // filter, stop quietly; nothing was acknowledged that it missed.
         Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
+        // A setting that cannot work is a usage error, like clap's own: 2.
+        Err(err @ Error::Cdc(cdc::Error::InvalidSetting(_))) => {
+            report(program, format, &err.to_string());
+            ExitCode::from(2)
+        }
         Err(err) => {
             report(program, format, &err.to_string());
             ExitCode::FAILURE

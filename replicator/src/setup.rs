@@ -265,11 +265,14 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             let status = capture::status(&conn)?;
             let stale_after = stale_after.as_secs_f64();
             let text = if json {
-                let mut value = serde_json::to_value(&status)?;
+                // Flat, as `consumers --json`: the file and the setting,
+                // then the status's own fields.
+                let mut value = serde_json::json!({ "db": db.path, "stale_after_seconds": stale_after });
+                if let serde_json::Value::Object(fields) = serde_json::to_value(&status)? {
+                    value.as_object_mut().expect("an object").extend(fields);
+                }
                 value["consumers"] = consumers_json(&status.consumers, stale_after)?;
-                serde_json::to_string_pretty(
-                    &serde_json::json!({ "db": db.path, "stale_after_seconds": stale_after, "status": value }),
-                )?
+                serde_json::to_string_pretty(&value)?
             } else {
                 render_status(&db.path, &status, stale_after)
             };
@@ -341,7 +344,13 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
             cdc::Fix::FinishMigration { db: path.into() }
         ));
     }
+    // Rows every consumer has are freed at the next quiet moment: until
+    // then they are not "kept" for anyone.
+    let waiting = s.consumers.iter().map(|c| c.pending).max().unwrap_or(0);
     lines.push(match (s.oldest_seq, s.newest_seq) {
+        (Some(_), Some(_)) if waiting == 0 && !s.consumers.is_empty() => {
+            format!("log: every consumer has all of it ({} to free)", counted(s.log_rows, "row"))
+        }
         (Some(lo), Some(hi)) if lo == hi => format!("log: {} kept (seq {lo})", counted(s.log_rows, "change")),
         (Some(lo), Some(hi)) => format!("log: {} kept (seq {lo} to {hi})", counted(s.log_rows, "change")),
         _ => "log: empty".into(),

@@ -127,8 +127,8 @@ fn bad_format_options_are_refused_with_one_line_and_no_change() {
     let jsonl = format!("jsonl:{}", db.dir.path().join("out.jsonl").display());
     let before = std::fs::read(&db.path).unwrap();
     for (args, expected, code) in [
-        (vec!["--target", &replica, "--format", "debezium"], "--format debezium is for the jsonl and http targets", 1),
-        (vec!["--target", &jsonl, "--tombstones"], "--tombstones needs --format debezium", 1),
+        (vec!["--target", &replica, "--format", "debezium"], "--format debezium is for the jsonl and http targets", 2),
+        (vec!["--target", &jsonl, "--tombstones"], "--tombstones needs --format debezium", 2),
         (vec!["--target", &jsonl, "--format", "avro"], "invalid value 'avro' for '--format <FORMAT>'", 2),
     ] {
         let (got, _, err) = run_bin("replicator", &[&["--db", src, "--once"][..], &args].concat());

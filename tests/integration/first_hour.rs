@@ -97,6 +97,41 @@ fn trial_runs_that_delivered_nothing_leave_nothing_behind() {
     let (listed, files) = consumers(&db.path);
     assert_eq!((listed.lines().count(), files.len()), (1, 1), "{listed}{files:?}");
     assert!(listed.starts_with(&format!("{target}: caught up")), "{listed}");
+    // Caught up, the log is not "kept" for anyone; times carry their zone;
+    // both JSON forms are flat.
+    let (code, status, err) = run_bin("cdc-setup", &["status", "--db", src]);
+    assert_eq!(code, 0, "{err}");
+    assert!(status.contains("log: every consumer has all of it") || status.contains("log: empty"), "{status}");
+    for what in ["status", "consumers"] {
+        let (code, out, err) = run_bin("cdc-setup", &[what, "--db", src, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["db"], src, "{out}");
+        let at = json["consumers"][0]["acknowledged_at"].as_str().unwrap().to_string();
+        assert!(at.len() == 20 && at.ends_with('Z') && at.contains('T'), "{at}");
+    }
+}
+
+/// Capture removed from a followed table while the sidecar runs: its copy
+/// in the target is frozen from then on, and the sidecar says so loudly.
+#[test]
+fn capture_removed_under_a_running_sidecar_is_said() {
+    let db = source();
+    let src = db.path.to_str().unwrap();
+    let replica = db.dir.path().join("replica.db");
+    let target = format!("sqlite:{}", replica.display());
+    let mut sidecar = Sidecar::start(&["--db", src, "--target", &target], &db.dir.path().join("sidecar.log"));
+    crate::support::wait_equal(&db.path, &replica, &["t", "u"], DEADLINE);
+    let (code, _, err) = run_bin("cdc-setup", &["uninstall", "--db", src, "--table", "u"]);
+    assert_eq!(code, 0, "{err}");
+    sqlite3(&db.path, "INSERT INTO t VALUES(7, 'still'); INSERT INTO u VALUES('frozen', 0);");
+    crate::support::wait_equal(&db.path, &replica, &["t"], DEADLINE);
+    wait_until("the warning", DEADLINE, || {
+        lines_with(&sidecar.log(), "capture was removed from the table")
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("table=u"))
+    });
+    assert!(sidecar.running(), "{}", sidecar.log());
 }
 
 /// A file the replicator cannot use is named as the source or the replica,

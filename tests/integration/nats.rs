@@ -351,7 +351,7 @@ fn bad_nats_input_is_one_line_and_changes_nothing() {
         (vec!["--db".into(), src.into(), "--target".into(), "nats://me:s3cret@h:4222".into()], 2, "no stream"),
         (vec!["--db".into(), src.into(), "--target".into(), "nats://h/S?format=xml".into()], 2, "format must be"),
         (vec!["--db".into(), src.into(), "--target".into(), "nats://h/a.b".into()], 2, "stream name"),
-        (vec!["--from".into(), server.url("S?format=debezium"), "--target".into(), target.clone()], 1, "debezium"),
+        (vec!["--from".into(), server.url("S?format=debezium"), "--target".into(), target.clone()], 2, "debezium"),
     ];
     for (args, want, needle) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -704,6 +704,19 @@ fn the_demo_runs_and_checks_itself() {
     let (code, out, err) = run_bin("replicator", &["demo", "--duration", "1s"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("the replica equals the source, value for value and type for type"), "{out}");
+    // Its numbered steps alone (no log lines between them), and no
+    // folder named that is gone when it ends.
+    assert!(!err.contains("INFO") && !out.contains("/tmp"), "{out}{err}");
+}
+
+/// The README a newcomer opens: short, with the two fresh-machine
+/// commands CI runs.
+#[test]
+fn the_readme_is_short_and_starts_with_the_two_commands() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    assert!(readme.lines().count() <= 300, "{} lines", readme.lines().count());
+    let quick = "cargo run --release --bin replicator -- demo\ncargo test --workspace --all-targets && cargo test --workspace --doc\n";
+    assert!(readme.contains(quick));
 }
 
 /// The capture triggers run inside whatever SQLite the writer links:

@@ -21,7 +21,7 @@ const MIGRATION_KEY: &str = "migration";
 /// capture it paused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Migration {
-    /// When the window opened (UTC, `YYYY-MM-DD HH:MM:SS`).
+    /// When the window opened (UTC, RFC 3339: `2026-12-05T10:00:00Z`).
     pub started: String,
     /// The tables whose capture is paused until the window closes.
     pub tables: Vec<String>,
@@ -60,7 +60,7 @@ pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
             tx.execute(&sql, [])?;
         }
     }
-    let started: String = tx.query_row("SELECT datetime('now')", [], |r| r.get(0))?;
+    let started: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now')", [], |r| r.get(0))?;
     let window = Migration { started, tables: active.iter().map(|r| r.desc.name.to_string()).collect() };
     tx.execute(&sql::set_meta_sql(), params![MIGRATION_KEY, serde_json::to_string(&window)?])?;
     record_own_ddl(&tx, cookie)?;

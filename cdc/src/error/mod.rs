@@ -142,7 +142,7 @@ pub enum Error {
         "target {} is the source database {} itself{}; a replica must be another file",
         .target.display(),
         .db.display(),
-        if .target == .db { "" } else { " (through another path)" }
+        if crate::lock::resolved(.target) == crate::lock::resolved(.db) { "" } else { " (through another path)" }
     )]
     SourceIsTarget {
         /// The source database.

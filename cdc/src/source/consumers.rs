@@ -126,7 +126,7 @@ pub struct ConsumerStatus {
     /// times, see [`crate::log::LogReader`]: a replicator's own status and
     /// metrics say how old what it has not delivered is.)
     pub pending: i64,
-    /// When its record was last written (UTC, `YYYY-MM-DD HH:MM:SS`).
+    /// When its record was last written (UTC, RFC 3339: `2026-12-05T10:00:00Z`).
     pub acknowledged_at: String,
     /// Seconds since then.
     pub acknowledged_seconds_ago: f64,
@@ -168,7 +168,9 @@ pub fn consumers(conn: &Connection) -> Result<Vec<ConsumerStatus>> {
     for (name, position, written_ms, state_in_source, provisional) in all {
         let pending: i64 = conn.query_row(&pending_sql, [position], |r| r.get(0))?;
         let acknowledged_at: String =
-            conn.query_row("SELECT datetime(?1 / 1000.0, 'unixepoch')", [written_ms], |r| r.get(0))?;
+            conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', ?1 / 1000.0, 'unixepoch')", [written_ms], |r| {
+                r.get(0)
+            })?;
         out.push(ConsumerStatus {
             name,
             position,

@@ -8,7 +8,8 @@ fn main() -> ExitCode {
     match replicator::parse_from::<replicator::replicate::Cli>("replicator", args) {
         Ok(cli) => {
             let format = cli.log_format;
-            replicator::init_logging(format);
+            let demo = matches!(cli.command, Some(replicator::replicate::Command::Demo { .. }));
+            replicator::init_logging_at(format, if demo { "warn" } else { "info" });
             replicator::exit_with("replicator", format, replicator::replicate::run(cli))
         }
         Err(code) => code,

@@ -93,12 +93,7 @@ impl SqliteTarget {
         if path.is_dir() {
             return Err(Error::NotADatabase(path.into()));
         }
-        // Refused before SQLite opens it (which would leave a `-wal` and
-        // `-shm` beside a file it then cannot write).
-        if path.exists()
-            && let Err(e) = std::fs::OpenOptions::new().write(true).open(path)
-            && e.kind() == std::io::ErrorKind::PermissionDenied
-        {
+        if path.exists() && !crate::db::writable(path) {
             return Err(Error::ReadOnly(path.into()));
         }
         let what = format!("replica {}", path.display());
