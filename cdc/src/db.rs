@@ -32,12 +32,20 @@ pub fn open(path: &Path, access: Access) -> Result<Connection> {
     if access == Access::ReadWrite && !writable(path) {
         return Err(Error::ReadOnly(path.into()));
     }
+    // A look at a WAL file through a read-only connection leaves a `-wal`
+    // and `-shm` behind (only a connection that may write removes them
+    // as the last one out): where this user may write, a read-write
+    // connection that refuses every change (`query_only`) reads instead.
+    let query_only = access == Access::ReadOnly && writable(path);
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= match access {
-        Access::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
-        Access::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+        Access::ReadOnly if !query_only => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        _ => OpenFlags::SQLITE_OPEN_READ_WRITE,
     };
     let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(e, path))?;
+    if query_only {
+        conn.pragma_update(None, "query_only", true).map_err(|e| classify(e, path))?;
+    }
     conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
     // Reading the schema is what fails on a file that is not SQLite.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(|e| classify(e, path))?;

@@ -246,3 +246,28 @@ fn a_closed_pipe_ends_quietly() {
         assert!(!err.contains("error") && !err.to_lowercase().contains("broken pipe"), "{err}");
     }
 }
+
+/// Looking (`status`, `consumers`) at a WAL source nobody has open leaves
+/// no `-wal`/`-shm` beside it.
+#[test]
+fn looking_leaves_no_files_behind() {
+    let db = source();
+    crate::support::checkpoint_away(&db.path);
+    drop(db.conn());
+    let dir = db.dir.path();
+    let companions = || ["source.db-wal", "source.db-shm"].iter().filter(|n| dir.join(n).exists()).count();
+    // The test's own handles are closed: nothing is beside it now.
+    for name in ["source.db-wal", "source.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    assert_eq!(sqlite3(&db.path, "PRAGMA journal_mode;").trim(), "wal");
+    for name in ["source.db-wal", "source.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    for what in [&["status"][..], &["consumers"], &["status", "--json"]] {
+        let args = [what, &["--db", db.path.to_str().unwrap()]].concat();
+        let (code, _, err) = run_bin("cdc-setup", &args);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(companions(), 0, "{what:?} left files beside the source");
+    }
+}
