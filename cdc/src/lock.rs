@@ -33,7 +33,7 @@ impl OwnerLock {
                 .truncate(false)
                 .open(path)
                 .map_err(|e| io(path, e))?;
-            match file.try_lock() {
+            match try_lock_briefly(&file) {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
                     let pid = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok());
@@ -69,18 +69,35 @@ impl Drop for OwnerLock {
     }
 }
 
+/// Takes the lock, trying again for a moment: [`held`] in another
+/// process takes it shared for an instant to look.
+fn try_lock_briefly(file: &File) -> std::result::Result<(), TryLockError> {
+    for _ in 0..20 {
+        match file.try_lock() {
+            Err(TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            done => return done,
+        }
+    }
+    file.try_lock()
+}
+
 /// Whether a live process holds the lock at `path` (an [`OwnerLock`]).
 /// Looking takes the lock for a moment when nobody holds it; it is let go
 /// at once (the file is left: removing it here could race a newcomer).
 pub fn held(path: &Path) -> bool {
-    let Ok(file) = OpenOptions::new().read(true).write(true).open(path) else { return false };
-    match file.try_lock() {
+    // Read only (flock needs no write access: a lock file of another
+    // user's replicator is judged too); anything but "no such file" counts
+    // as held, so a pin is never dropped on a doubt.
+    let file = match OpenOptions::new().read(true).open(path) {
+        Ok(file) => file,
+        Err(e) => return e.kind() != std::io::ErrorKind::NotFound,
+    };
+    match file.try_lock_shared() {
         Ok(()) => {
             let _ = file.unlock();
             false
         }
-        Err(TryLockError::WouldBlock) => true,
-        Err(TryLockError::Error(_)) => false,
+        Err(TryLockError::WouldBlock) | Err(TryLockError::Error(_)) => true,
     }
 }
 

@@ -248,7 +248,13 @@ impl Settings {
             // `jsonl:-` is a look at the stream: remembered only under a
             // name given for it.
             ephemeral: matches!(target, TargetSpec::Jsonl(None)) && args.consumer.is_none(),
-            consumer: args.consumer.unwrap_or_else(|| target.consumer_name()),
+            // A peek's name is its own (two peeks at once, and never a
+            // durable consumer named `jsonl:stdout` by an earlier version).
+            consumer: match (&args.consumer, matches!(target, TargetSpec::Jsonl(None))) {
+                (Some(name), _) => name.clone(),
+                (None, true) => format!("{}#peek-{}", target.consumer_name(), std::process::id()),
+                (None, false) => target.consumer_name(),
+            },
             target,
             tables: args.tables,
             bootstrap: args.bootstrap,

@@ -202,42 +202,38 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
         }
         Command::Migrate { db, start, finish, command } => {
             let mut conn = db::open(&db.path, Access::ReadWrite)?;
-            if !finish {
+            // Saying is best effort here: output nobody reads (`| true`)
+            // must not leave a window open or skip the command.
+            let mut say = |line: String| {
+                let _ = writeln!(out, "{line}");
+            };
+            let opened = if finish {
+                None
+            } else {
                 let window = capture::start_migration(&mut conn)?;
-                let say = format!("capture paused on {} table(s): {}", window.tables.len(), window.tables.join(", "));
-                writeln!(out, "{say}").map_err(|e| io_error("stdout", e))?;
+                say(format!("capture paused on {} table(s): {}", window.tables.len(), window.tables.join(", ")));
                 if start {
-                    let fix = cdc::Fix::FinishMigration { db: db.path.clone() };
-                    writeln!(out, "migrate now; then {fix}").map_err(|e| io_error("stdout", e))?;
+                    say(format!("migrate now; then {}", cdc::Fix::FinishMigration { db: db.path.clone() }));
                     return Ok(());
                 }
-            }
-            // Whether anything is written to the file while capture is
-            // paused: known only when this process opened the window.
-            let version = |c: &cdc::db::Connection| c.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0));
-            let before = if finish { None } else { Some(version(&conn).map_err(cdc::Error::from)?) };
-            let status = (!command.is_empty()).then(|| run_migration(&command));
-            let written = match before {
-                Some(before) => version(&conn).map_err(cdc::Error::from)? != before,
-                None => true,
+                Some(window)
             };
-            let finished = capture::finish_migration_unless_written(&mut conn, written)?;
+            let status = (!command.is_empty()).then(|| run_migration(&command));
+            let finished = match &opened {
+                Some(window) => capture::finish_migration_unless_written(&mut conn, window)?,
+                None => capture::finish_migration(&mut conn)?,
+            };
             if !finished.restored.is_empty() {
-                writeln!(
-                    out,
+                say(format!(
                     "nothing was written during the window: capture restored as it was on {} table(s), no reseed",
                     finished.restored.len()
-                )
-                .map_err(|e| io_error("stdout", e))?;
+                ));
             }
             for outcome in &finished.attached {
-                let table = outcome.table();
-                writeln!(out, "capture attached again to {table:?} (replicators reseed it)")
-                    .map_err(|e| io_error("stdout", e))?;
+                say(format!("capture attached again to {:?} (replicators reseed it)", outcome.table()));
             }
             for table in &finished.gone {
-                writeln!(out, "{table:?} no longer exists (dropped or renamed): capture removed from it")
-                    .map_err(|e| io_error("stdout", e))?;
+                say(format!("{table:?} no longer exists (dropped or renamed): capture removed from it"));
             }
             let what = if finished.attached.is_empty() && finished.gone.is_empty() {
                 "capture was restored as it was (it wrote nothing)"

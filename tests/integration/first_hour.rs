@@ -271,3 +271,25 @@ fn looking_leaves_no_files_behind() {
         assert_eq!(companions(), 0, "{what:?} left files beside the source");
     }
 }
+
+/// A run of a consumer that delivered before, refused before it could
+/// deliver again (its replica in use by another replicator), keeps the
+/// consumer's record: its pin still holds the log.
+#[test]
+fn a_refused_run_keeps_a_durable_consumer() {
+    let db = source();
+    let src = db.path.to_str().unwrap();
+    let dir = db.dir.path();
+    let (first, second) =
+        (format!("sqlite:{}", dir.join("a.db").display()), format!("sqlite:{}", dir.join("b.db").display()));
+    let (code, _, err) = run_bin("replicator", &["--db", src, "--target", &first, "--consumer", "x", "--once"]);
+    assert_eq!(code, 0, "{err}");
+    let sidecar = Sidecar::start(&["--db", src, "--target", &second], &dir.join("sidecar.log"));
+    crate::support::wait_equal(&db.path, &dir.join("b.db"), &["t", "u"], DEADLINE);
+    let (code, _, err) = run_bin("replicator", &["--db", src, "--target", &second, "--consumer", "x", "--once"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already in use"), "{err}");
+    let (listed, _) = consumers(&db.path);
+    assert!(listed.lines().any(|l| l.starts_with("x: ")), "{listed}");
+    sidecar.kill();
+}

@@ -646,3 +646,32 @@ fn tables_left_out_of_capture_stay_out() {
     assert!(code == 0 || err.lines().last().is_some_and(|l| l.contains("--bootstrap auto")), "{err}");
     assert!(!captured().contains("unseeded"), "{}", captured());
 }
+
+/// A table captured by name and then renamed stays captured under its new
+/// name (its triggers went with it), and a migration whose output nobody
+/// reads still runs and closes its window.
+#[test]
+fn a_table_captured_by_name_and_renamed_stays_captured() {
+    let db = TempDb::with_schema("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT); CREATE TABLE other(x);");
+    let src = db.path.to_str().unwrap().to_string();
+    run_printed(&format!("cdc-setup install --db {src} --table users"));
+    let replica = db.dir.path().join("replica.db");
+    let t = target(&replica);
+    let once = || {
+        let (code, _, err) = run_bin("replicator", &["--db", &src, "--target", &t, "--once"]);
+        assert_eq!(code, 0, "{err}");
+    };
+    once();
+    sqlite3(&db.path, "ALTER TABLE users RENAME TO people; INSERT INTO people VALUES(1, 'ann');");
+    once();
+    let captured = sqlite3(&db.path, "SELECT name FROM _cdc_tables WHERE active ORDER BY name;");
+    assert_eq!(captured, "people\n");
+    crate::support::wait_equal(&db.path, &replica, &["people"], DEADLINE);
+    let out = Command::new("sh")
+        .args(["-c", &format!("{} migrate --db {src} -- true | true", bin("cdc-setup").display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = run_printed(&format!("cdc-setup status --db {src}"));
+    assert!(!status.contains("migration window"), "{status}");
+}

@@ -25,6 +25,11 @@ pub struct Migration {
     pub started: String,
     /// The tables whose capture is paused until the window closes.
     pub tables: Vec<String>,
+    /// `PRAGMA data_version` of the opening connection, read inside the
+    /// transaction that opened the window (not stored): any other
+    /// connection's commit after it moves it.
+    #[serde(skip)]
+    pub data_version: Option<i64>,
 }
 
 /// The open migration window, if any.
@@ -61,7 +66,12 @@ pub fn start_migration(conn: &mut Connection) -> Result<Migration> {
         }
     }
     let started: String = tx.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%SZ', 'now')", [], |r| r.get(0))?;
-    let window = Migration { started, tables: active.iter().map(|r| r.desc.name.to_string()).collect() };
+    let data_version = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    let window = Migration {
+        started,
+        tables: active.iter().map(|r| r.desc.name.to_string()).collect(),
+        data_version: Some(data_version),
+    };
     tx.execute(&sql::set_meta_sql(), params![MIGRATION_KEY, serde_json::to_string(&window)?])?;
     record_own_ddl(&tx, cookie)?;
     tx.commit().map_err(|e| classify(e, &path))?;
@@ -86,25 +96,27 @@ pub struct Finished {
 /// makes every consumer reseed it, so nothing written during the window
 /// is lost), and removes capture from the ones that are gone.
 pub fn finish_migration(conn: &mut Connection) -> Result<Finished> {
-    finish(conn, false)
+    finish(conn, None)
 }
 
-/// Closes the migration window that [`start_migration`] opened on this
-/// same connection, knowing whether anything was written to the file
-/// since: `written` is whether `PRAGMA data_version`, read on this
-/// connection right after the window opened, has moved (any other
-/// connection's commit, the migration's or the application's, moves it).
-/// When nothing was, every table that is unchanged gets its capture back
-/// exactly as it was, with no marker: replicators resume where they were
+/// Closes the migration window `opened` that [`start_migration`] opened
+/// on this same connection (and nothing else wrote through it since).
+/// When `PRAGMA data_version`, read again inside this closing write
+/// transaction, is still the one read inside the opening one, no other
+/// connection committed in between (not the migration, not the
+/// application): every unchanged table gets its capture back exactly as
+/// it was, with no marker, and replicators resume where they were
 /// instead of reseeding (a migration command that failed before writing,
 /// or one with nothing to do). Otherwise as [`finish_migration`].
-pub fn finish_migration_unless_written(conn: &mut Connection, written: bool) -> Result<Finished> {
-    finish(conn, !written)
+pub fn finish_migration_unless_written(conn: &mut Connection, opened: &Migration) -> Result<Finished> {
+    finish(conn, opened.data_version)
 }
 
-fn finish(conn: &mut Connection, untouched: bool) -> Result<Finished> {
+fn finish(conn: &mut Connection, opened_at: Option<i64>) -> Result<Finished> {
     let path = path_of(conn);
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(e, &path))?;
+    let now: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    let untouched = opened_at == Some(now);
     let Some(window) = migration(&tx)? else {
         return Err(Error::NoMigration(path));
     };

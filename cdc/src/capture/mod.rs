@@ -17,5 +17,5 @@ pub use migration::{
     Finished, Migration, detach, finish_migration, finish_migration_unless_written, migration, reattach,
     start_migration,
 };
-pub use scope::{install_every_table, may_capture};
+pub use scope::{carries_capture, install_every_table, may_capture};
 pub use status::{Status, TableStatus, status};

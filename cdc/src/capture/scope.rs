@@ -54,16 +54,7 @@ fn read_left_out(conn: &Connection) -> Result<Vec<String>> {
 /// it carries capture's triggers (a captured table renamed), or the
 /// operator asked for every table and did not remove this one.
 pub fn may_capture(conn: &Connection, table: &str) -> Result<bool> {
-    let carried: bool = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE \
-             AND name LIKE '\\_cdc\\_%' ESCAPE '\\'",
-            [table],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if carried {
+    if carries_capture(conn, table)? {
         return Ok(true);
     }
     if !is_initialised(conn)? {
@@ -71,4 +62,19 @@ pub fn may_capture(conn: &Connection, table: &str) -> Result<bool> {
     }
     let every = conn.query_row(&sql::meta_sql(), [EVERY_TABLE_KEY], |r| r.get::<_, String>(0)).optional()?.is_some();
     Ok(every && !read_left_out(conn)?.iter().any(|n| n.eq_ignore_ascii_case(table)))
+}
+
+/// Whether `table` carries capture's triggers: a captured table renamed
+/// (SQLite moves its triggers with it). Ask before removing capture from
+/// the old name, which drops those triggers.
+pub fn carries_capture(conn: &Connection, table: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE \
+             AND name LIKE '\\_cdc\\_%' ESCAPE '\\'",
+            [table],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }

@@ -262,6 +262,12 @@ impl Engine {
             drained.stopped = true;
             return Ok(drained);
         };
+        // Read in several reads: had anything freed rows after `from`
+        // meanwhile (a pin not counted), some changes were never read.
+        if log::low_water(&self.source.conn)?.is_some_and(|low| low > from + 1) {
+            target.rollback().map_err(Failure::Target)?;
+            return Err(Failure::Moved("the log was freed past this consumer while it was read"));
+        }
         if log::anchor(&self.source.conn, high_water)? != anchor {
             tracing::warn!(db = %self.source.path.display(), "the log changed while it was read (restored from a backup?); reading it again");
             target.rollback().map_err(Failure::Target)?;

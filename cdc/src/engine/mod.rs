@@ -155,7 +155,7 @@ impl Drop for Engine {
     /// A peek ([`EngineBuilder::ephemeral`]), or a consumer whose target
     /// never held anything, leaves no record behind.
     fn drop(&mut self) {
-        if (self.settings.ephemeral || !self.upkeep.delivered())
+        if self.upkeep.leaves_nothing(self.settings.ephemeral)
             && let Err(e) = crate::source::ConsumerRecord::remove(&self.source.path, &self.consumer)
         {
             tracing::debug!(error = %e, "removing a peek's record");

@@ -156,6 +156,18 @@ impl SourceDb {
     /// it), and under "every table" captures new tables. Returns whether
     /// anything was changed.
     fn follow(&mut self, selected: &[Registered]) -> Result<bool> {
+        // Captured tables renamed carry capture's triggers until the old
+        // name's capture is removed below: note them first.
+        let mut renamed = Vec::new();
+        if self.requested.is_empty() {
+            for t in crate::schema::capturable_tables(&self.conn)? {
+                if !selected.iter().any(|r| r.desc.name.eq_ignore_ascii_case(&t))
+                    && capture::carries_capture(&self.conn, &t)?
+                {
+                    renamed.push(t);
+                }
+            }
+        }
         let mut changed = false;
         for r in selected {
             let name = r.desc.name.to_string();
@@ -190,7 +202,9 @@ impl SourceDb {
             // table renamed: never a table left out on purpose.
             let mut new = Vec::new();
             for t in crate::schema::capturable_tables(&self.conn)? {
-                if !captured.iter().any(|c| c.eq_ignore_ascii_case(&t)) && capture::may_capture(&self.conn, &t)? {
+                if !captured.iter().any(|c| c.eq_ignore_ascii_case(&t))
+                    && (renamed.contains(&t) || capture::may_capture(&self.conn, &t)?)
+                {
                     new.push(t);
                 }
             }

@@ -65,6 +65,9 @@ pub(super) struct Upkeep {
     /// The target has held something live (the record is durable from
     /// then on; before, it pins only while this engine runs).
     delivered: bool,
+    /// This engine wrote the record as a new provisional one: only such a
+    /// record is removed when it stops without having delivered.
+    created: bool,
     /// When the log was last maintained (or the engine started).
     maintained: Instant,
     /// The source last stood still from this moment; a maintenance
@@ -79,9 +82,10 @@ pub(super) struct Upkeep {
 }
 
 impl Upkeep {
-    /// The target has held something live: the consumer is durable.
-    pub(super) fn delivered(&self) -> bool {
-        self.delivered
+    /// The record this engine made is to go when it stops: a peek's, or
+    /// a new consumer's whose target never held anything.
+    pub(super) fn leaves_nothing(&self, ephemeral: bool) -> bool {
+        self.created && (ephemeral || !self.delivered)
     }
 }
 
@@ -89,6 +93,7 @@ impl Default for Upkeep {
     fn default() -> Self {
         Upkeep {
             delivered: false,
+            created: false,
             due: None,
             at: None,
             unsynced: false,
@@ -200,6 +205,7 @@ impl Engine {
         // A consumer that delivered before (its record says so) stays durable.
         self.upkeep.delivered = record.as_ref().is_some_and(|r| !r.provisional);
         if record.is_none() || self.settings.ephemeral {
+            self.upkeep.created = true;
             let record = ConsumerRecord {
                 consumer: self.consumer.clone(),
                 log_id: self.source.log_id.clone(),
@@ -237,7 +243,9 @@ impl Engine {
     pub(super) fn maintain(&mut self, occasion: Occasion) -> Result<Option<Maintained>> {
         self.upkeep.quiet_check = None;
         self.upkeep.retry = None;
-        if self.target.is_none() || !self.source.unpark()? {
+        // A peek frees nothing: it may be the only reader of a log others
+        // (a replica not running now) still need.
+        if self.settings.ephemeral || self.target.is_none() || !self.source.unpark()? {
             return Ok(None);
         }
         let path = self.source.path.clone();
