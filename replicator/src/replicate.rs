@@ -94,7 +94,7 @@ pub struct ReplicateArgs {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub prune_interval: Duration,
     /// Changes per batch (memory is bounded by it).
-    #[arg(long, value_name = "N", default_value = "1000", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value = "1000", value_parser = at_least_one)]
     pub batch_size: u64,
     /// Process everything visible now (bootstrapping first if needed), then exit.
     #[arg(long)]
@@ -394,4 +394,12 @@ pub fn run(cli: Cli) -> Result<()> {
         "stopped cleanly"
     );
     Ok(())
+}
+
+/// `--batch-size`: a whole number of at least 1, said so when it is not.
+fn at_least_one(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number of at least 1".into()),
+    }
 }

@@ -352,7 +352,7 @@ pub fn render_status(path: &Path, s: &Status, stale_after: f64) -> String {
         _ => "log: empty".into(),
     });
     if s.consumers.is_empty() {
-        lines.push("consumers: none".into());
+        lines.push("no consumers".into());
     } else {
         lines.push(format!("{}:", counted(s.consumers.len() as i64, "consumer")));
         for c in &s.consumers {

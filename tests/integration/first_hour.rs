@@ -127,10 +127,33 @@ fn capture_removed_under_a_running_sidecar_is_said() {
     sqlite3(&db.path, "INSERT INTO t VALUES(7, 'still'); INSERT INTO u VALUES('frozen', 0);");
     crate::support::wait_equal(&db.path, &replica, &["t"], DEADLINE);
     wait_until("the warning", DEADLINE, || {
-        lines_with(&sidecar.log(), "capture was removed from the table")
+        lines_with(&sidecar.log(), "its copy is not updated")
             .iter()
             .any(|l| l.contains("WARN") && l.contains("table=u"))
     });
+    assert!(sidecar.running(), "{}", sidecar.log());
+    // Said once, and again by the next replicator that finds the copy.
+    assert_eq!(lines_with(&sidecar.log(), "its copy is not updated").len(), 1, "{}", sidecar.log());
+    sidecar.kill();
+    let (code, _, err) = run_bin("replicator", &["--db", src, "--target", &target, "--once"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(lines_with(&err, "its copy is not updated").iter().any(|l| l.contains("table=u")), "{err}");
+    // Capture removed from the whole file: a running sidecar waits for it
+    // with the command that attaches it, instead of failing.
+    let mut sidecar = Sidecar::start(&["--db", src, "--target", &target], &db.dir.path().join("sidecar2.log"));
+    wait_until("the sidecar started", DEADLINE, || sidecar.log().contains("replicating"));
+    let (code, _, err) = run_bin("cdc-setup", &["uninstall", "--db", src, "--force"]);
+    assert_eq!(code, 0, "{err}");
+    let end = Instant::now() + DEADLINE;
+    while !sidecar.log().contains("no table is captured") {
+        assert!(Instant::now() < end && sidecar.running(), "the wait was not said: {}", sidecar.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(sidecar.running(), "{}", sidecar.log());
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", src, "--all"]);
+    assert_eq!(code, 0, "{err}");
+    sqlite3(&db.path, "INSERT INTO t VALUES(8, 'back');");
+    crate::support::wait_equal(&db.path, &replica, &["t"], DEADLINE);
     assert!(sidecar.running(), "{}", sidecar.log());
 }
 

@@ -112,7 +112,7 @@ fn a_replica_keeps_the_sources_rowids_through_replace_upsert_and_vacuum() {
     equal_with_rowids(&db, &replica);
     assert!(sidecar.running(), "{}", sidecar.log());
     let log = sidecar.log();
-    let reseeded = lines_with(&log, "VACUUM or a reload renumbers");
+    let reseeded = lines_with(&log, "a VACUUM, which renumbers rowids");
     for table in TABLES {
         assert!(reseeded.iter().any(|l| l.contains(&format!("table={table}"))), "{table} reseeded: {log}");
     }

@@ -65,6 +65,19 @@ impl Engine {
             {
                 self.source.park();
             }
+            // Capture removed from the whole file under the drain (`cdc-setup
+            // uninstall --force`): waited for, with the command that
+            // attaches it, not a failure of the source.
+            let failure = match failure {
+                Failure::Source(e)
+                    if !e.is_transient()
+                        && crate::log::log_format(&self.source.conn)
+                            .is_ok_and(|f| f == crate::log::LogFormat::None) =>
+                {
+                    Failure::Source(Error::NotReady(Box::new(Error::NothingCaptured(self.source.path.clone()))))
+                }
+                other => other,
+            };
             let failure_side = if matches!(failure, Failure::Target(_)) { Side::Target } else { Side::Source };
             let delay = match failure {
                 // The application holds the source's write lock (a long

@@ -91,6 +91,8 @@ pub struct Engine {
     /// Tables whose bootstrap was announced since the last drain that
     /// went through (said once however often an outage retries it).
     said_bootstraps: std::collections::HashSet<String>,
+    /// Tables held by the target and not followed, said once.
+    said_frozen: std::collections::HashSet<String>,
     /// What it did, for watchers on other threads.
     stats: Arc<Stats>,
     _lock: OwnerLock,
@@ -114,7 +116,7 @@ impl EngineBuilder {
             settings.follow_schema = false;
         }
         let source = SourceDb::open(&self.db, &self.tables, settings.follow_schema).map_err(|e| match e {
-            Error::NotADatabase(_) | Error::ReadOnly(_) | Error::Corrupt(_) => {
+            Error::NotADatabase(_) | Error::ReadOnly(_) | Error::Corrupt(_) | Error::MissingFile(_) => {
                 Error::Unusable { role: "source", inner: Box::new(e) }
             }
             e => e,
@@ -145,6 +147,7 @@ impl EngineBuilder {
             schema_applied: false,
             told_schema: None,
             said_bootstraps: Default::default(),
+            said_frozen: Default::default(),
             stats: Arc::new(Stats::default()),
             _lock: lock,
         })
@@ -248,6 +251,21 @@ impl Engine {
         }
         for table in &description.dropped {
             state.forget(table);
+        }
+        // Tables the target holds that this engine does not follow, still
+        // on the source (capture removed while no replicator ran, or left
+        // out with --table): their copies are not updated; said once.
+        for table in state.tables.keys() {
+            let followed = self.source.followed.iter().any(|r| r.desc.name.eq_ignore_ascii_case(table))
+                || self.source.halted.iter().any(|h| h.table.eq_ignore_ascii_case(table));
+            if !followed
+                && crate::schema::table_exists(&self.source.conn, table)?
+                && self.said_frozen.insert(table.clone())
+            {
+                tracing::warn!(db = %self.source.path.display(), table = %table,
+                    "the target holds this table, but it is not followed (not captured on the source, or not named with --table): its copy is not updated; {}",
+                    crate::fix::Fix::Reattach { db: self.source.path.clone(), table: table.clone() });
+            }
         }
         // What the target was told before this process, from its record.
         let recorded = match (&self.described, self.settings.ephemeral) {

@@ -107,8 +107,9 @@ pub(crate) fn make(
                      from a dump): its rows may differ from what its log says"
                         .to_string()
                 } else if r.desc.rowids_may_be_renumbered() && !same_rowids(conn, state.layout.as_deref(), layout)? {
-                    "its rows keep the source's rowids, and the source file was rewritten since the \
-                     target's last commit (VACUUM or a reload renumbers rowids without an INTEGER PRIMARY KEY)"
+                    "its rows keep the source's rowids, and the source's schema changed since the \
+                     target's last commit (a VACUUM, which renumbers rowids without an INTEGER PRIMARY KEY, \
+                     cannot be told apart from other schema changes)"
                         .to_string()
                 } else if mode == BootstrapMode::Always && always_pending {
                     "bootstrap is set to always".to_string()

@@ -159,29 +159,23 @@ impl SourceDb {
         // Sorting out may write (schema following attaches capture to new
         // tables): not from a read transaction's old snapshot.
         self.end_read();
-        let before = (
-            self.followed.iter().map(|r| r.tid).collect::<Vec<_>>(),
-            self.halted.clone(),
-            self.followed.iter().map(|r| r.desc.name.to_string()).collect::<Vec<_>>(),
-        );
-        self.sort_out()?;
-        let changed = before.0 != self.followed.iter().map(|r| r.tid).collect::<Vec<_>>() || !self.dropped.is_empty();
-        // A table whose capture an operator removed while this runs: its
-        // copy in the target is frozen from now on, which must be said.
-        for name in &before.2 {
-            let still = self.followed.iter().any(|r| r.desc.name.eq_ignore_ascii_case(name))
-                || self.halted.iter().any(|h| h.table.eq_ignore_ascii_case(name))
-                || self.dropped.iter().any(|d| d.eq_ignore_ascii_case(name));
-            if !still && crate::schema::table_exists(&self.conn, name).unwrap_or(false) {
-                let fix = crate::fix::Fix::Reattach { db: self.path.clone(), table: name.clone() };
-                tracing::warn!(db = %self.path.display(), table = %name,
-                    "capture was removed from the table on the source; its delivery is stopped and the target keeps its last copy; {fix}");
-            }
+        // Capture removed from the whole file (`uninstall --force`): waited
+        // for, with the command that attaches it, as for a file moved in
+        // without capture (the schema cookie is kept, so this is asked
+        // again until it moves).
+        if crate::log::log_format(&self.conn).map_err(|e| named(e, &self.path))? == crate::log::LogFormat::None {
+            return Err(Error::NotReady(Box::new(Error::NothingCaptured(self.path.clone()))));
         }
+        let (halted_before, followed_before) =
+            (self.halted.clone(), self.followed.iter().map(|r| r.desc.name.to_string()).collect::<Vec<_>>());
+        self.sort_out()?;
+        let names = |f: &[Registered]| f.iter().map(|r| r.desc.name.to_lowercase()).collect::<Vec<_>>();
+        let changed = followed_before.iter().map(|n| n.to_lowercase()).collect::<Vec<_>>() != names(&self.followed)
+            || !self.dropped.is_empty();
         if changed {
             tracing::info!(tables = ?self.followed.iter().map(|r| r.desc.name.as_ref()).collect::<Vec<&str>>(), "the set of followed tables changed");
         }
-        if before.1 != self.halted {
+        if halted_before != self.halted {
             self.halted.iter().for_each(Halted::announce);
         }
         Ok(Refresh::SchemaChanged)

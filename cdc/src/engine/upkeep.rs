@@ -248,6 +248,13 @@ impl Engine {
         if self.settings.ephemeral || self.target.is_none() || !self.source.unpark()? {
             return Ok(None);
         }
+        // Capture removed from the whole file meanwhile: nothing to free
+        // (the next drain says what it waits for).
+        if crate::log::log_format(&self.source.conn).map_err(|e| crate::db::named(e, &self.source.path))?
+            == crate::log::LogFormat::None
+        {
+            return Ok(None);
+        }
         let path = self.source.path.clone();
         // An explicit drain frees whatever it can: it runs rarely (a
         // `--once` from cron), and what it leaves would wait for the next.

@@ -69,7 +69,9 @@ impl SqliteTarget {
         for t in &source.tables {
             let name = t.desc.name.as_ref();
             if t.desc.rowids_newly_kept() && stored.table(name).is_some() && !kept.contains(name) {
-                if self.said_rowids.insert(name.to_string()) {
+                // A bootstrap cut short is done again anyway: not news.
+                let live = matches!(stored.table(name), Some(crate::state::TableState::Live { .. }));
+                if live && self.said_rowids.insert(name.to_string()) {
                     tracing::info!(replica = %self.path.display(), table = %name,
                         "its rows here were written before the replica kept the source's rowids; reseeding it");
                 }
