@@ -211,6 +211,11 @@ fn schema_events(events: &[cdc::Event]) -> Vec<(String, cdc::SchemaObject, bool,
         .collect()
 }
 
+/// The `--target` strings of a replica file and a JSON-lines file.
+fn targets(replica: &Path, stream: &Path) -> (String, String) {
+    (format!("sqlite:{}", replica.display()), format!("jsonl:{}", stream.display()))
+}
+
 fn shop() -> TempDb {
     let db = TempDb::with_schema(
         "CREATE TABLE item(id INTEGER PRIMARY KEY, name TEXT NOT NULL, qty INTEGER);
@@ -294,7 +299,7 @@ fn values_written_before_capture_follows_a_schema_change_reach_a_replica_and_a_s
     let db = shop();
     let dir = db.dir.path();
     let (src, replica, stream) = (db.path.to_str().unwrap(), dir.join("replica.db"), dir.join("events.jsonl"));
-    let (to_replica, to_stream) = (format!("sqlite:{}", replica.display()), format!("jsonl:{}", stream.display()));
+    let (to_replica, to_stream) = targets(&replica, &stream);
     let mut sidecar = Sidecar::start(&["--db", src, "--target", &to_replica], &dir.join("replica.log"));
     let mut streamer = Sidecar::start(&["--db", src, "--target", &to_stream], &dir.join("stream.log"));
     wait_same_file(&db.path, &replica, "first bootstrap");
@@ -337,7 +342,7 @@ fn values_written_while_no_sidecar_runs_after_a_schema_change_are_not_lost() {
     let db = shop();
     let dir = db.dir.path();
     let (src, replica, stream) = (db.path.to_str().unwrap(), dir.join("replica.db"), dir.join("events.jsonl"));
-    let (to_replica, to_stream) = (format!("sqlite:{}", replica.display()), format!("jsonl:{}", stream.display()));
+    let (to_replica, to_stream) = targets(&replica, &stream);
     let sidecar = Sidecar::start(&["--db", src, "--target", &to_replica], &dir.join("replica.log"));
     wait_same_file(&db.path, &replica, "first bootstrap");
     let (code, _, err) = run_bin("replicator", &["--db", src, "--target", &to_stream, "--once"]);

@@ -257,7 +257,8 @@ impl Engine {
         // the entry at the high-water mark would change: checked again
         // before the target commits.
         let anchor = log::anchor(&self.source.conn, high_water)?;
-        if high_water - from > self.settings.batch_size as i64 {
+        let several_reads = high_water - from > self.settings.batch_size as i64;
+        if several_reads {
             // Longer than a batch: each batch in a read of its own.
             self.source.end_read();
         }
@@ -277,7 +278,7 @@ impl Engine {
         };
         // Read in several reads: had anything freed rows after `from`
         // meanwhile (a pin not counted), some changes were never read.
-        if log::low_water(&self.source.conn)?.is_some_and(|low| low > from + 1) {
+        if several_reads && log::low_water(&self.source.conn)?.is_some_and(|low| low > from + 1) {
             target.rollback().map_err(Failure::Target)?;
             return Err(Failure::Moved("the log was freed past this consumer while it was read"));
         }
