@@ -2,7 +2,9 @@
 //! in the same run: (1) a backlog of 20 000 captured inserts (one source
 //! transaction) from source to replica, the table's bootstrap done before
 //! (direct: one drain into `sqlite:`; JetStream: one drain into the stream,
-//! then a follower applies it to its replica), and (2) the
+//! then a follower applies it to its replica; and the follower alone,
+//! reading a stream filled before, against the floor of reading those
+//! messages with a bare pull consumer), and (2) the
 //! end-to-end lag of single-row commits, live (the publisher and the
 //! follower running, or the direct sidecar), read by polling the replica
 //! every 200 µs. p50/p99 are printed and saved to
@@ -133,7 +135,62 @@ fn backlog(c: &mut Criterion, server: &Server) {
             total
         })
     });
+    // One stream filled once, read by each iteration from its start:
+    // a follower into a fresh replica, against the floor of reading the
+    // same messages at all (a bare async-nats pull consumer on a
+    // one-thread runtime like the follower's, acknowledging the last
+    // message, pulling 10 000 at a time, the fastest size measured; no
+    // decoding, no replica).
+    n += 1;
+    let stream = format!("R{n}");
+    let url = server.url(&stream);
+    let mut target = NatsTarget::connect(&url, "bench").unwrap();
+    let (source, mut e) = ready(&template, &format!("rep{n}.db"), &mut target);
+    fill_narrow(&open(&source), ROWS);
+    e.drain(&mut target).unwrap();
+    group.bench_function("follower from a filled stream", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let replica = dir.path().join(format!("rep-replica{n}.db"));
+                let options = FollowerOptions { once: true, ..FollowerOptions::default() };
+                let started = Instant::now();
+                Follower::open(&url, &replica, options).unwrap().run().unwrap();
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.bench_function("floor: the same messages pulled by a bare consumer", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| bare_pull(server.port, &stream)).sum())
+    });
     group.finish();
+}
+
+/// Reads every message of `stream` with a plain async-nats pull consumer
+/// (ephemeral, acknowledging the last one), timed from its creation.
+fn bare_pull(port: u16, stream: &str) -> Duration {
+    use async_nats::jetstream::consumer::{AckPolicy, pull};
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(format!("127.0.0.1:{port}")).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(stream).await.unwrap();
+        let total = stream.info().await.unwrap().state.messages;
+        let started = Instant::now();
+        let config = pull::Config { ack_policy: AckPolicy::All, max_ack_pending: -1, ..pull::Config::default() };
+        let consumer = stream.create_consumer(config).await.unwrap();
+        let mut messages = consumer.stream().max_messages_per_batch(10_000).messages().await.unwrap();
+        for i in 1..=total {
+            let message = messages.next().await.unwrap().unwrap();
+            if i == total {
+                message.ack().await.unwrap();
+            }
+        }
+        started.elapsed()
+    })
 }
 
 /// Commits one row at a time and waits until `replica` shows it.

@@ -151,6 +151,8 @@ pub fn render(results: &BTreeMap<String, BTreeMap<String, f64>>, dir: &Path) -> 
         ("bootstrap/", "baseline: VACUUM INTO", "VACUUM INTO"),
         ("bootstrap/", "baseline: INSERT INTO ... SELECT into a WAL file", "INSERT … SELECT into a WAL file"),
         ("drain", "baseline: SELECT every log row", "SELECT of the log rows"),
+        ("nats/backlog", "direct-replica", "the direct replica"),
+        ("nats/backlog", "floor: the same messages pulled by a bare consumer", "a bare consumer's pull (floor)"),
     ] {
         for (group, r) in results.iter().filter(|(g, _)| g.starts_with(prefix)) {
             out.push_str(&format!("\n| {group} | time | / {what} |\n| --- | --- | --- |\n"));

@@ -382,6 +382,14 @@ impl TableDesc {
         format!("INSERT OR REPLACE INTO main.{table}({cols}) SELECT {cols} FROM {from}.{table}{range}")
     }
 
+    /// Copies every row of the table from the attached database `schema`
+    /// into an empty table of the same definition, as one `INSERT … SELECT
+    /// *`: SQLite transfers such rows as raw records.
+    pub fn copy_whole_sql(&self, schema: &str) -> String {
+        let (table, from) = (quote_ident(&self.name), quote_ident(schema));
+        format!("INSERT OR REPLACE INTO main.{table} SELECT * FROM {from}.{table}")
+    }
+
     /// The rowid `?2` rows past rowid `?1` (inclusive) in the attached
     /// database `schema`: where the next copy batch starts. `None` when
     /// the table has no usable rowid name (copied in one statement).

@@ -4,6 +4,7 @@ use cdc_schema::TableDesc;
 
 use crate::error::Result;
 use crate::event::Event;
+use crate::signal::StopHandle;
 use crate::state::DeliveryState;
 
 /// What a target learns about the source when the engine opens it. It
@@ -171,8 +172,11 @@ pub trait BulkCopy {
 
     /// Copies about `limit` rows of `table` starting at `from`
     /// ([`CopyFrom::Start`] first, then each batch's `next`). A target may
-    /// copy more at once (every row, when it finds no order to batch by).
-    fn copy_rows(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch>;
+    /// copy more at once (every row, when it finds no order to batch by,
+    /// or when copying the whole table in one statement is much faster);
+    /// a copy that takes long polls `stop` and, once it is stopped, may
+    /// end with any error (the engine then rolls back, as for any stop).
+    fn copy_rows(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize, stop: &StopHandle) -> Result<CopyBatch>;
 }
 
 impl<F> Target for F

@@ -161,7 +161,13 @@ impl Engine {
 /// commit that caused a file event may not have been visible yet when the
 /// ring was answered, and on a loaded machine the writer can be held up
 /// between writing its WAL frames and publishing the commit.
-const RECHECKS: [Duration; 5] = [
+///
+/// The first looks come soon: an event is most often ahead of its commit
+/// by tens of microseconds (the writer still writing its last frames), and
+/// a look costs one read of the WAL index.
+const RECHECKS: [Duration; 7] = [
+    Duration::from_micros(100),
+    Duration::from_micros(400),
     Duration::from_millis(1),
     Duration::from_millis(5),
     Duration::from_millis(25),

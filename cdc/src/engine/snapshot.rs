@@ -5,8 +5,9 @@
 //! size however large the table.
 //!
 //! A target with a [`crate::BulkCopy`] whose own read of the source is the same
-//! cut gets `BootstrapBegin`, then copies the rows itself in batches of
-//! rowids (SQLite to SQLite, no values through Rust), then `BootstrapEnd`.
+//! cut gets `BootstrapBegin`, then copies the rows itself (SQLite to
+//! SQLite, no values through Rust: the whole table in one statement, or in
+//! batches of rowids or keys), then `BootstrapEnd`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::failure::Failure;
 use crate::event::{Event, Row};
 use crate::log::Registered;
-use crate::signal::Waker;
+use crate::signal::{StopHandle, Waker};
 use crate::target::Target;
 use crate::value::Value;
 
@@ -159,10 +160,19 @@ fn bulk(
         if waker.is_stopped() {
             return Ok(None);
         }
+        // Said at the start: a table copied in one statement reports
+        // nothing else until it is done.
+        if from == crate::CopyFrom::Start {
+            report(0, false);
+        }
         let copier = target
             .bulk_copy()
             .ok_or_else(|| Failure::Target(crate::Error::Internal("the target stopped offering a bulk copy".into())))?;
-        let batch = copier.copy_rows(desc, &from, limit).map_err(Failure::Target)?;
+        let batch = match copier.copy_rows(desc, &from, limit, &StopHandle::of(waker)) {
+            Ok(batch) => batch,
+            Err(_) if waker.is_stopped() => return Ok(None),
+            Err(e) => return Err(Failure::Target(e)),
+        };
         count += batch.rows;
         // Batches that stopped moving forward end here, not in a loop.
         if count > total {

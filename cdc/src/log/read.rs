@@ -26,6 +26,9 @@ pub struct Layout {
     pub columns: Arc<[String]>,
     /// The description the triggers were generated from.
     pub desc: TableDesc,
+    /// How each format lays this table's images out, worked out once
+    /// (not per log row: the description answers by scanning columns).
+    shapes: [Shape; 2],
 }
 
 impl Layout {
@@ -33,8 +36,35 @@ impl Layout {
         Layout {
             table: desc.name.as_ref().into(),
             columns: desc.captured().map(|c| c.name.to_string()).collect(),
+            shapes: [Shape::new(CURRENT, &desc), Shape::new(LEGACY, &desc)],
             desc,
         }
+    }
+
+    fn shape(&self, format: Format) -> Shape {
+        self.shapes[usize::from(format.legacy)]
+    }
+}
+
+/// How one format lays out the images of one table.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// Images have a slot of their own for the rowid.
+    rowid_slot: bool,
+    /// Values per image.
+    image_len: usize,
+    /// The image position of the column that carries the rowid where it
+    /// has no slot: the INTEGER PRIMARY KEY.
+    key_rowid: Option<usize>,
+    /// An UPDATE's after image starts a row of its own.
+    split_update: bool,
+}
+
+impl Shape {
+    fn new(format: Format, desc: &TableDesc) -> Shape {
+        let rowid_slot = format.rowid_slot(desc);
+        let key_rowid = if rowid_slot || desc.without_rowid { None } else { desc.key_positions().first().copied() };
+        Shape { rowid_slot, image_len: format.image_len(desc), key_rowid, split_update: format.split_update(desc) }
     }
 }
 
@@ -101,21 +131,22 @@ struct RawRow<'r> {
     row: &'r rusqlite::Row<'r>,
     /// Column of the first value.
     first: usize,
+    /// Values per row (the format's).
+    width: usize,
 }
 
 /// A change being put together from its rows.
 struct Pending {
     change: Change,
     layout: Arc<Layout>,
-    format: Format,
-    image_len: usize,
+    shape: Shape,
     /// Values in so far.
     filled: usize,
 }
 
 impl Pending {
     fn total(&self) -> usize {
-        self.image_len * if self.change.op == Op::Update { 2 } else { 1 }
+        self.shape.image_len * if self.change.op == Op::Update { 2 } else { 1 }
     }
 
     /// The change ends here (the next row starts another, or the read
@@ -125,8 +156,7 @@ impl Pending {
         if self.filled == self.total() {
             return Ok(self.change);
         }
-        if self.change.op == Op::Update && self.filled == self.image_len && self.format.split_update(&self.layout.desc)
-        {
+        if self.change.op == Op::Update && self.filled == self.shape.image_len && self.shape.split_update {
             self.change.op = Op::Delete;
             self.change.after = None;
             return Ok(self.change);
@@ -136,19 +166,10 @@ impl Pending {
 
     /// Takes this row's values (`row` continues the change, or starts it).
     fn take(&mut self, raw: &RawRow<'_>) -> Result<()> {
-        let len = self.image_len;
-        let rowid_slot = self.format.rowid_slot(&self.layout.desc);
-        // The column that carries the rowid where it has no slot: the
-        // INTEGER PRIMARY KEY.
-        let key_rowid = if rowid_slot || self.layout.desc.without_rowid {
-            None
-        } else {
-            self.layout.desc.key_positions().first().copied()
-        };
+        let Shape { rowid_slot, image_len: len, key_rowid, split_update } = self.shape;
         // A split UPDATE's after image starts a row of its own.
-        let segment_end =
-            if self.format.split_update(&self.layout.desc) && self.filled < len { len } else { self.total() };
-        let here = (segment_end - self.filled).min(self.format.width);
+        let segment_end = if split_update && self.filled < len { len } else { self.total() };
+        let here = (segment_end - self.filled).min(raw.width);
         for i in 0..here {
             let at = self.filled;
             let value = Value::from_ref(raw.row.get_ref(raw.first + i)?).map_err(|_| Error::InvalidUtf8 {
@@ -298,10 +319,18 @@ impl LogReader {
                 let ts: Option<f64> = r.get(3)?;
                 // Continuation rows have no capture id.
                 let tid = r.get::<_, Option<i64>>(1)?.unwrap_or(0);
-                RawRow { seq: r.get(0)?, tid, op: r.get(2)?, time_ms: ts.map(julian_to_unix_ms), row: r, first: 4 }
+                RawRow {
+                    seq: r.get(0)?,
+                    tid,
+                    op: r.get(2)?,
+                    time_ms: ts.map(julian_to_unix_ms),
+                    row: r,
+                    first: 4,
+                    width: format.width,
+                }
             } else {
                 let (tid, op) = split_kind(r.get::<_, Option<i64>>(1)?.unwrap_or(0));
-                RawRow { seq: r.get(0)?, tid, op, time_ms: None, row: r, first: 2 }
+                RawRow { seq: r.get(0)?, tid, op, time_ms: None, row: r, first: 2, width: format.width }
             };
             if raw.op == 0 {
                 // Without a change under way: a continuation whose head was
@@ -338,11 +367,11 @@ impl LogReader {
                 before: if op == Op::Insert { None } else { image() },
                 after: if op == Op::Delete { None } else { image() },
             };
-            let image_len = format.image_len(&layout.desc);
             // (A DELETE may be an UPDATE whose row was gone: its one row
             // holds the before image, then NULLs where the after image
             // would be, which `take` leaves.)
-            let mut p = Pending { change, layout, format, image_len, filled: 0 };
+            let shape = layout.shape(format);
+            let mut p = Pending { change, layout, shape, filled: 0 };
             p.take(&raw)?;
             pending = Some(p);
             batch.end_seq = raw.seq;

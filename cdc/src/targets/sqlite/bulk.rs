@@ -10,6 +10,7 @@ use cdc_schema::TableDesc;
 use super::SqliteTarget;
 use crate::db::DEFAULT_BUSY_TIMEOUT;
 use crate::error::{Error, Result};
+use crate::signal::StopHandle;
 use crate::target::{BulkCopy, CopyBatch, CopyFrom, SourceCut};
 use crate::value::Value;
 
@@ -25,8 +26,24 @@ impl BulkCopy for SqliteTarget {
         self.read_attached().map_err(|e| self.named(e))
     }
 
-    fn copy_rows(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch> {
-        self.copy_batch(table, from, limit).map_err(|e| self.copy_error(e, &table.name))
+    fn copy_rows(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize, stop: &StopHandle) -> Result<CopyBatch> {
+        // A copy in one statement can take long (a whole table): every
+        // 100 000 SQLite instructions (about 20 000 rows) it looks whether
+        // to stop; a stop interrupts it, and SQLite rolls the bootstrap's
+        // transaction back.
+        // (Asked before the handler is in place: the handler is removed on
+        // every path that installed it.)
+        let whole = match from {
+            CopyFrom::Start => self.copies_whole(table).map_err(|e| self.copy_error(e, &table.name))?,
+            _ => false,
+        };
+        let stop = stop.clone();
+        self.conn.progress_handler(100_000, Some(move || stop.is_stopped()))?;
+        let copied = if whole { self.copy_whole(table) } else { self.copy_batch(table, from, limit) };
+        let removed = self.conn.progress_handler(0, None::<fn() -> bool>);
+        let copied = copied.map_err(|e| self.copy_error(e, &table.name))?;
+        removed?;
+        Ok(copied)
     }
 }
 
@@ -90,6 +107,48 @@ impl SqliteTarget {
         let cut = read();
         self.conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)?;
         Ok(cut?)
+    }
+
+    /// Whether `table` is copied whole by one `INSERT … SELECT *`, which
+    /// SQLite runs as a transfer of raw records into the empty table (the
+    /// transfer `VACUUM` uses: no value decoded, no row re-encoded; 1.6x
+    /// faster than batches of rowid ranges, which it cannot serve). SQLite
+    /// declines the transfer for a table with a `CHECK` constraint (a
+    /// source attached read only has its checks left out, so the two
+    /// definitions differ to it) or a trigger or an index of the replica's
+    /// own, and copies row by row: as exact, as fast as the batches, only
+    /// without progress between 0 and the end. Only
+    /// where that statement copies exactly what the batches would, even
+    /// if SQLite declines the transfer and copies row by row: the
+    /// replica's table has the source's very definition (so `*` names the
+    /// same columns in the same order), no generated column (`*` would
+    /// name it), and rows found by an `INTEGER PRIMARY KEY` or a `WITHOUT
+    /// ROWID` key (SQLite's row-by-row copy, and its transfer into a table
+    /// without an index, number other tables' rows anew).
+    pub(super) fn copies_whole(&self, table: &TableDesc) -> Result<bool> {
+        if table.columns.iter().any(|c| c.generated) || !(table.without_rowid || table.integer_primary_key().is_some())
+        {
+            return Ok(false);
+        }
+        let sql = |schema: &str| -> rusqlite::Result<Option<String>> {
+            self.conn
+                .prepare_cached(&format!("SELECT sql FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?1"))?
+                .query_row([table.name.as_ref() as &str], |r| r.get(0))
+                .optional()
+                .map(Option::flatten)
+        };
+        let (ours, theirs) = (sql("main")?, sql(SOURCE_SCHEMA)?);
+        Ok(ours.is_some() && ours == theirs)
+    }
+
+    /// Copies the whole of `table` in one statement (see
+    /// [`Self::copies_whole`]).
+    pub(super) fn copy_whole(&mut self, table: &TableDesc) -> Result<CopyBatch> {
+        if self.attached.is_none() || !self.in_tx {
+            return Err(Error::Internal(format!("replica {}: no source attached to copy from", self.path.display())));
+        }
+        let rows = self.conn.prepare_cached(&table.copy_whole_sql(SOURCE_SCHEMA))?.execute([])?;
+        Ok(CopyBatch { rows: rows as u64, next: None })
     }
 
     pub(super) fn copy_batch(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch> {
