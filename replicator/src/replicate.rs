@@ -306,10 +306,13 @@ fn progress_bars() -> impl FnMut(&Progress) + Send + 'static {
         let bar = bars.entry(p.table.to_string()).or_insert_with(|| {
             let bar = ProgressBar::new(p.total);
             bar.set_style(
-                ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} rows {per_sec} eta {eta}")
+                ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} rows {per_sec} {elapsed} eta {eta}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_message(p.table.to_string());
+            // Redrawn while nothing is reported: a table SQLite copies in
+            // one statement says only its start and its end.
+            bar.enable_steady_tick(std::time::Duration::from_millis(250));
             bar
         });
         bar.set_position(p.rows);
