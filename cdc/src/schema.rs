@@ -112,6 +112,54 @@ pub fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
     Ok(conn.query_row(sql, [table], |_| Ok(())).optional()?.is_some())
 }
 
+/// One column of a unique key: its name (lower case) and the collation the
+/// key compares it with (lower case).
+pub type KeyColumn = (String, String);
+
+/// The unique keys of `table`: the columns (with their collations) of its
+/// `INTEGER PRIMARY KEY`, primary key, `UNIQUE` constraints and unique
+/// indexes, each sorted. A unique index that is partial or on an
+/// expression is `None`: no set of columns says which rows it lets the
+/// table hold.
+pub fn unique_keys(conn: &Connection, table: &str) -> Result<Vec<Option<Vec<KeyColumn>>>> {
+    let mut keys = Vec::new();
+    // An INTEGER PRIMARY KEY is the rowid: no index lists it.
+    let ipk: Option<String> = conn
+        .query_row(
+            "SELECT name FROM pragma_table_info(?1) WHERE pk = 1 AND lower(type) = 'integer' \
+             AND (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 \
+             AND NOT EXISTS (SELECT 1 FROM pragma_index_list(?1) WHERE origin = 'pk')",
+            [table],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(name) = ipk {
+        keys.push(Some(vec![(name.to_lowercase(), "binary".to_string())]));
+    }
+    let mut list = conn.prepare("SELECT name, partial FROM pragma_index_list(?1) WHERE \"unique\" = 1")?;
+    let indexes: Vec<(String, bool)> =
+        list.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut columns = conn.prepare("SELECT cid, name, coll FROM pragma_index_xinfo(?1) WHERE key = 1")?;
+    for (index, partial) in indexes {
+        let cols: Vec<(i64, Option<String>, Option<String>)> =
+            columns.query_map([&index], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+        let key: Option<Vec<KeyColumn>> = if partial {
+            None
+        } else {
+            cols.into_iter()
+                .map(|(cid, name, coll)| {
+                    Some((name.filter(|_| cid >= 0)?.to_lowercase(), coll.unwrap_or_default().to_lowercase()))
+                })
+                .collect()
+        };
+        keys.push(key.map(|mut k| {
+            k.sort();
+            k
+        }));
+    }
+    Ok(keys)
+}
+
 /// The SQL of the unique ones among `indexes`, in their order.
 pub fn unique_index_sql(indexes: &[IndexSql]) -> Vec<&str> {
     indexes.iter().filter(|i| i.unique).map(|i| i.sql.as_str()).collect()

@@ -147,6 +147,7 @@ mod tests {
                 create_sql: "CREATE TABLE t(a)".into(),
                 indexes,
                 inserts: Default::default(),
+                unique_keys: None,
             }],
             dropped: dropped.iter().map(|s| s.to_string()).collect(),
             views: views.iter().map(|(n, s)| (n.to_string(), s.to_string())).collect(),

@@ -279,7 +279,8 @@ impl SourceDb {
         for r in &self.followed {
             let create_sql = crate::schema::table_sql(&self.conn, &r.desc.name)?;
             let indexes = crate::schema::indexes(&self.conn, &r.desc.name)?;
-            tables.push(SourceTable { desc: r.desc.clone(), create_sql, indexes, inserts: r.inserts });
+            let unique_keys = Some(crate::schema::unique_keys(&self.conn, &r.desc.name)?);
+            tables.push(SourceTable { desc: r.desc.clone(), create_sql, indexes, inserts: r.inserts, unique_keys });
         }
         Ok(Source {
             log_id: self.log_id.clone(),

@@ -263,6 +263,64 @@ fn a_copy_in_one_statement_stops_when_asked() {
     assert_equal(&db.path, &replica, &["t"]);
 }
 
+/// A replica table of the user's own with a unique key the source lacks
+/// (or compares otherwise) would let `OR REPLACE` evict rows the source
+/// holds, counted nowhere: refused in one line, the replica untouched. A
+/// key that holds one of the source's (more columns) cannot be broken by
+/// the source's rows: used, and the replica equals the source through
+/// duplicates of the other columns.
+#[test]
+fn a_users_table_with_a_unique_key_the_source_lacks_is_refused() {
+    let db = TempDb::with_schema(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT UNIQUE);
+         INSERT INTO t VALUES(1, 'a', 'x'), (2, 'a', 'y'), (3, 'b', 'X');",
+    );
+    db.install(&["t"]);
+    for (i, (replica_sql, refused)) in [
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v UNIQUE, e TEXT);",
+            Some("a unique key on (v) that the source does not have"),
+        ),
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT COLLATE NOCASE UNIQUE);",
+            Some("a unique key on (e COLLATE nocase)"),
+        ),
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT); CREATE UNIQUE INDEX p ON t(v) WHERE id > 1;",
+            Some("a partial unique index"),
+        ),
+        ("CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT, UNIQUE(e, v)); CREATE UNIQUE INDEX k ON t(v, id);", None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let replica = db.dir.path().join(format!("replica{i}.db"));
+        sqlite3(&replica, replica_sql);
+        let before = sqlite3(&replica, "SELECT group_concat(name) FROM sqlite_master;");
+        let mut engine = Engine::builder(&db.path).open().unwrap();
+        let mut target = SqliteTarget::open(&replica).unwrap();
+        let drained = engine.drain(&mut target);
+        match refused {
+            Some(why) => {
+                let err = drained.unwrap_err().to_string();
+                assert!(err.contains(why) && !err.contains('\n'), "{replica_sql}: {err}");
+                drop(target);
+                assert_eq!(sqlite3(&replica, "SELECT group_concat(name) FROM sqlite_master;"), before);
+                assert_eq!(sqlite3(&replica, "SELECT count(*) FROM t;").trim(), "0");
+            }
+            None => {
+                drained.unwrap();
+                sqlite3(
+                    &db.path,
+                    &format!("INSERT INTO t(v, e) VALUES('a', 'w{i}'); UPDATE t SET v = 'b' WHERE id = 1;"),
+                );
+                engine.drain(&mut target).unwrap();
+                assert_equal(&db.path, &replica, &["t"]);
+            }
+        }
+    }
+}
+
 /// A copy that does not land every row of the cut (here a user's own
 /// replica table whose trigger skips some rows) is never committed: the
 /// replicator stops, saying so in one line, and the replica keeps what it

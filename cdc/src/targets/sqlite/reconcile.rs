@@ -92,7 +92,8 @@ impl SqliteTarget {
                 continue;
             }
             let live = describe(&self.conn, name)?;
-            let problems = mismatches(&t.desc, &live, Against::Source);
+            let mut problems = mismatches(&t.desc, &live, Against::Source);
+            problems.extend(evicting_keys(&self.conn, t)?);
             if !problems.is_empty() {
                 return Err(Error::ReplicaMismatch { path: self.path.clone(), table: name.to_string(), problems });
             }
@@ -174,6 +175,40 @@ pub(super) fn create_table(conn: &Connection, t: &SourceTable) -> Result<()> {
 /// Whether the replica's table holds the same rows the source's can: the
 /// same `CREATE TABLE` text and the same unique indexes. (Plain indexes
 /// change no row: [`sync_plain_indexes`] copies them.)
+/// The unique keys of the user's replica table `t` that no unique key of
+/// the source lies within, one line each: through them `OR REPLACE`
+/// would evict rows the source holds (silently: SQLite counts no such
+/// delete), so the table is refused. A key holding a source key (the same
+/// columns compared the same way, or more) can never be broken by the
+/// source's rows.
+pub(super) fn evicting_keys(conn: &Connection, t: &SourceTable) -> Result<Vec<String>> {
+    let Some(source_keys) = &t.unique_keys else { return Ok(Vec::new()) };
+    let source_keys: Vec<&Vec<crate::schema::KeyColumn>> = source_keys.iter().flatten().collect();
+    let mut problems = Vec::new();
+    for key in crate::schema::unique_keys(conn, &t.desc.name)? {
+        let Some(key) = key else {
+            problems.push(
+                "a partial unique index or one on an expression: it may refuse or evict rows the source \
+                 holds (drop it here)"
+                    .to_string(),
+            );
+            continue;
+        };
+        if !source_keys.iter().any(|s| s.iter().all(|c| key.contains(c))) {
+            let cols: Vec<String> = key
+                .iter()
+                .map(|(c, coll)| if coll == "binary" { c.clone() } else { format!("{c} COLLATE {coll}") })
+                .collect();
+            problems.push(format!(
+                "a unique key on ({}) that the source does not have: rows the source holds could evict each \
+                 other here (drop that index or constraint here)",
+                cols.join(", ")
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 pub(super) fn same_schema(conn: &Connection, t: &SourceTable) -> Result<bool> {
     if crate::schema::table_sql(conn, &t.desc.name)? != t.create_sql {
         return Ok(false);
