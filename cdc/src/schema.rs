@@ -112,16 +112,24 @@ pub fn table_exists(conn: &Connection, table: &str) -> Result<bool> {
     Ok(conn.query_row(sql, [table], |_| Ok(())).optional()?.is_some())
 }
 
-/// One column of a unique key: its name (lower case) and the collation the
-/// key compares it with (lower case).
+/// One column of a unique key: its name as declared, and the collation
+/// the key compares it with (lower case; `rowid` for a rowid alias).
 pub type KeyColumn = (String, String);
 
-/// The unique keys of `table`: the columns (with their collations) of its
-/// `INTEGER PRIMARY KEY`, primary key, `UNIQUE` constraints and unique
-/// indexes, each sorted. A unique index that is partial or on an
-/// expression is `None`: no set of columns says which rows it lets the
-/// table hold.
-pub fn unique_keys(conn: &Connection, table: &str) -> Result<Vec<Option<Vec<KeyColumn>>>> {
+/// A unique key of a table: which rows it lets the table hold together.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum UniqueKey {
+    /// An `INTEGER PRIMARY KEY` (the column's collation says `rowid`: it
+    /// also turns a NULL into a new rowid), a primary key, a `UNIQUE`
+    /// constraint or unique index on columns: those columns, sorted.
+    Columns(Vec<KeyColumn>),
+    /// A unique index that is partial or on an expression: no set of
+    /// columns says what it allows, its SQL does.
+    Index(String),
+}
+
+/// The unique keys of `table` ([`UniqueKey`]).
+pub fn unique_keys(conn: &Connection, table: &str) -> Result<Vec<UniqueKey>> {
     let mut keys = Vec::new();
     // An INTEGER PRIMARY KEY is the rowid: no index lists it.
     let ipk: Option<String> = conn
@@ -134,28 +142,30 @@ pub fn unique_keys(conn: &Connection, table: &str) -> Result<Vec<Option<Vec<KeyC
         )
         .optional()?;
     if let Some(name) = ipk {
-        keys.push(Some(vec![(name.to_lowercase(), "binary".to_string())]));
+        keys.push(UniqueKey::Columns(vec![(name, "rowid".to_string())]));
     }
-    let mut list = conn.prepare("SELECT name, partial FROM pragma_index_list(?1) WHERE \"unique\" = 1")?;
-    let indexes: Vec<(String, bool)> =
-        list.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut list = conn.prepare(
+        "SELECT il.name, il.partial, m.sql FROM pragma_index_list(?1) AS il \
+         LEFT JOIN sqlite_master AS m ON m.type = 'index' AND m.name = il.name WHERE il.\"unique\" = 1",
+    )?;
+    let indexes: Vec<(String, bool, Option<String>)> =
+        list.query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
     let mut columns = conn.prepare("SELECT cid, name, coll FROM pragma_index_xinfo(?1) WHERE key = 1")?;
-    for (index, partial) in indexes {
+    for (index, partial, sql) in indexes {
         let cols: Vec<(i64, Option<String>, Option<String>)> =
             columns.query_map([&index], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
-        let key: Option<Vec<KeyColumn>> = if partial {
-            None
-        } else {
-            cols.into_iter()
-                .map(|(cid, name, coll)| {
-                    Some((name.filter(|_| cid >= 0)?.to_lowercase(), coll.unwrap_or_default().to_lowercase()))
-                })
-                .collect()
-        };
-        keys.push(key.map(|mut k| {
-            k.sort();
-            k
-        }));
+        let named: Option<Vec<KeyColumn>> = cols
+            .into_iter()
+            .map(|(cid, name, coll)| Some((name.filter(|_| cid >= 0)?, coll.unwrap_or_default().to_lowercase())))
+            .collect();
+        keys.push(match (named, partial) {
+            (Some(mut cols), false) => {
+                cols.sort();
+                UniqueKey::Columns(cols)
+            }
+            // Only an explicit index can be partial or on an expression.
+            _ => UniqueKey::Index(sql.unwrap_or(index)),
+        });
     }
     Ok(keys)
 }

@@ -47,12 +47,13 @@ pub struct SourceTable {
     #[serde(default)]
     pub inserts: cdc_schema::InsertImage,
     /// The table's unique keys in the source ([`crate::schema::unique_keys`]):
-    /// a replica table of the user's own may have a unique index only where
-    /// it contains one of them, or `OR REPLACE` there would evict rows the
-    /// source holds. `None` from a publisher that did not say (a NATS
-    /// stream written by an earlier version): then not checked.
+    /// a replica table of the user's own must have each of them, and no
+    /// other unless it contains one of them, or `OR REPLACE` would evict
+    /// rows there that the source keeps, or keep rows the source evicted.
+    /// `None` from a publisher that did not say (a NATS stream written by
+    /// an earlier version): then not checked.
     #[serde(default)]
-    pub unique_keys: Option<Vec<Option<Vec<crate::schema::KeyColumn>>>>,
+    pub unique_keys: Option<Vec<crate::schema::UniqueKey>>,
 }
 
 /// A destination for events.

@@ -263,12 +263,13 @@ fn a_copy_in_one_statement_stops_when_asked() {
     assert_equal(&db.path, &replica, &["t"]);
 }
 
-/// A replica table of the user's own with a unique key the source lacks
-/// (or compares otherwise) would let `OR REPLACE` evict rows the source
-/// holds, counted nowhere: refused in one line, the replica untouched. A
-/// key that holds one of the source's (more columns) cannot be broken by
-/// the source's rows: used, and the replica equals the source through
-/// duplicates of the other columns.
+/// A replica table of the user's own must have the source's unique keys
+/// and no other (one that holds a source key, with more columns, cannot
+/// evict): `OR REPLACE` evicts through every unique key without a trace,
+/// so a key the source lacks drops rows the source holds, and a source key
+/// missing here keeps rows the source evicted. Refused in one line, the
+/// replica untouched; the same keys written otherwise are used, and the
+/// replica equals the source through evictions by the source's own key.
 #[test]
 fn a_users_table_with_a_unique_key_the_source_lacks_is_refused() {
     let db = TempDb::with_schema(
@@ -287,9 +288,17 @@ fn a_users_table_with_a_unique_key_the_source_lacks_is_refused() {
         ),
         (
             "CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT); CREATE UNIQUE INDEX p ON t(v) WHERE id > 1;",
-            Some("a partial unique index"),
+            Some("the unique index \"CREATE UNIQUE INDEX p ON t(v) WHERE id > 1\" that the source does not have"),
         ),
-        ("CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT, UNIQUE(e, v)); CREATE UNIQUE INDEX k ON t(v, id);", None),
+        (
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT, UNIQUE(e, v));",
+            Some("the source has a unique key on (e)"),
+        ),
+        (
+            "CREATE TABLE t(id INT PRIMARY KEY, v, e TEXT UNIQUE);",
+            Some("(id INTEGER PRIMARY KEY) and this table has not"),
+        ),
+        ("CREATE TABLE t(id INTEGER PRIMARY KEY, v, e TEXT, UNIQUE(e)); CREATE UNIQUE INDEX k ON t(v, id);", None),
     ]
     .into_iter()
     .enumerate()
@@ -312,7 +321,8 @@ fn a_users_table_with_a_unique_key_the_source_lacks_is_refused() {
                 drained.unwrap();
                 sqlite3(
                     &db.path,
-                    &format!("INSERT INTO t(v, e) VALUES('a', 'w{i}'); UPDATE t SET v = 'b' WHERE id = 1;"),
+                    "INSERT INTO t(v, e) VALUES('a', 'w'); UPDATE t SET v = 'b' WHERE id = 1;
+                     INSERT OR REPLACE INTO t(id, v, e) VALUES(9, 'c', 'x');",
                 );
                 engine.drain(&mut target).unwrap();
                 assert_equal(&db.path, &replica, &["t"]);

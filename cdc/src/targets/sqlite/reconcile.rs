@@ -93,7 +93,7 @@ impl SqliteTarget {
             }
             let live = describe(&self.conn, name)?;
             let mut problems = mismatches(&t.desc, &live, Against::Source);
-            problems.extend(evicting_keys(&self.conn, t)?);
+            problems.extend(unique_key_problems(&self.conn, t)?);
             if !problems.is_empty() {
                 return Err(Error::ReplicaMismatch { path: self.path.clone(), table: name.to_string(), problems });
             }
@@ -172,43 +172,64 @@ pub(super) fn create_table(conn: &Connection, t: &SourceTable) -> Result<()> {
     Ok(())
 }
 
-/// Whether the replica's table holds the same rows the source's can: the
-/// same `CREATE TABLE` text and the same unique indexes. (Plain indexes
-/// change no row: [`sync_plain_indexes`] copies them.)
-/// The unique keys of the user's replica table `t` that no unique key of
-/// the source lies within, one line each: through them `OR REPLACE`
-/// would evict rows the source holds (silently: SQLite counts no such
-/// delete), so the table is refused. A key holding a source key (the same
-/// columns compared the same way, or more) can never be broken by the
-/// source's rows.
-pub(super) fn evicting_keys(conn: &Connection, t: &SourceTable) -> Result<Vec<String>> {
-    let Some(source_keys) = &t.unique_keys else { return Ok(Vec::new()) };
-    let source_keys: Vec<&Vec<crate::schema::KeyColumn>> = source_keys.iter().flatten().collect();
-    let mut problems = Vec::new();
-    for key in crate::schema::unique_keys(conn, &t.desc.name)? {
-        let Some(key) = key else {
-            problems.push(
-                "a partial unique index or one on an expression: it may refuse or evict rows the source \
-                 holds (drop it here)"
-                    .to_string(),
-            );
-            continue;
-        };
-        if !source_keys.iter().any(|s| s.iter().all(|c| key.contains(c))) {
-            let cols: Vec<String> = key
+/// How the unique keys of the user's replica table `t` differ from the
+/// source's, one line each; the table is refused for any. `OR REPLACE`
+/// evicts through every unique key, silently (no delete is counted or
+/// logged): a source key missing here keeps rows the source evicted, and
+/// a key here that holds no source key (the same columns compared the
+/// same way, or more) evicts rows the source keeps.
+pub(super) fn unique_key_problems(conn: &Connection, t: &SourceTable) -> Result<Vec<String>> {
+    use crate::schema::UniqueKey;
+    let Some(theirs) = &t.unique_keys else { return Ok(Vec::new()) };
+    let ours = crate::schema::unique_keys(conn, &t.desc.name)?;
+    let shown = |key: &UniqueKey| match key {
+        UniqueKey::Columns(cols) => {
+            let cols: Vec<String> = cols
                 .iter()
-                .map(|(c, coll)| if coll == "binary" { c.clone() } else { format!("{c} COLLATE {coll}") })
+                .map(|(c, coll)| match coll.as_str() {
+                    "binary" => c.clone(),
+                    "rowid" => format!("{c} INTEGER PRIMARY KEY"),
+                    other => format!("{c} COLLATE {other}"),
+                })
                 .collect();
+            format!("a unique key on ({})", cols.join(", "))
+        }
+        UniqueKey::Index(sql) => format!("the unique index {sql:?}"),
+    };
+    let mut problems = Vec::new();
+    for key in theirs.iter().filter(|k| !ours.contains(k)) {
+        problems.push(format!(
+            "the source has {} and this table has not: rows the source evicts through it would stay here",
+            shown(key)
+        ));
+    }
+    for key in &ours {
+        let held = match key {
+            // Within a wider key, the source's rowid alias is a column
+            // like any other (its values are unique there as well).
+            UniqueKey::Columns(cols) => theirs.iter().any(|k| {
+                matches!(k, UniqueKey::Columns(s) if s.iter().all(|(c, coll)| {
+                    cols.iter().any(|(c2, coll2)| c2 == c && (coll2 == coll || (coll == "rowid" && coll2 == "binary")))
+                }))
+            }),
+            UniqueKey::Index(_) => theirs.contains(key),
+        };
+        if !held {
             problems.push(format!(
-                "a unique key on ({}) that the source does not have: rows the source holds could evict each \
-                 other here (drop that index or constraint here)",
-                cols.join(", ")
+                "{} that the source does not have: rows the source holds could evict each other here",
+                shown(key)
             ));
         }
+    }
+    if !problems.is_empty() {
+        problems.push("make the table's unique keys the source's, or drop it to let the replicator make it".into());
     }
     Ok(problems)
 }
 
+/// Whether the replica's table holds the same rows the source's can: the
+/// same `CREATE TABLE` text and the same unique indexes. (Plain indexes
+/// change no row: [`sync_plain_indexes`] copies them.)
 pub(super) fn same_schema(conn: &Connection, t: &SourceTable) -> Result<bool> {
     if crate::schema::table_sql(conn, &t.desc.name)? != t.create_sql {
         return Ok(false);
