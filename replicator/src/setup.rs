@@ -34,11 +34,12 @@ const EXAMPLES: &str = "Examples:
 #[allow(missing_docs)] // the fields' doc comments are --help text; `db` is the shared --db
 pub enum Command {
     /// Install capture triggers on tables (idempotent).
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["tables", "all"])))]
     Install {
         #[command(flatten)]
         db: DbArg,
         /// Table to capture (repeat for several).
-        #[arg(long = "table", value_name = "NAME", required_unless_present = "all", conflicts_with = "all")]
+        #[arg(long = "table", value_name = "NAME")]
         tables: Vec<String>,
         /// Capture every ordinary table (views, virtual tables and
         /// internal tables are left out).

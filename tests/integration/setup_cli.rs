@@ -131,6 +131,10 @@ fn bad_input_is_refused_with_one_line_and_no_change() {
 
     let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap()]);
     assert_eq!(code, 2, "clap usage error: {err}");
+    assert!(err.contains("<--table <NAME>|--all>") && err.lines().count() == 1, "names both ways: {err}");
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap(), "--all", "--table", "t"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("'--all' cannot be used with '--table <NAME>'"), "{err}");
 }
 
 #[test]
