@@ -222,18 +222,25 @@ INSERT INTO int_text SELECT CASE i % 5 WHEN 0 THEN i WHEN 1 THEN i + 0.25 WHEN 2
     assert_equal(&db.path, &replica, &KEYED_TABLES);
 }
 
+/// A captured source with `t(id INTEGER PRIMARY KEY, v TEXT)` holding rows
+/// 1 to `rows`, and where its replica goes.
+fn numbered(rows: usize) -> (TempDb, std::path::PathBuf) {
+    let db = TempDb::with_schema(&format!(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+         INSERT INTO t SELECT i, 'v' || i FROM n;"
+    ));
+    db.install(&["t"]);
+    let replica = db.dir.path().join("replica.db");
+    (db, replica)
+}
+
 /// A table copied whole in one statement still stops when asked: the stop
 /// interrupts SQLite's copy, nothing of the reseed is committed, the
 /// replica keeps what it had, and the next run copies the table exactly.
 #[test]
 fn a_copy_in_one_statement_stops_when_asked() {
-    let db = TempDb::with_schema(
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
-         INSERT INTO t SELECT i, 'v' || i FROM n;",
-    );
-    db.install(&["t"]);
-    let replica = db.dir.path().join("replica.db");
+    let (db, replica) = numbered(300_000);
     Engine::builder(&db.path).open().unwrap().drain(&mut SqliteTarget::open(&replica).unwrap()).unwrap();
     sqlite3(&db.path, "DELETE FROM t WHERE id % 2 = 0;");
 
@@ -337,13 +344,7 @@ fn a_users_table_with_a_unique_key_the_source_lacks_is_refused() {
 /// had.
 #[test]
 fn a_copy_that_does_not_land_every_row_is_refused() {
-    let db = TempDb::with_schema(
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
-         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
-         INSERT INTO t SELECT i, 'v' || i FROM n;",
-    );
-    db.install(&["t"]);
-    let replica = db.dir.path().join("replica.db");
+    let (db, replica) = numbered(1000);
     sqlite3(
         &replica,
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);

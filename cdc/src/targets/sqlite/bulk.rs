@@ -27,16 +27,14 @@ impl BulkCopy for SqliteTarget {
     }
 
     fn copy_rows(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize, stop: &StopHandle) -> Result<CopyBatch> {
-        // A copy in one statement can take long (a whole table): every
-        // 100 000 SQLite instructions (about 20 000 rows) it looks whether
-        // to stop; a stop interrupts it, and SQLite rolls the bootstrap's
-        // transaction back.
-        // (Asked before the handler is in place: the handler is removed on
-        // every path that installed it.)
         let whole = match from {
             CopyFrom::Start => self.copies_whole(table).map_err(|e| self.copy_error(e, &table.name))?,
             _ => false,
         };
+        // A copy in one statement can take long (a whole table): every
+        // 100 000 SQLite instructions (about 20 000 rows) it looks whether
+        // to stop; a stop interrupts it, and SQLite rolls the bootstrap's
+        // transaction back. Removed whatever the copy did.
         let stop = stop.clone();
         self.conn.progress_handler(100_000, Some(move || stop.is_stopped()))?;
         let copied = if whole { self.copy_whole(table) } else { self.copy_batch(table, from, limit) };
@@ -112,19 +110,18 @@ impl SqliteTarget {
     /// Whether `table` is copied whole by one `INSERT … SELECT *`, which
     /// SQLite runs as a transfer of raw records into the empty table (the
     /// transfer `VACUUM` uses: no value decoded, no row re-encoded; 1.6x
-    /// faster than batches of rowid ranges, which it cannot serve). SQLite
-    /// declines the transfer for a table with a `CHECK` constraint (a
-    /// source attached read only has its checks left out, so the two
-    /// definitions differ to it) or a trigger or an index of the replica's
-    /// own, and copies row by row: as exact, as fast as the batches, only
-    /// without progress between 0 and the end. Only
-    /// where that statement copies exactly what the batches would, even
-    /// if SQLite declines the transfer and copies row by row: the
-    /// replica's table has the source's very definition (so `*` names the
-    /// same columns in the same order), no generated column (`*` would
-    /// name it), and rows found by an `INTEGER PRIMARY KEY` or a `WITHOUT
-    /// ROWID` key (SQLite's row-by-row copy, and its transfer into a table
-    /// without an index, number other tables' rows anew).
+    /// faster than batches of rowid ranges, which it cannot serve).
+    ///
+    /// Only where that statement copies exactly what the batches would,
+    /// even when SQLite declines the transfer and copies row by row (a
+    /// `CHECK` constraint, which a source attached read only leaves out,
+    /// so the definitions differ to SQLite; a trigger or an index of the
+    /// replica's own): the replica's table has the source's very
+    /// definition (so `*` names the same columns in the same order), no
+    /// generated column (`*` would name it), and rows found by an `INTEGER
+    /// PRIMARY KEY` or a `WITHOUT ROWID` key (SQLite's row-by-row copy, and
+    /// its transfer into a table without an index, number other tables'
+    /// rows anew).
     pub(super) fn copies_whole(&self, table: &TableDesc) -> Result<bool> {
         if table.columns.iter().any(|c| c.generated) || !(table.without_rowid || table.integer_primary_key().is_some())
         {
@@ -144,17 +141,21 @@ impl SqliteTarget {
     /// Copies the whole of `table` in one statement (see
     /// [`Self::copies_whole`]).
     pub(super) fn copy_whole(&mut self, table: &TableDesc) -> Result<CopyBatch> {
-        if self.attached.is_none() || !self.in_tx {
-            return Err(Error::Internal(format!("replica {}: no source attached to copy from", self.path.display())));
-        }
+        self.copying()?;
         let rows = self.conn.prepare_cached(&table.copy_whole_sql(SOURCE_SCHEMA))?.execute([])?;
         Ok(CopyBatch { rows: rows as u64, next: None })
     }
 
-    pub(super) fn copy_batch(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch> {
+    /// A copy needs the source attached and the bootstrap's transaction open.
+    fn copying(&self) -> Result<()> {
         if self.attached.is_none() || !self.in_tx {
             return Err(Error::Internal(format!("replica {}: no source attached to copy from", self.path.display())));
         }
+        Ok(())
+    }
+
+    pub(super) fn copy_batch(&mut self, table: &TableDesc, from: &CopyFrom, limit: usize) -> Result<CopyBatch> {
+        self.copying()?;
         if let Some(bound) = table.copy_bound_sql(SOURCE_SCHEMA) {
             let from = match from {
                 CopyFrom::Start => i64::MIN,
