@@ -71,6 +71,7 @@ impl Engine {
             let failure = match failure {
                 Failure::Source(e)
                     if !e.is_transient()
+                        && !self.source.parked
                         && crate::log::log_format(&self.source.conn)
                             .is_ok_and(|f| f == crate::log::LogFormat::None) =>
                 {

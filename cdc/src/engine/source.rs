@@ -357,6 +357,12 @@ fn gone(path: &Path) -> impl Fn(Error) -> Error + '_ {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             Error::SourceGone(path.to_path_buf())
         }
+        // Renamed away between `db::open`'s look and SQLite's open.
+        Error::SqliteAt { ref source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) && !path.exists() =>
+        {
+            Error::SourceGone(path.to_path_buf())
+        }
         e @ (Error::NothingCaptured(_) | Error::NotCapturedIn { .. } | Error::UnknownTables { .. }) => {
             Error::NotReady(Box::new(e))
         }
