@@ -167,6 +167,8 @@ mod error;
 mod event;
 pub mod fix;
 pub mod json;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod lock;
 pub mod log;
 #[cfg(feature = "nats")]

@@ -1,5 +1,6 @@
 //! Target strings: `sqlite:PATH`, `jsonl:PATH`, `jsonl:-`, `bincode:PATH`,
-//! `http(s)://URL`, `nats://HOST:PORT/STREAM`, parsed and opened.
+//! `http(s)://URL`, `nats://HOST:PORT/STREAM`, `kafka://HOST:PORT/PREFIX`,
+//! parsed and opened.
 
 use std::path::PathBuf;
 
@@ -31,11 +32,16 @@ pub enum TargetSpec {
     /// ([`crate::nats::NatsTarget`]), checked but not yet contacted.
     #[cfg(feature = "nats")]
     Nats(crate::nats::NatsUrl),
+    /// `kafka://HOST:PORT[,HOST:PORT…]/PREFIX`: Kafka topics
+    /// `PREFIX.TABLE` ([`crate::kafka::KafkaTarget`]), checked but not yet
+    /// contacted.
+    #[cfg(feature = "kafka")]
+    Kafka(crate::kafka::KafkaUrl),
 }
 
 #[cfg(feature = "http")]
-const FORMS: &str =
-    "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL, https://URL or nats://HOST:PORT/STREAM";
+const FORMS: &str = "expected sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH, http://URL, https://URL, \
+                     nats://HOST:PORT/STREAM or kafka://HOST:PORT/PREFIX";
 #[cfg(not(feature = "http"))]
 const FORMS: &str = "expected sqlite:PATH, jsonl:PATH, jsonl:- or bincode:PATH";
 
@@ -53,6 +59,15 @@ impl std::str::FromStr for TargetSpec {
             #[cfg(not(feature = "nats"))]
             return Err(Error::InvalidSetting(format!(
                 "bad target {:?}: this build has no NATS target (enable the \"nats\" feature of sqlite-cdc)",
+                redacted(spec)
+            )));
+        }
+        if spec.starts_with("kafka://") {
+            #[cfg(feature = "kafka")]
+            return Ok(TargetSpec::Kafka(spec.parse()?));
+            #[cfg(not(feature = "kafka"))]
+            return Err(Error::InvalidSetting(format!(
+                "bad target {:?}: this build has no Kafka target (enable the \"kafka\" feature of sqlite-cdc)",
                 redacted(spec)
             )));
         }
@@ -124,6 +139,8 @@ impl TargetSpec {
             TargetSpec::Http(url) => redacted(url),
             #[cfg(feature = "nats")]
             TargetSpec::Nats(url) => url.redacted(),
+            #[cfg(feature = "kafka")]
+            TargetSpec::Kafka(url) => url.consumer_name(),
         }
     }
 
@@ -160,9 +177,13 @@ impl TargetSpec {
         let debezium = match format {
             EventFormat::Json => None,
             EventFormat::Debezium { tombstones } => {
-                if !self.writes_json() {
+                #[cfg(feature = "kafka")]
+                let kafka = matches!(self, TargetSpec::Kafka(_));
+                #[cfg(not(feature = "kafka"))]
+                let kafka = false;
+                if !self.writes_json() && !kafka {
                     return Err(Error::InvalidSetting(
-                        "the Debezium format is for the jsonl and http targets (a replica or bincode file holds values, not JSON)"
+                        "the Debezium format is for the jsonl, http and kafka targets (a replica or bincode file holds values, not JSON)"
                             .into(),
                     ));
                 }
@@ -189,6 +210,12 @@ impl TargetSpec {
             TargetSpec::Nats(url) => {
                 let name = source.file_stem().map_or("sqlite".into(), |s| s.to_string_lossy().into_owned());
                 Box::new(crate::nats::NatsTarget::connect(url, &name)?)
+            }
+            // Always Debezium's envelope: what Kafka's consumers read.
+            #[cfg(feature = "kafka")]
+            TargetSpec::Kafka(url) => {
+                let name = source.file_stem().map_or("sqlite".into(), |s| s.to_string_lossy().into_owned());
+                Box::new(crate::kafka::KafkaTarget::connect(url, &name)?)
             }
         })
     }
