@@ -87,6 +87,15 @@ pub trait Target {
         Ok(None)
     }
 
+    /// For a target that keeps no state of its own (`open` returned
+    /// `None`): the tables it found it no longer holds when it opened (a
+    /// Kafka topic deleted, a broker that lost its data), whatever the
+    /// consumer's record says. The engine bootstraps them again. Asked
+    /// once after each `open`.
+    fn lost(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Applies events in order.
     fn apply(&mut self, events: &[Event]) -> Result<()>;
 

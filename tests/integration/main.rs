@@ -9,6 +9,8 @@ mod busy;
 mod debezium;
 mod first_hour;
 mod ground;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod nats;
 mod replicator;
 mod rowids;

