@@ -301,7 +301,7 @@ fn bad_addresses_and_unreachable_brokers_are_one_line_and_never_show_credentials
     let before = files(db.dir.path());
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     for bad in [
-        format!("kafka://127.0.0.1/app"),
+        "kafka://127.0.0.1/app".to_string(),
         format!("kafka://u:hunter2@127.0.0.1:{closed}/"),
         format!("kafka://u:hunter2@127.0.0.1:{closed}/app?acks=2"),
         format!("kafka://127.0.0.1:{closed}/a%20b"),
