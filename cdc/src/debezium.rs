@@ -157,6 +157,13 @@ impl Debezium {
         }))
     }
 
+    /// A truncate record of `table` (Debezium's `op` `t`, no images): what
+    /// a target sends when a table's bootstrap begins, so a consumer drops
+    /// rows the new snapshot may no longer have.
+    pub fn truncate(&self, table: &str) -> Json {
+        envelope(None, None, self.source(table, now_ms(), "true", None), "t")
+    }
+
     /// Forgets a held row: the batch it came in was rolled back, and the
     /// engine sends it again.
     pub fn reset(&mut self) {

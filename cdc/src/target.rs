@@ -88,10 +88,10 @@ pub trait Target {
     }
 
     /// For a target that keeps no state of its own (`open` returned
-    /// `None`): the tables it found it no longer holds when it opened (a
-    /// Kafka topic deleted, a broker that lost its data), whatever the
-    /// consumer's record says. The engine bootstraps them again. Asked
-    /// once after each `open`.
+    /// `None`): the tables it found it no longer holds since it was last
+    /// asked (a Kafka topic deleted, a broker that lost its data),
+    /// whatever the consumer's record says. The engine bootstraps them
+    /// again. Asked after each `open` and before each delivery.
     fn lost(&mut self) -> Vec<String> {
         Vec::new()
     }

@@ -45,7 +45,7 @@ pub struct ReplicateArgs {
     #[arg(long = "db", value_name = "PATH", required = true)]
     pub db: Option<PathBuf>,
     /// Where changes go: sqlite:PATH, jsonl:PATH, jsonl:-, bincode:PATH,
-    /// http://URL, https://URL or nats://HOST:PORT/STREAM.
+    /// http://URL, https://URL, nats://HOST:PORT/STREAM or kafka://HOST:PORT/PREFIX.
     #[arg(long, value_name = "TARGET", required = true, value_parser = Checked::<TargetSpec>::new())]
     pub target: Option<TargetSpec>,
     /// Table to follow (repeat for several; default: every captured table).

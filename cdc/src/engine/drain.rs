@@ -172,6 +172,11 @@ impl Engine {
             }
         }
         self.connect(target)?;
+        // Found out while delivering (a topic gone under a Kafka target):
+        // bootstrapped again from this plan on.
+        if let Some(connected) = self.target.as_mut().filter(|c| !c.owned) {
+            super::forget_lost(target, &mut connected.state);
+        }
         self.source.begin_read()?;
         // The tables were checked at one schema cookie: one that moved
         // since (a trigger created, a VACUUM) is checked first.

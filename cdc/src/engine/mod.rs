@@ -253,13 +253,7 @@ impl Engine {
             state.forget(table);
         }
         if !owned {
-            for table in target.lost() {
-                if state.tables.contains_key(&table) {
-                    tracing::warn!(table = %table,
-                        "the target no longer holds this table (its topic is gone: deleted, or the broker lost its data); bootstrapping it again");
-                    state.forget(&table);
-                }
-            }
+            forget_lost(target, &mut state);
         }
         // Tables the target holds that this engine does not follow, still
         // on the source (capture removed while no replicator ran, or left
@@ -302,5 +296,17 @@ impl Engine {
         });
         self.target = Some(Connected { state, owned });
         Ok(())
+    }
+}
+
+/// The tables a target without state of its own says it lost
+/// ([`Target::lost`]) leave `state`: the next plan bootstraps them.
+pub(super) fn forget_lost(target: &mut dyn Target, state: &mut DeliveryState) {
+    for table in target.lost() {
+        if state.tables.contains_key(&table) {
+            tracing::warn!(table = %table,
+                "the target no longer holds this table (its topic is gone: deleted, or the broker lost its data); bootstrapping it again");
+            state.forget(&table);
+        }
     }
 }

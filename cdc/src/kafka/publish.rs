@@ -25,11 +25,42 @@ use cdc_schema::Op;
 /// How long connecting, a metadata request or a topic's creation may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The first delivery that failed since the producer was made; librdkafka
-/// reports deliveries on its own thread.
+/// What became of the records handed to the client since the producer was
+/// made (librdkafka reports deliveries on its own thread): how many are
+/// still waiting for the broker, and the first that failed.
 #[derive(Default)]
 struct Deliveries {
     failed: Mutex<Option<KafkaError>>,
+    waiting: Mutex<u64>,
+    settled: std::sync::Condvar,
+}
+
+impl Deliveries {
+    fn sent(&self) {
+        *self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+    }
+
+    /// A record settled (acknowledged or failed), or refused by the
+    /// client (no report will come for it).
+    fn unsent(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *waiting = waiting.saturating_sub(1);
+        if *waiting == 0 {
+            self.settled.notify_all();
+        }
+    }
+
+    /// Waits until every record sent was acknowledged or failed; `false`
+    /// when `timeout` passed first. (rdkafka's own `flush` looks again
+    /// only every 100 ms: a tenth of a second added to every commit.)
+    fn wait_settled(&self, timeout: Duration) -> bool {
+        let waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (waiting, _) = self
+            .settled
+            .wait_timeout_while(waiting, timeout, |n| *n > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *waiting == 0
+    }
 }
 
 impl ClientContext for Deliveries {
@@ -53,6 +84,7 @@ impl ProducerContext for Deliveries {
             let mut failed = self.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             failed.get_or_insert_with(|| e.clone());
         }
+        self.unsent();
     }
 }
 
@@ -61,6 +93,8 @@ type Client = ThreadedProducer<Deliveries>;
 /// What the target knows of a followed table.
 struct Plan {
     topic: String,
+    /// The topic's partitions (a bootstrap's truncate record goes to each).
+    partitions: i32,
     /// The primary key's columns, in key order; empty: keyed by rowid.
     key: Vec<String>,
     /// The name the rowid key goes by (`rowid`, unless a column has it).
@@ -92,8 +126,13 @@ pub struct KafkaTarget {
     held_keys: VecDeque<Option<Vec<u8>>>,
     /// A Kafka transaction is open (with `transactional_id`).
     in_transaction: bool,
-    /// Tables whose topic was missing when the target opened.
+    /// What the engine opened it with, to check the topics again.
+    source: Option<Source>,
+    /// Tables whose topic was found missing, not yet told ([`Target::lost`]).
     lost: Vec<String>,
+    /// Check the topics before the next record (after a failure: one may
+    /// be gone).
+    recheck: bool,
     /// Tables already warned about for their other unique keys.
     warned: std::collections::HashSet<String>,
     /// Records were handed to the client since the last commit.
@@ -126,7 +165,9 @@ impl KafkaTarget {
             plans: HashMap::new(),
             held_keys: VecDeque::new(),
             in_transaction: false,
+            source: None,
             lost: Vec::new(),
+            recheck: false,
             warned: Default::default(),
             sent: false,
             broken: false,
@@ -155,6 +196,10 @@ impl KafkaTarget {
                     | InvalidTopic
                     | PolicyViolation
                     | InvalidReplicationFactor
+                    // Another producer took this transactional id:
+                    // taking it back would fence it in turn, forever.
+                    | Fenced
+                    | ProducerFenced
             )
         );
         if refused {
@@ -193,23 +238,25 @@ impl KafkaTarget {
                     "this table has a unique key besides its primary key: a row the source's INSERT OR REPLACE evicts through it gets no delete record; consumers apply creates as upserts through the table's unique keys (see docs/kafka.md)");
             }
             let rowid = t.desc.rowid_alias().unwrap_or("rowid");
-            plans.insert(t.desc.name.to_string(), Plan { topic, key, rowid });
+            plans.insert(t.desc.name.to_string(), Plan { topic, partitions: self.url.partitions, key, rowid });
         }
         let metadata = self
             .producer
             .client()
             .fetch_metadata(None, REQUEST_TIMEOUT)
             .map_err(|e| self.failure("listing topics", &e))?;
-        let existing: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
-        self.lost = source
-            .tables
-            .iter()
-            .filter(|t| !existing.contains(&plans[t.desc.name.as_ref()].topic.as_str()))
-            .map(|t| t.desc.name.to_string())
-            .collect();
+        let existing: HashMap<&str, i32> =
+            metadata.topics().iter().map(|t| (t.name(), t.partitions().len() as i32)).collect();
+        for (table, plan) in plans.iter_mut() {
+            match existing.get(plan.topic.as_str()) {
+                Some(&n) if n > 0 => plan.partitions = n,
+                _ if !self.lost.contains(table) => self.lost.push(table.clone()),
+                _ => {}
+            }
+        }
         let wanted: Vec<String> = std::iter::once(self.url.prefix.clone())
             .chain(plans.values().map(|p| p.topic.clone()))
-            .filter(|t| !existing.contains(&t.as_str()))
+            .filter(|t| !existing.contains_key(t.as_str()))
             .collect();
         if !wanted.is_empty() {
             // -1: the broker's default replication factor.
@@ -271,6 +318,18 @@ impl KafkaTarget {
 
     /// Hands one record to the client, waiting while its queue is full.
     fn send(&mut self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, headers: OwnedHeaders) -> Result<()> {
+        self.send_to(topic, None, key, value, headers)
+    }
+
+    /// [`Self::send`] to `partition`, or the one the key hashes to.
+    fn send_to(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+    ) -> Result<()> {
         if self.url.transactional_id.is_some() && !self.in_transaction {
             self.producer.begin_transaction().map_err(|e| self.failure("beginning a transaction", &e))?;
             self.in_transaction = true;
@@ -279,15 +338,23 @@ impl KafkaTarget {
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
         record.key = key;
         record.payload = value;
+        record.partition = partition;
         loop {
+            // Counted before: its delivery report may come before `send`
+            // returns.
+            self.context.sent();
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    self.context.unsent();
                     self.check_deliveries()?;
                     record = back;
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                Err((e, _)) => return Err(self.failure("producing", &e)),
+                Err((e, _)) => {
+                    self.context.unsent();
+                    return Err(self.failure("producing", &e));
+                }
             }
         }
     }
@@ -363,11 +430,46 @@ impl KafkaTarget {
                 let envelopes = self.debezium.envelopes(std::slice::from_ref(event));
                 self.publish(envelopes, None, (None, None))
             }
+            Event::BootstrapBegin { table, .. } => {
+                let envelopes = self.debezium.envelopes(std::slice::from_ref(event));
+                self.publish(envelopes, None, (None, None))?;
+                // Debezium's truncate, to every partition: a consumer drops
+                // what it holds of the table (from that partition), as the
+                // snapshot that follows may not have every row it had.
+                let value = self.debezium.truncate(table).to_string().into_bytes();
+                let (topic, partitions) = {
+                    let plan = self.plan(table)?;
+                    (plan.topic.clone(), plan.partitions)
+                };
+                for partition in 0..partitions {
+                    let h = self.headers("bootstrap-begin", None, None);
+                    self.send_to(&topic, Some(partition), Some(b"{}"), Some(&value), h)?;
+                }
+                Ok(())
+            }
             other => {
                 let envelopes = self.debezium.envelopes(std::slice::from_ref(other));
                 self.publish(envelopes, None, (None, None))
             }
         }
+    }
+
+    /// Before any record: a producer made again after a failure, the
+    /// topics checked again (one may be gone: made again, and its table
+    /// told lost so the engine bootstraps it).
+    fn ready(&mut self) -> Result<()> {
+        if self.broken {
+            self.remake()?;
+        }
+        if self.recheck
+            && let Some(source) = self.source.take()
+        {
+            let checked = self.ensure_topics(&source);
+            self.source = Some(source);
+            checked?;
+            self.recheck = false;
+        }
+        Ok(())
     }
 
     /// A producer made again after a failure: a clean slate (queued
@@ -422,8 +524,10 @@ fn one_line(e: &impl std::fmt::Display) -> String {
 impl Target for KafkaTarget {
     fn open(&mut self, source: &Source) -> Result<Option<DeliveryState>> {
         self.rollback()?;
+        self.ready()?;
         self.log_id = source.log_id.clone();
         self.ensure_topics(source)?;
+        self.source = Some(source.clone());
         Ok(None)
     }
 
@@ -432,9 +536,7 @@ impl Target for KafkaTarget {
     }
 
     fn apply(&mut self, events: &[Event]) -> Result<()> {
-        if self.broken {
-            self.remake()?;
-        }
+        self.ready()?;
         self.check_deliveries()?;
         events.iter().try_for_each(|e| self.publish_event(e))
     }
@@ -442,15 +544,17 @@ impl Target for KafkaTarget {
     /// Waits until the broker acknowledged every record (or commits the
     /// transaction): only then may the engine record the position.
     fn commit(&mut self, _state: &DeliveryState) -> Result<()> {
+        self.ready()?;
+        if !self.sent {
+            return Ok(());
+        }
         if self.in_transaction {
             self.producer
                 .commit_transaction(self.url.timeout + REQUEST_TIMEOUT)
                 .map_err(|e| self.failure("committing the transaction", &e))?;
             self.in_transaction = false;
-        } else {
-            self.producer
-                .flush(self.url.timeout + REQUEST_TIMEOUT)
-                .map_err(|e| self.failure("waiting for acknowledgements", &e))?;
+        } else if !self.context.wait_settled(self.url.timeout + REQUEST_TIMEOUT) {
+            return Err(self.unavailable("waiting for acknowledgements", &"timed out"));
         }
         self.check_deliveries()?;
         self.sent = false;
@@ -466,9 +570,16 @@ impl Target for KafkaTarget {
             self.in_transaction = false;
         }
         let failed = self.context.failed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
-        self.broken |= std::mem::take(&mut self.sent) || failed;
+        if std::mem::take(&mut self.sent) || failed {
+            self.broken = true;
+            self.recheck = self.source.is_some();
+        }
         self.debezium.reset();
         self.held_keys.clear();
+        // Now, so that a topic found gone is told before the next plan
+        // (while the broker is down this fails, and is tried again before
+        // the next record).
+        let _ = self.ready();
         Ok(())
     }
 }

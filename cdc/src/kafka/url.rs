@@ -45,6 +45,23 @@ impl std::fmt::Debug for KafkaUrl {
 /// How long a record may wait for the broker by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// librdkafka settings the address or its options make, which
+/// `rdkafka.NAME` may not change: where records go (the consumer's name
+/// and position are those of the address), and what delivery relies on.
+const OWN: &[&str] = &[
+    "bootstrap.servers",
+    "metadata.broker.list",
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "transactional.id",
+    "message.timeout.ms",
+    "allow.auto.create.topics",
+    "security.protocol",
+    "sasl.username",
+    "sasl.password",
+];
+
 /// The options a `kafka://` address takes, for messages.
 const KNOWN: &str = "acks, compression, client_id, tls, ca, sasl, transactional_id, partitions, replication, \
                      timeout, rdkafka.NAME";
@@ -57,6 +74,15 @@ impl std::str::FromStr for KafkaUrl {
         let bad = |why: &str| Error::InvalidSetting(format!("bad Kafka address {shown:?}: {why}"));
         let rest = text.strip_prefix("kafka://").ok_or_else(|| bad("expected kafka://HOST:PORT/PREFIX"))?;
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        // An `@` past the authority: most likely a password holding `/`,
+        // `?` or `#`, which the address would show. Not echoed.
+        if rest[end..].contains('@') {
+            return Err(Error::InvalidSetting(
+                "bad Kafka address (not shown: it may hold a password): an '@' after the host; percent-encode \
+                 '/', '?', '#' and '@' in USER:PASSWORD (%2F, %3F, %23, %40) and in option values"
+                    .into(),
+            ));
+        }
         let (authority, tail) = rest.split_at(end);
         let (userinfo, hosts) = authority.rsplit_once('@').map_or(("", authority), |(u, h)| (u, h));
         let mut servers = Vec::new();
@@ -109,7 +135,9 @@ impl std::str::FromStr for KafkaUrl {
                     .ok_or_else(|| bad(&format!("{key} must be a number ≥ {least}")))
             };
             match key.as_ref() {
-                "acks" => acks = one_of(&["all", "1", "0"])?,
+                // acks=0 counts a record delivered before any broker has
+                // it: the position would pass records that never arrive.
+                "acks" => acks = one_of(&["all", "1"])?,
                 "compression" => {
                     let codec = one_of(&["none", "gzip", "snappy", "lz4", "zstd"])?;
                     parsed.settings.push(("compression.type", codec));
@@ -131,7 +159,11 @@ impl std::str::FromStr for KafkaUrl {
                         .ok_or_else(|| bad("timeout must be like 30s or 2m (at least 1s)"))?;
                 }
                 name if name.starts_with("rdkafka.") && name.len() > 8 => {
-                    parsed.extra.push((name["rdkafka.".len()..].to_string(), value.to_string()));
+                    let setting = &name["rdkafka.".len()..];
+                    if OWN.contains(&setting) {
+                        return Err(bad(&format!("{setting} is set by the address or its options, not rdkafka.")));
+                    }
+                    parsed.extra.push((setting.to_string(), value.to_string()));
                 }
                 other => return Err(bad(&format!("unknown or empty option {other:?} (known: {KNOWN})"))),
             }
@@ -153,8 +185,16 @@ impl std::str::FromStr for KafkaUrl {
             parsed.settings.push(("sasl.mechanism", sasl.unwrap_or_else(|| "PLAIN".into())));
         }
         // The idempotent producer (no duplicates or reordering from its
-        // own retries) needs every in-sync replica's acknowledgement.
+        // own retries) needs every in-sync replica's acknowledgement;
+        // without it, one request in flight keeps a key's records in order.
         parsed.settings.push(("enable.idempotence", (acks == "all").to_string()));
+        if acks != "all" {
+            parsed.settings.push(("max.in.flight.requests.per.connection", "1".into()));
+        }
+        // A topic gone is noticed and made again by the target, with its
+        // bootstrap; a producer that made it anew would fill it with
+        // changes only.
+        parsed.settings.push(("allow.auto.create.topics", "false".into()));
         parsed.settings.push(("acks", acks));
         Ok(parsed)
     }
@@ -221,6 +261,19 @@ mod tests {
         let plain: KafkaUrl = "kafka://h:9092/p".parse().unwrap();
         assert_eq!(setting(&plain, "enable.idempotence"), Some("true"));
         assert_eq!(setting(&plain, "security.protocol"), Some("plaintext"));
+        assert_eq!(setting(&u, "max.in.flight.requests.per.connection"), Some("1"));
+        assert_eq!(setting(&plain, "max.in.flight.requests.per.connection"), None);
+        // A password with '/', '?' or '#' not percent-encoded: refused, never shown.
+        for leaky in [
+            "kafka://u:se/cret@h:9092/p",
+            "kafka://u:pa?ss@h:9092/p",
+            "kafka://u:pa#ss@h:9092/p",
+            "kafka://tok/en@h:9092/p",
+        ] {
+            let e = leaky.parse::<KafkaUrl>().unwrap_err().to_string();
+            assert!(!e.contains("cret") && !e.contains("ss@") && !e.contains("en@"), "{e}");
+            assert!(e.starts_with("bad Kafka address"), "{e}");
+        }
         for bad in [
             "kafka://h:9092",
             "kafka://h:9092/",
@@ -234,6 +287,9 @@ mod tests {
             "kafka://u:pw@h:9092/p?partitions=0",
             "kafka://u:pw@h:9092/p?timeout=0s",
             "kafka://u:pw@h:9092/p?transactional_id=t&acks=1",
+            "kafka://u:pw@h:9092/p?acks=0",
+            "kafka://u:pw@h:9092/p?rdkafka.bootstrap.servers=elsewhere:9092",
+            "kafka://u:pw@h:9092/p?rdkafka.enable.idempotence=false",
             "nats://h:9092/p",
         ] {
             let e = bad.parse::<KafkaUrl>().unwrap_err().to_string();

@@ -285,6 +285,64 @@ fn topics_gone_while_no_replicator_ran_are_bootstrapped_again() {
     wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &APP_TABLES);
 }
 
+/// A table bootstrapped again (VACUUM renumbers a keyless table's rowids,
+/// the keys of its records): the truncate record before the snapshot lets
+/// a consumer drop the keys the snapshot no longer has.
+#[test]
+fn a_table_bootstrapped_again_drops_the_keys_it_no_longer_has() {
+    let broker = KafkaBroker::start();
+    let db = app_db();
+    python_workload(&db.path, 76, 150);
+    sqlite3(&db.path, "INSERT INTO nokey VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd');");
+    let url = broker.url("app", "");
+    assert_eq!(once(&db.path, &url).0, 0);
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &APP_TABLES);
+    sqlite3(&db.path, "DELETE FROM nokey WHERE rowid % 2 = 1; VACUUM;");
+    let (code, err) = once(&db.path, &url);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("bootstrapped table=nokey"), "{err}");
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &APP_TABLES);
+}
+
+/// The broker freezes in the middle of a bootstrap, then, once followed
+/// again, is replaced by an empty one while the sidecar runs (a broker
+/// that lost its data): the bootstrap is sent again once the broker
+/// answers, and the lost topics are made again and bootstrapped. The
+/// sidecar never exits.
+#[test]
+fn a_broker_frozen_mid_bootstrap_or_emptied_while_running_is_followed_again() {
+    let broker = KafkaBroker::start();
+    let db = app_db();
+    sqlite3(
+        &db.path,
+        "CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT);          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000)          INSERT INTO big SELECT i, printf('row %d', i) FROM n;",
+    );
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap(), "--table", "big"]);
+    assert_eq!(code, 0, "{err}");
+    python_workload(&db.path, 77, 100);
+    let url = broker.url("app", "timeout=2s");
+    let mut sidecar = Sidecar::start(
+        &["--db", db.path.to_str().unwrap(), "--target", &url, "--poll-interval", "20ms"],
+        &db.dir.path().join("sidecar.log"),
+    );
+    let mut tables = APP_TABLES.to_vec();
+    tables.push("big");
+    wait_until("the bootstrap starts", LONG, || sidecar.log().contains("bootstrapping it table=big"));
+    broker.pause(true);
+    wait_until("the outage is said", LONG, || sidecar.log().contains("transient failure"));
+    broker.pause(false);
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &tables);
+    assert!(sidecar.running(), "{}", sidecar.log());
+    // An empty broker where the old one was.
+    let port = broker.port;
+    drop(broker);
+    let broker = KafkaBroker::start_on(port);
+    python_workload(&db.path, 78, 100);
+    wait_rebuilt(&broker, "app", "read_uncommitted", &db.path, &tables);
+    assert!(sidecar.running(), "{}", sidecar.log());
+    assert!(sidecar.log().contains("no longer holds this table"), "{}", sidecar.log());
+}
+
 /// Every file in `dir` with its bytes.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
@@ -332,4 +390,14 @@ fn bad_addresses_and_unreachable_brokers_are_one_line_and_never_show_credentials
     let (code, err) = once(&db.path, &broker.url("app", ""));
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("would share the topic app.a_b"), "{err}");
+    // A row larger than a record may be: the run stops in one line (sent
+    // again, it would be refused again), the position not advanced.
+    let big = app_db();
+    sqlite3(&big.path, "INSERT INTO users(id, avatar) VALUES (1, zeroblob(2000000));");
+    let (code, err) = once(&big.path, &broker.url("big", ""));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("too large"), "{err}");
+    assert_eq!(lines_with(&err, "bootstrapped table=users").len(), 0, "{err}");
+    let (code, err) = once(&big.path, &broker.url("big", ""));
+    assert_eq!(code, 1, "refused again, never passed over: {err}");
 }

@@ -5,7 +5,8 @@
 # from its schema change record (topic PREFIX), then op r/c/u is applied
 # as an upsert through the table's unique keys (INSERT OR REPLACE: what
 # the source's own INSERT OR REPLACE evicted without a delete goes too),
-# op d deletes the record key's row; tombstones follow deletes.
+# op d deletes the record key's row; tombstones follow deletes; op t (a
+# bootstrap begins) empties the table.
 #
 # Usage: rebuild.py SERVERS PREFIX ISOLATION
 # Prints one JSON object: {"tables": {name: [after image, ...]}, "records": N,
@@ -65,10 +66,14 @@ for m in records:
     if table not in ddl:
         problems.append(f"{m.topic}@{m.offset}: no schema change record for {table}")
         continue
-    if "cdc-log-id" not in headers or headers.get("cdc-kind") not in ("change", "bootstrap"):
+    if "cdc-log-id" not in headers or headers.get("cdc-kind") not in ("change", "bootstrap", "bootstrap-begin"):
         problems.append(f"{m.topic}@{m.offset}: headers {headers}")
     if env["op"] in ("c", "u", "d") and headers.get("cdc-seq") != str(env["source"]["seq"]):
         problems.append(f"{m.topic}@{m.offset}: cdc-seq {headers.get('cdc-seq')} for seq {env['source'].get('seq')}")
+    if env["op"] == "t":
+        # A bootstrap begins: what the table held goes (one partition here).
+        db.execute(f"DELETE FROM {quote(table)}")
+        continue
     where = " AND ".join(f"{quote(c)} IS ?" for c in key)
     if env["op"] == "d":
         db.execute(f"DELETE FROM {quote(table)} WHERE {where}", list(key.values()))
