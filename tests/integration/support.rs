@@ -233,10 +233,17 @@ impl KafkaBroker {
 
     /// A broker on `port` (a new one, empty, where an earlier one ran).
     pub fn start_on(port: u16) -> KafkaBroker {
+        KafkaBroker::start_advertising(port, port)
+    }
+
+    /// A broker on `port` that tells clients to connect to `advertised`
+    /// (a TLS front relaying to it, say).
+    pub fn start_advertising(port: u16, advertised: u16) -> KafkaBroker {
         let listener = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let log = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(tansu())
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &advertised])
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap())
             .spawn()

@@ -8,22 +8,27 @@
 # op d deletes the record key's row; tombstones follow deletes; op t (a
 # bootstrap begins) empties the table.
 #
-# Usage: rebuild.py SERVERS PREFIX ISOLATION
+# Usage: [CDC_KAFKA_CA=PEM] rebuild.py SERVERS PREFIX ISOLATION
 # Prints one JSON object: {"tables": {name: [after image, ...]}, "records": N,
 # "schema_records": N, "problems": [...]}.
 import json
+import os
 import sqlite3
 import sys
 
 from kafka import KafkaConsumer, TopicPartition
 
 servers, prefix, isolation = sys.argv[1], sys.argv[2], sys.argv[3]
+# CDC_KAFKA_CA: read over TLS, trusting that CA file.
+ca = os.environ.get("CDC_KAFKA_CA")
+tls = {"security_protocol": "SSL", "ssl_cafile": ca} if ca else {}
 consumer = KafkaConsumer(
     bootstrap_servers=servers,
     enable_auto_commit=False,
     consumer_timeout_ms=1500,
     isolation_level=isolation,
     request_timeout_ms=30000,
+    **tls,
 )
 
 
