@@ -175,7 +175,7 @@ impl Engine {
         // Found out while delivering (a topic gone under a Kafka target):
         // bootstrapped again from this plan on.
         if let Some(connected) = self.target.as_mut().filter(|c| !c.owned) {
-            super::forget_lost(target, &mut connected.state);
+            super::forget_lost(target, &mut connected.state, self.settings.bootstrap)?;
         }
         self.source.begin_read()?;
         // The tables were checked at one schema cookie: one that moved

@@ -253,7 +253,7 @@ impl Engine {
             state.forget(table);
         }
         if !owned {
-            forget_lost(target, &mut state);
+            forget_lost(target, &mut state, self.settings.bootstrap)?;
         }
         // Tables the target holds that this engine does not follow, still
         // on the source (capture removed while no replicator ran, or left
@@ -300,13 +300,20 @@ impl Engine {
 }
 
 /// The tables a target without state of its own says it lost
-/// ([`Target::lost`]) leave `state`: the next plan bootstraps them.
-pub(super) fn forget_lost(target: &mut dyn Target, state: &mut DeliveryState) {
+/// ([`Target::lost`]) leave `state`: the next plan bootstraps them. With
+/// `--bootstrap never` that is refused, as for a table the log was pruned
+/// past (following it on would leave the target without its rows).
+pub(super) fn forget_lost(target: &mut dyn Target, state: &mut DeliveryState, mode: BootstrapMode) -> Result<()> {
     for table in target.lost() {
-        if state.tables.contains_key(&table) {
-            tracing::warn!(table = %table,
-                "the target no longer holds this table (its topic is gone: deleted, or the broker lost its data); bootstrapping it again");
-            state.forget(&table);
+        if !state.tables.contains_key(&table) {
+            continue;
         }
+        let why = "the target no longer holds this table (its topic is gone: deleted, or the broker lost its data)";
+        if mode == BootstrapMode::Never {
+            return Err(Error::BootstrapNeeded { table: Some(table), why: why.into() });
+        }
+        tracing::warn!(table = %table, "{why}; bootstrapping it again");
+        state.forget(&table);
     }
+    Ok(())
 }

@@ -130,6 +130,9 @@ pub struct KafkaTarget {
     source: Option<Source>,
     /// Tables whose topic was found missing, not yet told ([`Target::lost`]).
     lost: Vec<String>,
+    /// Tables whose topic is missing and not made again yet: only their
+    /// bootstrap makes it.
+    missing: std::collections::HashSet<String>,
     /// Check the topics before the next record (after a failure: one may
     /// be gone).
     recheck: bool,
@@ -137,6 +140,8 @@ pub struct KafkaTarget {
     warned: std::collections::HashSet<String>,
     /// Records were handed to the client since the last commit.
     sent: bool,
+    /// Where a change's envelope is written (librdkafka copies it).
+    buffer: Vec<u8>,
     /// A failure left the producer in doubt: made again before the next
     /// record.
     broken: bool,
@@ -147,7 +152,13 @@ impl KafkaTarget {
     /// `transactional_id`, fences any earlier producer of that id. Topics
     /// are made when the engine opens the target.
     pub fn connect(url: &KafkaUrl, source_name: &str) -> Result<KafkaTarget> {
-        let unreachable = |e: KafkaError| Error::Unreachable { server: url.redacted(), message: one_line(&e) };
+        let unreachable = |e: KafkaError| match e {
+            // librdkafka refused its settings (an `rdkafka.` one, say).
+            KafkaError::ClientCreation(why) => {
+                Error::InvalidSetting(format!("bad Kafka settings in {}: {}", url.redacted(), one_line(&why)))
+            }
+            e => Error::Unreachable { server: url.redacted(), message: one_line(&e) },
+        };
         let (producer, context) = producer(url).map_err(unreachable)?;
         let admin = config(url).create().map_err(unreachable)?;
         producer.client().fetch_metadata(None, REQUEST_TIMEOUT).map_err(unreachable)?;
@@ -167,9 +178,11 @@ impl KafkaTarget {
             in_transaction: false,
             source: None,
             lost: Vec::new(),
+            missing: Default::default(),
             recheck: false,
             warned: Default::default(),
             sent: false,
+            buffer: Vec::new(),
             broken: false,
         })
     }
@@ -209,10 +222,16 @@ impl KafkaTarget {
         }
     }
 
-    /// Makes every followed table's topic (and the schema change topic)
-    /// where missing. Two tables whose names give the same topic are
-    /// refused: their records would mix.
-    fn ensure_topics(&mut self, source: &Source) -> Result<()> {
+    /// Plans every followed table and looks at which topics exist. A table
+    /// whose topic is missing is told lost ([`Target::lost`]) and its topic
+    /// made only when its bootstrap begins ([`Self::make_topics`]): a topic
+    /// made before would be empty, and a run that ended before the
+    /// bootstrap would leave the next one taking it for held. The schema
+    /// change topic is made here; found missing, every table counts as
+    /// lost (their schema records come with their bootstraps). Two tables
+    /// whose names give the same topic are refused: their records would
+    /// mix.
+    fn check_topics(&mut self, source: &Source) -> Result<()> {
         let mut plans = HashMap::new();
         let mut owners: HashMap<String, &str> = HashMap::new();
         for t in &source.tables {
@@ -247,51 +266,76 @@ impl KafkaTarget {
             .map_err(|e| self.failure("listing topics", &e))?;
         let existing: HashMap<&str, i32> =
             metadata.topics().iter().map(|t| (t.name(), t.partitions().len() as i32)).collect();
+        let mut missing = std::collections::HashSet::new();
         for (table, plan) in plans.iter_mut() {
             match existing.get(plan.topic.as_str()) {
                 Some(&n) if n > 0 => plan.partitions = n,
-                _ if !self.lost.contains(table) => self.lost.push(table.clone()),
-                _ => {}
-            }
-        }
-        let wanted: Vec<String> = std::iter::once(self.url.prefix.clone())
-            .chain(plans.values().map(|p| p.topic.clone()))
-            .filter(|t| !existing.contains_key(t.as_str()))
-            .collect();
-        if !wanted.is_empty() {
-            // -1: the broker's default replication factor.
-            let replication = self.url.replication.unwrap_or(-1);
-            let topics: Vec<NewTopic> = wanted
-                .iter()
-                .map(|t| NewTopic::new(t, self.url.partitions, TopicReplication::Fixed(replication)))
-                .collect();
-            let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
-            let results = futures_executor::block_on(self.admin.create_topics(&topics, &options))
-                .map_err(|e| self.failure("creating topics", &e))?;
-            for result in results {
-                match result {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((topic, code)) => {
-                        return Err(self.failure(&format!("creating topic {topic}"), &KafkaError::AdminOp(code)));
-                    }
+                _ => {
+                    missing.insert(table.clone());
                 }
             }
         }
+        if !existing.contains_key(self.url.prefix.as_str()) {
+            self.make_topics(std::slice::from_ref(&self.url.prefix))?;
+            missing.extend(plans.keys().cloned());
+        }
+        for table in &missing {
+            if !self.lost.contains(table) {
+                self.lost.push(table.clone());
+            }
+        }
         self.plans = plans;
+        self.missing = missing;
         Ok(())
     }
 
+    /// Makes topics (those that exist already are left as they are).
+    fn make_topics(&self, names: &[String]) -> Result<()> {
+        // -1: the broker's default replication factor.
+        let replication = self.url.replication.unwrap_or(-1);
+        let topics: Vec<NewTopic> =
+            names.iter().map(|t| NewTopic::new(t, self.url.partitions, TopicReplication::Fixed(replication))).collect();
+        let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
+        let results = futures_executor::block_on(self.admin.create_topics(&topics, &options))
+            .map_err(|e| self.failure("creating topics", &e))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(self.failure(&format!("creating topic {topic}"), &KafkaError::AdminOp(code)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `table`'s topic, when it is there to take records: one found gone
+    /// is made again only by its table's bootstrap.
+    fn topic_of(&self, table: &str) -> Result<String> {
+        if self.missing.contains(table) {
+            return Err(Error::Unavailable {
+                target: self.url.redacted(),
+                message: format!("the topic of table {table:?} is gone; it is made again with the table's bootstrap"),
+            });
+        }
+        Ok(self.plan(table)?.topic.clone())
+    }
+
     /// The record key of `row` of `table` (see [`crate::kafka`]).
+    ///
+    /// A rowid table's primary key that is not its rowid takes NULLs, as
+    /// many rows as like (SQLite's old quirk): such a row is keyed by its
+    /// rowid, what tells it from the others.
     fn key(&self, table: &str, columns: &[String], row: &Row) -> Result<Option<Vec<u8>>> {
         let plan = self.plan(table)?;
         let mut key = Map::new();
-        if plan.key.is_empty() {
-            let Some(rowid) = row.rowid else { return Ok(None) };
-            key.insert(plan.rowid.to_string(), Json::from(rowid));
-        }
         for name in &plan.key {
             let value = columns.iter().position(|c| c == name).and_then(|i| row.values.get(i));
             key.insert(name.clone(), value.map_or(Json::Null, crate::debezium::value));
+        }
+        if key.is_empty() || key.values().any(Json::is_null) {
+            let Some(rowid) = row.rowid else { return Ok(Some(Json::Object(key).to_string().into_bytes())) };
+            key = Map::from_iter([(plan.rowid.to_string(), Json::from(rowid))]);
         }
         Ok(Some(Json::Object(key).to_string().into_bytes()))
     }
@@ -379,7 +423,7 @@ impl KafkaTarget {
     ) -> Result<()> {
         for envelope in envelopes.into_iter().flatten() {
             let table = envelope["source"]["table"].as_str().unwrap_or_default().to_string();
-            let topic = self.plan(&table)?.topic.clone();
+            let topic = self.topic_of(&table)?;
             let value = envelope.to_string().into_bytes();
             if envelope["op"] == "r" {
                 let key = self.held_keys.pop_front().flatten();
@@ -405,13 +449,32 @@ impl KafkaTarget {
             // A new key is another row to a consumer that keys by it.
             let delete = Change { op: Op::Delete, after: None, ..c.clone() };
             let insert = Change { op: Op::Insert, before: None, ..c.clone() };
-            let envelopes = self.debezium.envelopes(&[Event::Change(delete)]);
-            self.publish(envelopes, before.as_deref(), stamp)?;
-            let envelopes = self.debezium.envelopes(&[Event::Change(insert)]);
-            return self.publish(envelopes, after.as_deref(), stamp);
+            self.send_change(&delete, before.as_deref(), stamp)?;
+            return self.send_change(&insert, after.as_deref(), stamp);
         }
-        let envelopes = self.debezium.envelopes(std::slice::from_ref(&Event::Change(c.clone())));
-        self.publish(envelopes, after.as_deref().or(before.as_deref()), stamp)
+        self.send_change(c, after.as_deref().or(before.as_deref()), stamp)
+    }
+
+    /// One change's record under `key` (its envelope written straight into
+    /// a reused buffer), and a tombstone after a delete.
+    fn send_change(&mut self, c: &Change, key: Option<&[u8]>, stamp: (Option<i64>, Option<i64>)) -> Result<()> {
+        if self.debezium.holds_row() {
+            let envelopes = self.debezium.envelopes(std::slice::from_ref(&Event::Change(c.clone())));
+            return self.publish(envelopes, key, stamp);
+        }
+        let topic = self.topic_of(&c.table)?;
+        let mut value = std::mem::take(&mut self.buffer);
+        value.clear();
+        let written = self.debezium.write_change(c, &mut value).map_err(|e| Error::Encode(e.to_string()));
+        let h = self.headers("change", stamp.0, stamp.1);
+        let sent = written.and_then(|()| self.send(&topic, key, Some(&value), h));
+        self.buffer = value;
+        sent?;
+        if c.op == Op::Delete {
+            let h = self.headers("change", stamp.0, stamp.1);
+            self.send(&topic, key, None, h)?;
+        }
+        Ok(())
     }
 
     fn publish_event(&mut self, event: &Event) -> Result<()> {
@@ -441,6 +504,10 @@ impl KafkaTarget {
                     let plan = self.plan(table)?;
                     (plan.topic.clone(), plan.partitions)
                 };
+                if self.missing.contains(table.as_ref()) {
+                    self.make_topics(std::slice::from_ref(&topic))?;
+                    self.missing.remove(table.as_ref());
+                }
                 for partition in 0..partitions {
                     let h = self.headers("bootstrap-begin", None, None);
                     self.send_to(&topic, Some(partition), Some(b"{}"), Some(&value), h)?;
@@ -464,7 +531,7 @@ impl KafkaTarget {
         if self.recheck
             && let Some(source) = self.source.take()
         {
-            let checked = self.ensure_topics(&source);
+            let checked = self.check_topics(&source);
             self.source = Some(source);
             checked?;
             self.recheck = false;
@@ -511,6 +578,11 @@ fn producer(url: &KafkaUrl) -> std::result::Result<(Client, Arc<Deliveries>), Ka
     c.set("message.timeout.ms", url.timeout.as_millis().to_string());
     if let Some(id) = &url.transactional_id {
         c.set("transactional.id", id);
+        // librdkafka wants it at least the message timeout; a bootstrap is
+        // one transaction, so more may be needed (`rdkafka.` sets it).
+        if !url.extra.iter().any(|(name, _)| name == "transaction.timeout.ms") {
+            c.set("transaction.timeout.ms", url.timeout.max(Duration::from_secs(60)).as_millis().to_string());
+        }
     }
     let context = Deliveries::default();
     let producer: Client = c.create_with_context(context)?;
@@ -528,7 +600,7 @@ impl Target for KafkaTarget {
         self.rollback()?;
         self.ready()?;
         self.log_id = source.log_id.clone();
-        self.ensure_topics(source)?;
+        self.check_topics(source)?;
         self.source = Some(source.clone());
         Ok(None)
     }

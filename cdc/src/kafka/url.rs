@@ -60,6 +60,14 @@ const OWN: &[&str] = &[
     "security.protocol",
     "sasl.username",
     "sasl.password",
+    // Order and placement of one key's records.
+    "max.in.flight",
+    "max.in.flight.requests.per.connection",
+    "partitioner",
+    "enable.gapless.guarantee",
+    "queuing.strategy",
+    // Another name of message.timeout.ms (`?timeout=`).
+    "delivery.timeout.ms",
 ];
 
 /// The options a `kafka://` address takes, for messages.
@@ -290,6 +298,9 @@ mod tests {
             "kafka://u:pw@h:9092/p?acks=0",
             "kafka://u:pw@h:9092/p?rdkafka.bootstrap.servers=elsewhere:9092",
             "kafka://u:pw@h:9092/p?rdkafka.enable.idempotence=false",
+            "kafka://u:pw@h:9092/p?rdkafka.max.in.flight=5",
+            "kafka://u:pw@h:9092/p?rdkafka.partitioner=random",
+            "kafka://u:pw@h:9092/p?rdkafka.delivery.timeout.ms=5",
             "nats://h:9092/p",
         ] {
             let e = bad.parse::<KafkaUrl>().unwrap_err().to_string();

@@ -139,14 +139,21 @@ fn wait_rebuilt(broker: &KafkaBroker, prefix: &str, isolation: &str, db: &Path, 
 
 fn all_tables() -> Vec<&'static str> {
     let mut t = APP_TABLES.to_vec();
-    t.push(WEIRD);
+    t.extend([WEIRD, "nk"]);
     t
 }
 
+/// With a table whose name a topic cannot hold, and one whose TEXT
+/// primary key takes NULLs (a rowid table: SQLite lets any number of rows
+/// have a NULL key; they are keyed by rowid).
 fn app_with_weird_table() -> crate::support::TempDb {
     let db = app_db();
-    sqlite3(&db.path, &format!("CREATE TABLE \"{WEIRD}\"(id INTEGER PRIMARY KEY, v);"));
-    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", db.path.to_str().unwrap(), "--table", WEIRD]);
+    sqlite3(
+        &db.path,
+        &format!("CREATE TABLE \"{WEIRD}\"(id INTEGER PRIMARY KEY, v); CREATE TABLE nk(k TEXT PRIMARY KEY, v);"),
+    );
+    let path = db.path.to_str().unwrap();
+    let (code, _, err) = run_bin("cdc-setup", &["install", "--db", path, "--table", WEIRD, "--table", "nk"]);
     assert_eq!(code, 0, "{err}");
     db
 }
@@ -154,7 +161,10 @@ fn app_with_weird_table() -> crate::support::TempDb {
 fn weird_sql(n: u64) -> String {
     format!(
         "INSERT INTO \"{WEIRD}\"(v) VALUES({n}), ('t{n}'), (x'00ff'), ({n}.5), ({n}.0); \
-         UPDATE OR IGNORE \"{WEIRD}\" SET id = id + 100000 WHERE id % 5 = {}; DELETE FROM \"{WEIRD}\" WHERE id % 7 = {};",
+         UPDATE OR IGNORE \"{WEIRD}\" SET id = id + 100000 WHERE id % 5 = {}; DELETE FROM \"{WEIRD}\" WHERE id % 7 = {}; \
+         INSERT INTO nk VALUES (NULL, 'a{n}'), (NULL, 'b{n}'), ('k{n}', 'c{n}'); \
+         UPDATE nk SET v = v || '!' WHERE k IS NULL AND rowid % 2 = 0; UPDATE nk SET k = 'from null ' || rowid WHERE rowid % 5 = 1; \
+         UPDATE nk SET k = NULL WHERE k = 'k{n}'; DELETE FROM nk WHERE k IS NULL AND rowid % 3 = 0;",
         n % 5,
         n % 7
     )
@@ -288,6 +298,12 @@ fn topics_gone_while_no_replicator_ran_are_bootstrapped_again() {
     drop(broker);
     let broker = KafkaBroker::start_on(port);
     python_workload(&db.path, 75, 50);
+    // Told not to bootstrap: it stops in one line rather than follow the
+    // tables on from changes alone.
+    let (code, _, err) =
+        run_bin("replicator", &["--db", db.path.to_str().unwrap(), "--target", &url, "--once", "--bootstrap", "never"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("topic is gone"), "{err}");
     let (code, err) = once(&db.path, &url);
     assert_eq!(code, 0, "{err}");
     assert_eq!(lines_with(&err, "no longer holds this table").len(), APP_TABLES.len(), "{err}");
