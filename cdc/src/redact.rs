@@ -8,6 +8,16 @@ pub fn redacted(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
+    // A password holding an unencoded '/', '?' or '#' ends the authority
+    // early (`u:se/cret@h`): what stands for a port is not a number, and
+    // an '@' comes later. Everything up to the last '@' is hidden (such
+    // an address is not a valid URL: no consumer is named after it).
+    if !authority.contains('@')
+        && authority.rsplit_once(':').is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()))
+        && let Some(at) = rest.rfind('@')
+    {
+        return redacted(&format!("{scheme}://***@{}", &rest[at + 1..]));
+    }
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
             let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
@@ -45,5 +55,14 @@ mod tests {
         assert_eq!(redacted("http://h/p@x"), "http://h/p@x");
         assert_eq!(redacted("http://h"), "http://h");
         assert_eq!(redacted("https://h/hook?token=abc&x=1#f"), "https://h/hook?token=***&x=***#f");
+        // A password with '/', '?' or '#' left unencoded never shows.
+        for leaky in ["https://u:se/cret@h/p?t=1", "nats://u:pa?ss@h:4222/S", "http://u:pa#ss@h/p"] {
+            let shown = redacted(leaky);
+            assert!(!shown.contains("cret") && !shown.contains("pa"), "{leaky} -> {shown}");
+            assert!(shown.contains("***@h"), "{leaky} -> {shown}");
+        }
+        assert_eq!(redacted("https://u:se/cret@h/p?t=1"), "https://***@h/p?t=***");
+        // A port and an '@' further on stay as they were.
+        assert_eq!(redacted("https://h:8080/p?e=a@b"), "https://h:8080/p?e=***");
     }
 }
