@@ -11,7 +11,6 @@
 //! `target/criterion/kafka-percentiles.json`. Run:
 //! `cargo bench -p cdc-benches --bench kafka`.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use cdc::kafka::{KafkaTarget, KafkaUrl};
 use cdc::signal::SignalKind;
 use cdc::targets::SqliteTarget;
 use cdc::{Engine, Target};
-use cdc_benches::{NARROW, copy_of, fill_narrow, open};
+use cdc_benches::{NARROW, copy_of, fill_narrow, open, percentile, ready};
 
 const ROWS: usize = 20_000;
 
@@ -62,19 +61,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// A fresh copy of the captured, empty `narrow` table, its (empty)
-/// bootstrap already delivered to `target` by the returned engine.
-fn ready(template: &Path, name: &str, target: &mut dyn Target) -> (std::path::PathBuf, Engine) {
-    let source = copy_of(template, name);
-    let mut e = Engine::builder(&source).open().unwrap();
-    e.drain(target).unwrap();
-    (source, e)
 }
 
 fn backlog(c: &mut Criterion, broker: &Broker) {

@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use cdc::signal::SignalKind;
 use cdc::targets::SqliteTarget;
 use cdc::{BootstrapMode, Engine, Event, Source, Target};
-use cdc_benches::{NARROW, open};
+use cdc_benches::{NARROW, open, percentile};
 
 const INTERVAL: Duration = Duration::from_millis(100);
 
@@ -40,10 +40,6 @@ impl Target for Reporting {
     fn rollback(&mut self) -> cdc::Result<()> {
         self.0.rollback()
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 /// What is measured: the replicator with one signal, or the floor.

@@ -23,7 +23,7 @@ use cdc::nats::{Follower, FollowerOptions, NatsTarget, NatsUrl};
 use cdc::signal::SignalKind;
 use cdc::targets::SqliteTarget;
 use cdc::{Engine, Target};
-use cdc_benches::{NARROW, copy_of, fill_narrow, open};
+use cdc_benches::{NARROW, fill_narrow, open, percentile, ready};
 
 const ROWS: usize = 20_000;
 
@@ -69,19 +69,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// A fresh copy of the captured, empty `narrow` table, its (empty)
-/// bootstrap already delivered to `target` by the returned engine.
-fn ready(template: &Path, name: &str, target: &mut dyn Target) -> (std::path::PathBuf, Engine) {
-    let source = copy_of(template, name);
-    let mut e = Engine::builder(&source).open().unwrap();
-    e.drain(target).unwrap();
-    (source, e)
 }
 
 fn backlog(c: &mut Criterion, server: &Server) {

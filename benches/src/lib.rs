@@ -97,3 +97,17 @@ pub fn copy_of(template: &Path, name: &str) -> PathBuf {
     std::fs::copy(template, &path).unwrap();
     path
 }
+
+/// The `p` quantile (0 to 1) of `sorted` durations.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A fresh copy of the captured, empty `narrow` table at `template`, its
+/// (empty) bootstrap already delivered to `target` by the returned engine.
+pub fn ready(template: &Path, name: &str, target: &mut dyn cdc::Target) -> (PathBuf, cdc::Engine) {
+    let source = copy_of(template, name);
+    let mut e = cdc::Engine::builder(&source).open().unwrap();
+    e.drain(target).unwrap();
+    (source, e)
+}
